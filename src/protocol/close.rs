@@ -1,5 +1,7 @@
 //! Close codes (RFC 6455 §7.4) and close-frame payloads.
 
+use super::ProtocolError;
+
 /// A WebSocket close status code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CloseCode(pub u16);
@@ -19,6 +21,90 @@ impl CloseCode {
     /// May a peer send this code in a Close frame? (RFC 6455 §7.4.1/§7.4.2 and the IANA registry:
     /// 1000–1003, 1007–1014 and 3000–4999; never 1004–1006, 1015, <1000, 1016–2999, ≥5000.)
     pub fn is_valid_on_wire(self) -> bool {
-        todo!()
+        matches!(self.0, 1000..=1003 | 1007..=1014 | 3000..=4999)
+    }
+}
+
+/// Validate the payload of a Close frame received from the peer (RFC 6455 §5.5.1, §7.1.5).
+///
+/// Returns the peer's code, or `None` for an empty payload (no code given). A 1-byte payload, a code
+/// that may not appear on the wire, or a reason that is not UTF-8 is a protocol error.
+pub fn parse_close_payload(payload: &[u8]) -> Result<Option<CloseCode>, ProtocolError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(ProtocolError::InvalidClosePayload),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_valid_on_wire() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            std::str::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Some(code))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_validity_matches_the_registry() {
+        for ok in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1011, 1012, 1013, 1014, 3000, 4000, 4999,
+        ] {
+            assert!(CloseCode(ok).is_valid_on_wire(), "{ok} should be valid");
+        }
+        for bad in [
+            0,
+            999,
+            1004,
+            1005,
+            1006,
+            1015,
+            1016,
+            2000,
+            2999,
+            5000,
+            u16::MAX,
+        ] {
+            assert!(
+                !CloseCode(bad).is_valid_on_wire(),
+                "{bad} should be invalid"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_close_payload_is_valid() {
+        assert_eq!(parse_close_payload(&[]), Ok(None));
+    }
+
+    #[test]
+    fn one_byte_close_payload_is_invalid() {
+        assert_eq!(
+            parse_close_payload(&[0x03]),
+            Err(ProtocolError::InvalidClosePayload)
+        );
+    }
+
+    #[test]
+    fn close_code_and_reason_are_checked() {
+        assert_eq!(
+            parse_close_payload(&[0x03, 0xE8]),
+            Ok(Some(CloseCode::NORMAL))
+        );
+        assert_eq!(
+            parse_close_payload(b"\x03\xE8bye \xE2\x9C\x93"),
+            Ok(Some(CloseCode::NORMAL))
+        );
+        assert_eq!(
+            parse_close_payload(&[0x03, 0xED]),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            parse_close_payload(b"\x03\xE8\xFF"),
+            Err(ProtocolError::InvalidUtf8)
+        );
     }
 }
