@@ -1,2 +1,12 @@
 //! Ringcast: a WebSocket edge server on io_uring that pushes live market ticks to browsers.
+//!
+//! The data path, in the order bytes travel:
+//! - `protocol`: RFC 6455 sans-IO (handshake, frames, close handshake);
+//! - `runtime`: one io_uring worker per core (accept, receive, send, timers);
+//! - `http`: the plain-HTTP routes on the same port;
+//! - `server`: starting and stopping workers and processes.
+pub mod config;
+pub mod http;
 pub mod protocol;
+pub mod runtime;
+pub mod server;

@@ -1,0 +1,185 @@
+//! Configuration: every flag also reads an environment variable (`RINGCAST_*`); a bad value is refused at
+//! start-up with a message naming the flag, the variable and the value.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::protocol::Limits;
+use crate::protocol::handshake::HeadLimits;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ringcast",
+    version,
+    about = "WebSocket edge server on io_uring for live market ticks"
+)]
+pub struct Cli {
+    /// Log level or filter (error, warn, info, debug, trace, or a tracing filter such as `ringcast=debug`).
+    #[arg(long, global = true, env = "RINGCAST_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the WebSocket server.
+    Serve(ServeConfig),
+}
+
+/// `ringcast serve`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (IPv4 or IPv6, e.g. `[::]:3001`).
+    #[arg(long, env = "RINGCAST_LISTEN", default_value = "0.0.0.0:3001")]
+    pub listen: SocketAddr,
+    /// Worker threads per process, one per core, each pinned to its core (0 = one per available core).
+    #[arg(long, env = "RINGCAST_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+    /// Server processes sharing the port with SO_REUSEPORT (each with its own workers and its own Redis
+    /// subscriber): the way past a per-process descriptor or memory limit.
+    #[arg(long, env = "RINGCAST_PROCESSES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub processes: u32,
+    /// Conformance profile: echo every data message back (for the Autobahn|Testsuite).
+    #[arg(long, env = "RINGCAST_ECHO")]
+    pub echo: bool,
+    /// Most connections one worker holds (its direct-descriptor table; capped by RLIMIT_NOFILE).
+    #[arg(long, env = "RINGCAST_MAX_CONNS_PER_WORKER", default_value_t = 1 << 20)]
+    pub max_conns_per_worker: u32,
+    /// Largest HTTP request head, in bytes (431 beyond).
+    #[arg(long, env = "RINGCAST_MAX_HEAD_BYTES", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=1 << 20))]
+    pub max_head_bytes: u32,
+    /// Most HTTP request headers (431 beyond).
+    #[arg(long, env = "RINGCAST_MAX_HEADERS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..=1024))]
+    pub max_headers: u32,
+    /// Time allowed to complete the HTTP upgrade (slowloris protection), e.g. `10s`, `500ms`.
+    #[arg(long, env = "RINGCAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Largest frame payload accepted from a client, in bytes (close 1009 beyond, decided from the header).
+    #[arg(long, env = "RINGCAST_MAX_FRAME", default_value_t = 1 << 20)]
+    pub max_frame: u64,
+    /// Largest message accepted from a client, in bytes (close 1009 beyond).
+    #[arg(long, env = "RINGCAST_MAX_MESSAGE", default_value_t = 1 << 20)]
+    pub max_message: usize,
+    /// Most fragments in one client message (close 1008 beyond).
+    #[arg(long, env = "RINGCAST_MAX_FRAGMENTS", default_value_t = 1024)]
+    pub max_fragments: u32,
+    /// How long to wait for the client's Close after ours, and for the client to close TCP after the
+    /// close exchange, e.g. `5s`.
+    #[arg(long, env = "RINGCAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+    /// Receive buffers per worker (a power of two; shared by all its connections).
+    #[arg(long, env = "RINGCAST_RECV_BUFFERS", default_value_t = 512)]
+    pub recv_buffers: u16,
+    /// Size of each receive buffer, in bytes.
+    #[arg(long, env = "RINGCAST_RECV_BUFFER_SIZE", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(512..=1 << 20))]
+    pub recv_buffer_size: u32,
+}
+
+impl ServeConfig {
+    /// Checks that span several flags or depend on the machine. Returns a message naming the bad value.
+    pub fn validate(&mut self) -> Result<(), String> {
+        if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
+            return Err(format!(
+                "--recv-buffers (RINGCAST_RECV_BUFFERS) must be a power of two up to 32768, got {}",
+                self.recv_buffers
+            ));
+        }
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if self.workers == 0 {
+            self.workers = cores;
+        }
+        if self.workers > 1024 {
+            return Err(format!(
+                "--workers (RINGCAST_WORKERS) must be at most 1024, got {}",
+                self.workers
+            ));
+        }
+        if self.max_frame == 0 || self.max_message == 0 {
+            return Err("--max-frame and --max-message must be greater than 0".into());
+        }
+        if self.max_conns_per_worker == 0 {
+            return Err(
+                "--max-conns-per-worker (RINGCAST_MAX_CONNS_PER_WORKER) must be greater than 0"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_frame: self.max_frame,
+            max_message: self.max_message,
+            max_fragments: self.max_fragments,
+            close_timeout_ms: self.close_timeout.as_millis() as u64,
+        }
+    }
+
+    pub fn head_limits(&self) -> HeadLimits {
+        HeadLimits {
+            max_head_bytes: self.max_head_bytes as usize,
+            max_headers: self.max_headers as usize,
+        }
+    }
+}
+
+/// `250ms`, `10s`, `2m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (examples: 250ms, 10s, 2m)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("`{text}`: unknown unit `{unit}` (use ms, s or m)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("10h").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("abc")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let err = Cli::try_parse_from(["ringcast", "serve", "--listen", "nowhere"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--listen") && err.contains("nowhere"), "{err}");
+        let mut cfg = match Cli::try_parse_from(["ringcast", "serve", "--recv-buffers", "100"])
+            .unwrap()
+            .command
+        {
+            Command::Serve(c) => c,
+        };
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .contains("RINGCAST_RECV_BUFFERS")
+        );
+    }
+}

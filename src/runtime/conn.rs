@@ -1,0 +1,217 @@
+//! Per-connection state: what one socket costs in user space.
+//!
+//! An idle open connection is one `Conn` slot in its worker's slab and nothing else: no receive buffer
+//! (the kernel picks one from the shared buffer ring when data arrives), no send queue (allocated while
+//! bytes are waiting, freed when they are gone).
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::protocol::Session;
+
+/// Where a connection is in its life.
+#[derive(Debug, Default)]
+pub enum Phase {
+    /// Slot unused.
+    #[default]
+    Free,
+    /// Reading the HTTP request head. `head` holds the bytes of an incomplete head; `scanned` is where the
+    /// search for its end resumes.
+    Handshake { head: Vec<u8>, scanned: u32 },
+    /// WebSocket open (or in its close handshake). `tail` holds an incomplete frame header or control
+    /// frame between reads (at most 139 bytes; see `Session::receive`).
+    Open { session: Session, tail: Vec<u8> },
+    /// Our last bytes are queued: once sent, the write side is shut and input drained until the peer
+    /// closes or the linger deadline passes (a clean close instead of a reset).
+    Finishing,
+    /// Write side shut; reading until EOF.
+    Lingering,
+    /// Operations cancelled; the descriptor is closed when the last one has completed.
+    Closing,
+}
+
+/// One connection. Size matters (hundreds of thousands per box): checked in tests.
+#[derive(Debug, Default)]
+pub struct Conn {
+    pub phase: Phase,
+    /// Bytes waiting to be sent, if any.
+    pub outbox: Option<Box<Outbox>>,
+    /// The peer's address (for logs and per-address limits).
+    pub peer: Option<IpAddr>,
+    /// Bumped each time the slot is reused; completions carry it, so a stale one is recognised.
+    pub generation: u16,
+    /// The multishot receive is armed.
+    pub recv_armed: bool,
+    /// A send is in flight (the outbox's iovecs are in the kernel's hands).
+    pub sending: bool,
+    /// Listed in the worker's set of connections to flush this loop iteration.
+    pub dirty: bool,
+    /// The descriptor close was submitted.
+    pub close_submitted: bool,
+}
+
+/// A chunk of bytes to send: owned by this connection (handshake response, pong, echo), or a frame shared
+/// with every other subscriber of a symbol (built once, refcounted, never copied).
+#[derive(Debug)]
+pub enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(f) => f,
+        }
+    }
+}
+
+/// Most chunks one send carries (writev-style batching: many frames, one system call).
+const MAX_IOV: usize = 64;
+
+/// The send queue of one connection. Boxed, so the `msghdr` and iovecs handed to the kernel keep their
+/// address while a send is in flight.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: VecDeque<Chunk>,
+    /// The first `in_flight` chunks of `queue` are referenced by `iov` and owned by the kernel.
+    in_flight: usize,
+    /// Bytes of `queue[0]` already sent.
+    offset: usize,
+    /// Bytes queued and not yet sent.
+    pending: usize,
+    iov: Vec<libc::iovec>,
+    msg: libc::msghdr,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Outbox {
+            queue: VecDeque::new(),
+            in_flight: 0,
+            offset: 0,
+            pending: 0,
+            iov: Vec::new(),
+            // SAFETY: msghdr is plain data; all-zero is the empty message.
+            msg: unsafe { std::mem::zeroed() },
+        }
+    }
+}
+
+impl Outbox {
+    /// Queue owned bytes, appending to the last owned chunk when it is not in flight.
+    pub fn push_owned(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.pending += bytes.len();
+        if self.queue.len() > self.in_flight
+            && let Some(Chunk::Owned(last)) = self.queue.back_mut()
+            && last.len() < 16 * 1024
+        {
+            last.extend_from_slice(&bytes);
+            return;
+        }
+        self.queue.push_back(Chunk::Owned(bytes));
+    }
+
+    /// Queue a shared frame.
+    pub fn push_shared(&mut self, frame: Arc<[u8]>) {
+        self.pending += frame.len();
+        self.queue.push_back(Chunk::Shared(frame));
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.pending
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Build the next send from the queued chunks: the `msghdr` to submit, or `None` when a send is
+    /// already in flight or nothing is queued.
+    pub fn prepare_send(&mut self) -> Option<*const libc::msghdr> {
+        if self.in_flight > 0 || self.queue.is_empty() {
+            return None;
+        }
+        self.iov.clear();
+        for (i, chunk) in self.queue.iter().take(MAX_IOV).enumerate() {
+            let bytes = &chunk.bytes()[if i == 0 { self.offset } else { 0 }..];
+            self.iov.push(libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            });
+        }
+        self.in_flight = self.iov.len();
+        self.msg.msg_iov = self.iov.as_mut_ptr();
+        self.msg.msg_iovlen = self.iov.len();
+        Some(&raw const self.msg)
+    }
+
+    /// The in-flight send completed having sent `sent` bytes: drop what went out.
+    pub fn complete(&mut self, mut sent: usize) {
+        self.in_flight = 0;
+        self.pending -= sent.min(self.pending);
+        while let Some(front) = self.queue.front() {
+            let left = front.bytes().len() - self.offset;
+            if sent < left {
+                self.offset += sent;
+                return;
+            }
+            sent -= left;
+            self.offset = 0;
+            self.queue.pop_front();
+        }
+    }
+
+    /// The in-flight send failed: nothing more will be sent.
+    pub fn abandon(&mut self) {
+        self.in_flight = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_connection_is_small() {
+        // An idle open connection costs its slot only; keep it well under the 256-byte budget.
+        let size = size_of::<Conn>();
+        assert!(size <= 160, "Conn is {size} bytes");
+    }
+
+    #[test]
+    fn partial_sends_resume_where_they_stopped() {
+        let mut out = Outbox::default();
+        out.push_owned(b"hello ".to_vec());
+        out.push_shared(Arc::from(&b"world"[..]));
+        assert_eq!(out.pending_bytes(), 11);
+        let msg = out.prepare_send().unwrap();
+        // SAFETY (test): reading the iovec count of our own msghdr.
+        assert_eq!(unsafe { (*msg).msg_iovlen }, 2);
+        assert!(out.prepare_send().is_none(), "one send in flight at a time");
+        out.complete(8);
+        assert_eq!(out.pending_bytes(), 3);
+        out.prepare_send().unwrap();
+        assert_eq!(out.iov[0].iov_len, 3);
+        out.complete(3);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn owned_bytes_coalesce_only_outside_the_send_in_flight() {
+        let mut out = Outbox::default();
+        out.push_owned(b"a".to_vec());
+        out.prepare_send().unwrap();
+        out.push_owned(b"b".to_vec());
+        out.push_owned(b"c".to_vec());
+        assert_eq!(out.queue.len(), 2);
+        out.complete(1);
+        out.prepare_send().unwrap();
+        assert_eq!(out.iov[0].iov_len, 2);
+    }
+}

@@ -1,0 +1,7 @@
+//! The runtime: one worker thread per core, each with its own io_uring, listener and connections.
+pub mod conn;
+pub mod listener;
+pub mod signals;
+pub mod stats;
+pub mod uring;
+pub mod worker;

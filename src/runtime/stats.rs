@@ -1,0 +1,27 @@
+//! Per-worker counters: written by their worker only (relaxed, no contention), summed on scrape.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub accepted: AtomicU64,
+    pub open: AtomicU64,
+    pub closed: AtomicU64,
+    pub handshake_failed: AtomicU64,
+    pub handshake_timeouts: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub close_timeouts: AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+impl WorkerStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Relaxed) + n, Relaxed);
+    }
+    pub fn sub(counter: &AtomicU64, n: u64) {
+        counter.store(counter.load(Relaxed).saturating_sub(n), Relaxed);
+    }
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}

@@ -1,0 +1,644 @@
+//! One worker per core: its own ring, listener, accept loop and connections. A connection lives and dies
+//! on the worker that accepted it; nothing on the connection path is shared or locked.
+//!
+//! Each loop iteration: submit and wait → handle completions (accepts, received bytes, finished sends)
+//! → hand receive buffers back → fire due timers → flush every connection with queued bytes (one send
+//! per socket per iteration, however many frames it carries).
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::ServeConfig;
+use crate::http::{self, Route};
+use crate::protocol::handshake::{self, HeadLimits, HttpError};
+use crate::protocol::session::CloseState;
+use crate::protocol::{Limits, Message, OpCode, Session, frame};
+use crate::runtime::conn::{Conn, Outbox, Phase};
+use crate::runtime::stats::WorkerStats;
+use crate::runtime::uring::{self, AcceptAddr, BufRing, Ring};
+
+/// Accepts kept in flight per worker (each with its own peer-address slot).
+const ACCEPTS: usize = 16;
+/// Longest the loop sleeps without a timer due (also the retry delay of a paused accept).
+const MAX_SLEEP: Duration = Duration::from_millis(500);
+
+/// What a completion was for; packed into its `user_data` with the connection's slot and generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Op {
+    Accept = 1,
+    Recv,
+    Send,
+    Cancel,
+    Shutdown,
+    Close,
+    Wake,
+}
+
+fn user_data(op: Op, generation: u16, slot: u32) -> u64 {
+    (op as u64) << 56 | (generation as u64) << 32 | slot as u64
+}
+
+fn unpack(user_data: u64) -> (u8, u16, u32) {
+    (
+        (user_data >> 56) as u8,
+        (user_data >> 32) as u16,
+        user_data as u32,
+    )
+}
+
+/// What the server does with client messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum App {
+    /// Conformance profile: echo data messages back.
+    Echo,
+    /// The ticker (subscriptions arrive with the market-data layer).
+    Ticker,
+}
+
+/// Settings every worker shares (read-only).
+#[derive(Debug)]
+pub struct WorkerSettings {
+    pub app: App,
+    pub limits: Limits,
+    pub head_limits: HeadLimits,
+    pub handshake_timeout_ms: u64,
+    pub max_conns: u32,
+    pub recv_buffers: u16,
+    pub recv_buffer_size: usize,
+}
+
+impl WorkerSettings {
+    pub fn from_config(cfg: &ServeConfig) -> WorkerSettings {
+        WorkerSettings {
+            app: if cfg.echo { App::Echo } else { App::Ticker },
+            limits: cfg.limits(),
+            head_limits: cfg.head_limits(),
+            handshake_timeout_ms: cfg.handshake_timeout.as_millis() as u64,
+            max_conns: cfg.max_conns_per_worker,
+            recv_buffers: cfg.recv_buffers,
+            recv_buffer_size: cfg.recv_buffer_size as usize,
+        }
+    }
+}
+
+/// State shared between a worker and the threads that steer it.
+#[derive(Debug)]
+pub struct Control {
+    pub stop: AtomicBool,
+    pub wake: OwnedFd,
+    pub stats: WorkerStats,
+}
+
+impl Control {
+    pub fn new() -> std::io::Result<Arc<Control>> {
+        Ok(Arc::new(Control {
+            stop: AtomicBool::new(false),
+            wake: uring::eventfd()?,
+            stats: WorkerStats::default(),
+        }))
+    }
+    /// Ask the worker to stop; it returns from `run` at its next iteration.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        uring::eventfd_signal(self.wake.as_raw_fd());
+    }
+}
+
+/// Fields are dropped in order: the ring goes first, before the memory it may still point into.
+pub struct Worker {
+    ring: Ring,
+    bufs: BufRing,
+    state: State,
+}
+
+/// Everything but the I/O objects, so handlers can borrow a receive buffer and the state at once.
+struct State {
+    id: usize,
+    settings: Arc<WorkerSettings>,
+    control: Arc<Control>,
+    listener: socket2::Socket,
+    conns: Vec<Conn>,
+    accept_addrs: Box<[AcceptAddr]>,
+    accept_armed: [bool; ACCEPTS],
+    /// Accepts failed for lack of a slot; retried when a connection closes or after `MAX_SLEEP`.
+    accept_paused: bool,
+    /// Min-heap of (deadline ms, slot, generation).
+    timers: BinaryHeap<Reverse<(u64, u32, u16)>>,
+    dirty: Vec<u32>,
+    /// Bytes produced while handling input (101, pongs, echoes, closes), moved into an outbox after.
+    scratch: Vec<u8>,
+    wake_buf: Box<u64>,
+    start: Instant,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        listener: socket2::Socket,
+        settings: Arc<WorkerSettings>,
+        control: Arc<Control>,
+    ) -> std::io::Result<Worker> {
+        let files = settings
+            .max_conns
+            .min(uring::nofile_limit().min(1 << 20) as u32);
+        let ring = Ring::new(4096, files)?;
+        let bufs = BufRing::new(settings.recv_buffers, settings.recv_buffer_size)?;
+        let mut worker = Worker {
+            ring,
+            bufs,
+            state: State {
+                id,
+                settings,
+                control,
+                listener,
+                conns: Vec::new(),
+                accept_addrs: (0..ACCEPTS).map(|_| AcceptAddr::default()).collect(),
+                accept_armed: [false; ACCEPTS],
+                accept_paused: false,
+                timers: BinaryHeap::new(),
+                dirty: Vec::new(),
+                scratch: Vec::new(),
+                wake_buf: Box::new(0),
+                start: Instant::now(),
+            },
+        };
+        worker.ring.register_buf_ring(&worker.bufs)?;
+        tracing::debug!(worker = id, slots = files, "worker ready");
+        Ok(worker)
+    }
+
+    /// The event loop; returns when `Control::stop` is called.
+    pub fn run(mut self) -> std::io::Result<()> {
+        let st = &mut self.state;
+        for i in 0..ACCEPTS {
+            st.arm_accept(&mut self.ring, i);
+        }
+        st.arm_wake(&mut self.ring);
+        let mut completions = Vec::with_capacity(1024);
+        while !st.control.stop.load(Ordering::Acquire) {
+            let sleep = st.next_sleep();
+            self.ring.submit_and_wait(sleep)?;
+            self.ring.reap(&mut completions);
+            for (ud, res, flags) in completions.drain(..) {
+                let (op, generation, slot) = unpack(ud);
+                match op {
+                    x if x == Op::Accept as u8 => st.on_accept(&mut self.ring, slot as usize, res),
+                    x if x == Op::Recv as u8 => {
+                        st.on_recv(&mut self.ring, &mut self.bufs, slot, generation, res, flags)
+                    }
+                    x if x == Op::Send as u8 => st.on_send(&mut self.ring, slot, generation, res),
+                    x if x == Op::Close as u8 => st.on_closed(&mut self.ring, slot, generation),
+                    x if x == Op::Wake as u8 => st.arm_wake(&mut self.ring),
+                    _ => {} // cancel and shutdown results carry nothing we act on
+                }
+            }
+            self.bufs.publish();
+            st.fire_timers(&mut self.ring);
+            if st.accept_paused {
+                st.accept_paused = false;
+                for i in 0..ACCEPTS {
+                    st.arm_accept(&mut self.ring, i);
+                }
+            }
+            st.flush(&mut self.ring);
+        }
+        tracing::debug!(worker = st.id, "worker stopped");
+        Ok(())
+    }
+}
+
+impl State {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn next_sleep(&self) -> Duration {
+        match self.timers.peek() {
+            Some(Reverse((due, _, _))) => {
+                Duration::from_millis(due.saturating_sub(self.now_ms())).min(MAX_SLEEP)
+            }
+            None => MAX_SLEEP,
+        }
+    }
+
+    fn arm_accept(&mut self, ring: &mut Ring, i: usize) {
+        if self.accept_armed[i] {
+            return;
+        }
+        self.accept_armed[i] = true;
+        ring.accept(
+            self.listener.as_raw_fd(),
+            &mut self.accept_addrs[i],
+            user_data(Op::Accept, 0, i as u32),
+        );
+    }
+
+    fn arm_wake(&mut self, ring: &mut Ring) {
+        ring.read_eventfd(
+            self.control.wake.as_raw_fd(),
+            &mut self.wake_buf,
+            user_data(Op::Wake, 0, 0),
+        );
+    }
+
+    fn on_accept(&mut self, ring: &mut Ring, i: usize, res: i32) {
+        self.accept_armed[i] = false;
+        if res < 0 {
+            let errno = -res;
+            WorkerStats::add(&self.control.stats.accept_errors, 1);
+            if errno == libc::ENFILE || errno == libc::EMFILE {
+                // Every direct-descriptor slot is taken: the connection waits in the backlog until one frees.
+                if !self.accept_paused {
+                    tracing::warn!(
+                        worker = self.id,
+                        slots = self.conns.len(),
+                        "connection table full; pausing accepts"
+                    );
+                }
+                self.accept_paused = true;
+            } else if errno != libc::EAGAIN && errno != libc::ECONNABORTED && errno != libc::EINTR {
+                tracing::warn!(worker = self.id, error = %std::io::Error::from_raw_os_error(errno), "accept failed");
+                self.accept_paused = true;
+            } else {
+                self.arm_accept(ring, i);
+            }
+            return;
+        }
+        let slot = res as u32;
+        if slot as usize >= self.conns.len() {
+            self.conns.resize_with(slot as usize + 1, Conn::default);
+        }
+        let deadline = self.now_ms() + self.settings.handshake_timeout_ms;
+        let conn = &mut self.conns[slot as usize];
+        conn.generation = conn.generation.wrapping_add(1);
+        conn.phase = Phase::Handshake {
+            head: Vec::new(),
+            scanned: 0,
+        };
+        conn.peer = self.accept_addrs[i].peer();
+        conn.recv_armed = true;
+        conn.close_submitted = false;
+        let generation = conn.generation;
+        ring.recv_multishot(slot, user_data(Op::Recv, generation, slot));
+        self.timers.push(Reverse((deadline, slot, generation)));
+        WorkerStats::add(&self.control.stats.accepted, 1);
+        WorkerStats::add(&self.control.stats.open, 1);
+        tracing::trace!(worker = self.id, slot, peer = ?conn.peer, "accepted");
+        self.arm_accept(ring, i);
+    }
+
+    /// The connection a completion belongs to, unless it is stale (slot reused or freed since).
+    fn live(&mut self, slot: u32, generation: u16) -> Option<&mut Conn> {
+        self.conns
+            .get_mut(slot as usize)
+            .filter(|c| c.generation == generation && !matches!(c.phase, Phase::Free))
+    }
+
+    fn on_recv(
+        &mut self,
+        ring: &mut Ring,
+        bufs: &mut BufRing,
+        slot: u32,
+        generation: u16,
+        res: i32,
+        flags: u32,
+    ) {
+        let bid = uring::buffer_id(flags);
+        let Some(conn) = self.live(slot, generation) else {
+            if let Some(bid) = bid {
+                bufs.give_back(bid);
+            }
+            return;
+        };
+        let rearm = !uring::more(flags);
+        if rearm {
+            conn.recv_armed = false;
+        }
+        match (res, bid) {
+            (n, Some(bid)) if n > 0 => {
+                let data = bufs.get(bid, n as usize);
+                self.on_bytes(ring, slot, data);
+                bufs.give_back(bid);
+            }
+            (n, bid) => {
+                if let Some(bid) = bid {
+                    bufs.give_back(bid);
+                }
+                if n == -libc::ENOBUFS {
+                    // All receive buffers were in use this iteration: simply arm again.
+                } else {
+                    // EOF (0) or a reset: the peer is gone (or, when lingering, done).
+                    if n < 0 && n != -libc::ECANCELED {
+                        tracing::debug!(worker = self.id, slot, error = %std::io::Error::from_raw_os_error(-n), "recv failed");
+                    }
+                    self.close_now(ring, slot);
+                    return;
+                }
+            }
+        }
+        let conn = &mut self.conns[slot as usize];
+        if rearm && !conn.recv_armed && !matches!(conn.phase, Phase::Closing) {
+            conn.recv_armed = true;
+            ring.recv_multishot(slot, user_data(Op::Recv, generation, slot));
+        }
+        if matches!(conn.phase, Phase::Closing) {
+            self.finish_close(ring, slot);
+        }
+    }
+
+    /// Received bytes, by phase.
+    fn on_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
+        match &mut self.conns[slot as usize].phase {
+            Phase::Handshake { .. } => self.on_handshake_bytes(ring, slot, data),
+            Phase::Open { .. } => self.on_frame_bytes(ring, slot, data),
+            // Finishing or lingering: input is read and dropped so the close stays clean.
+            _ => {}
+        }
+    }
+
+    fn on_handshake_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
+        let max_head = self.settings.head_limits.max_head_bytes;
+        let Phase::Handshake { head, scanned } = &mut self.conns[slot as usize].phase else {
+            return;
+        };
+        // Fast path: the whole head arrived in one read; parse it straight from the receive buffer.
+        if head.is_empty() {
+            if let Some(end) = handshake::find_head_end(data, 0) {
+                let (head_bytes, rest) = data.split_at_mut(end);
+                let route = parse_and_route(head_bytes, &self.settings.head_limits);
+                return self.on_route(ring, slot, route, rest);
+            }
+            if data.len() >= max_head {
+                return self.reject(ring, slot, HttpError::HeadTooLarge);
+            }
+            head.extend_from_slice(data);
+            *scanned = head.len().saturating_sub(3) as u32;
+            return;
+        }
+        head.extend_from_slice(data);
+        match handshake::find_head_end(head, *scanned as usize) {
+            Some(end) => {
+                let mut head = std::mem::take(head);
+                let mut rest = head.split_off(end);
+                let route = parse_and_route(&head, &self.settings.head_limits);
+                self.on_route(ring, slot, route, &mut rest);
+            }
+            None if head.len() >= max_head => self.reject(ring, slot, HttpError::HeadTooLarge),
+            None => *scanned = head.len().saturating_sub(3) as u32,
+        }
+    }
+
+    fn on_route(&mut self, ring: &mut Ring, slot: u32, route: Route, rest: &mut [u8]) {
+        match route {
+            Route::Health => {
+                http::write_health(&mut self.scratch);
+                self.finish(ring, slot);
+            }
+            Route::Reject(err) => self.reject(ring, slot, err),
+            Route::Upgrade(upgrade) => {
+                handshake::write_101(&upgrade, None, &mut self.scratch);
+                self.conns[slot as usize].phase = Phase::Open {
+                    session: Session::new(),
+                    tail: Vec::new(),
+                };
+                self.queue_scratch(slot);
+                if !rest.is_empty() {
+                    // Frames that came in the same packet as the handshake, after the 101.
+                    self.on_frame_bytes(ring, slot, rest);
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, ring: &mut Ring, slot: u32, err: HttpError) {
+        WorkerStats::add(&self.control.stats.handshake_failed, 1);
+        let conn = &self.conns[slot as usize];
+        tracing::debug!(worker = self.id, slot, peer = ?conn.peer, status = err.status(), reason = err.reason(), "upgrade refused");
+        err.write_response(&mut self.scratch);
+        self.finish(ring, slot);
+    }
+
+    fn on_frame_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
+        let now = self.now_ms();
+        let app = self.settings.app;
+        let limits = &self.settings.limits;
+        let conn = &mut self.conns[slot as usize];
+        let Phase::Open { session, tail } = &mut conn.phase else {
+            return;
+        };
+        let on_message = |msg: Message<'_>, out: &mut Vec<u8>| handle_message(app, msg, out);
+        let result = if tail.is_empty() {
+            session
+                .receive(data, limits, now, &mut self.scratch, on_message)
+                .map(|n| {
+                    if n < data.len() {
+                        tail.extend_from_slice(&data[n..]);
+                    }
+                })
+        } else {
+            tail.extend_from_slice(data);
+            session
+                .receive(tail, limits, now, &mut self.scratch, on_message)
+                .map(|n| {
+                    tail.drain(..n);
+                })
+        };
+        if let Err(err) = result {
+            tail.clear();
+            WorkerStats::add(&self.control.stats.protocol_errors, 1);
+            tracing::debug!(worker = self.id, slot, peer = ?conn.peer, code = err.close_code().0, reason = err.reason(), "protocol error; closing");
+        }
+        let state = session.state();
+        if tail.is_empty() && tail.capacity() > 0 {
+            *tail = Vec::new();
+        }
+        match state {
+            CloseState::Closed => self.finish(ring, slot),
+            CloseState::CloseSent { deadline_ms } => {
+                let generation = conn.generation;
+                self.timers.push(Reverse((deadline_ms, slot, generation)));
+                self.queue_scratch(slot);
+            }
+            CloseState::Open => self.queue_scratch(slot),
+        }
+    }
+
+    /// Move the bytes produced while handling input into the connection's outbox.
+    fn queue_scratch(&mut self, slot: u32) {
+        if self.scratch.is_empty() {
+            return;
+        }
+        let conn = &mut self.conns[slot as usize];
+        conn.outbox
+            .get_or_insert_with(Box::default)
+            .push_owned(std::mem::take(&mut self.scratch));
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Send what is queued (including any scratch bytes), then shut the write side and linger.
+    fn finish(&mut self, ring: &mut Ring, slot: u32) {
+        self.queue_scratch(slot);
+        let deadline = self.now_ms() + self.settings.limits.close_timeout_ms;
+        let conn = &mut self.conns[slot as usize];
+        conn.phase = Phase::Finishing;
+        let generation = conn.generation;
+        self.timers.push(Reverse((deadline, slot, generation)));
+        if conn.outbox.is_none() && !conn.sending {
+            self.linger(ring, slot);
+        }
+    }
+
+    fn linger(&mut self, ring: &mut Ring, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        conn.phase = Phase::Lingering;
+        ring.shutdown(slot, user_data(Op::Shutdown, conn.generation, slot));
+    }
+
+    /// Stop everything on the connection now; the slot is freed once its last operation completes.
+    fn close_now(&mut self, ring: &mut Ring, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if matches!(conn.phase, Phase::Closing | Phase::Free) {
+            return;
+        }
+        conn.phase = Phase::Closing;
+        if conn.recv_armed || conn.sending {
+            ring.cancel_all(slot, user_data(Op::Cancel, conn.generation, slot));
+        }
+        self.finish_close(ring, slot);
+    }
+
+    /// Close the descriptor once no operation on it is in flight.
+    fn finish_close(&mut self, ring: &mut Ring, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.recv_armed || conn.sending || conn.close_submitted {
+            return;
+        }
+        conn.close_submitted = true;
+        conn.outbox = None;
+        ring.close(slot, user_data(Op::Close, conn.generation, slot));
+    }
+
+    fn on_closed(&mut self, ring: &mut Ring, slot: u32, generation: u16) {
+        let Some(conn) = self.live(slot, generation) else {
+            return;
+        };
+        let generation = conn.generation;
+        *conn = Conn {
+            generation,
+            ..Conn::default()
+        };
+        WorkerStats::sub(&self.control.stats.open, 1);
+        WorkerStats::add(&self.control.stats.closed, 1);
+        if self.accept_paused {
+            self.accept_paused = false;
+            for i in 0..ACCEPTS {
+                self.arm_accept(ring, i);
+            }
+        }
+    }
+
+    fn on_send(&mut self, ring: &mut Ring, slot: u32, generation: u16, res: i32) {
+        let Some(conn) = self.live(slot, generation) else {
+            return;
+        };
+        conn.sending = false;
+        let Some(outbox) = conn.outbox.as_mut() else {
+            return;
+        };
+        if res < 0 || matches!(conn.phase, Phase::Closing) {
+            outbox.abandon();
+            if res < 0 && res != -libc::ECANCELED {
+                tracing::debug!(worker = self.id, slot, error = %std::io::Error::from_raw_os_error(-res), "send failed");
+            }
+            self.close_now(ring, slot);
+            self.finish_close(ring, slot);
+            return;
+        }
+        outbox.complete(res as usize);
+        if outbox.is_empty() {
+            conn.outbox = None;
+            if matches!(conn.phase, Phase::Finishing) {
+                self.linger(ring, slot);
+            }
+        } else if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// One send per connection with queued bytes, carrying everything it has queued.
+    fn flush(&mut self, ring: &mut Ring) {
+        for slot in std::mem::take(&mut self.dirty) {
+            let conn = &mut self.conns[slot as usize];
+            conn.dirty = false;
+            if conn.sending || matches!(conn.phase, Phase::Closing | Phase::Free) {
+                continue;
+            }
+            if let Some(msg) = conn.outbox.as_mut().and_then(|o| o.prepare_send()) {
+                conn.sending = true;
+                // SAFETY: the outbox is boxed and stays in `conn.outbox` while `conn.sending` is set: it is
+                // dropped only by `on_send` (after the completion) or `finish_close` (which waits for it).
+                unsafe { ring.send_msg(slot, msg, user_data(Op::Send, conn.generation, slot)) };
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, ring: &mut Ring) {
+        let now = self.now_ms();
+        while let Some(&Reverse((due, slot, generation))) = self.timers.peek() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(conn) = self.live(slot, generation) else {
+                continue;
+            };
+            let expired = match &mut conn.phase {
+                Phase::Handshake { .. } => true,
+                Phase::Open { session, .. } => session.on_timeout(now),
+                Phase::Finishing | Phase::Lingering => true,
+                Phase::Closing | Phase::Free => false,
+            };
+            if !expired {
+                continue;
+            }
+            let handshaking = matches!(conn.phase, Phase::Handshake { .. });
+            let stats = &self.control.stats;
+            if handshaking {
+                WorkerStats::add(&stats.handshake_timeouts, 1);
+                tracing::debug!(worker = self.id, slot, "handshake timeout");
+            } else {
+                WorkerStats::add(&stats.close_timeouts, 1);
+                tracing::debug!(worker = self.id, slot, "close timeout");
+            }
+            self.close_now(ring, slot);
+        }
+    }
+}
+
+fn parse_and_route(head: &[u8], limits: &HeadLimits) -> Route {
+    match handshake::parse_request(head, limits) {
+        Ok(req) => http::route(&req),
+        Err(err) => Route::Reject(err),
+    }
+}
+
+fn handle_message(app: App, msg: Message<'_>, out: &mut Vec<u8>) {
+    match (app, msg) {
+        (App::Echo, Message::Text(text)) => frame::encode_frame(OpCode::Text, text.as_bytes(), out),
+        (App::Echo, Message::Binary(bytes)) => frame::encode_frame(OpCode::Binary, bytes, out),
+        (App::Ticker, _) => {}
+    }
+}
+
+/// Keep `Outbox` referenced so its size shows up next to `Conn` in docs.
+#[allow(dead_code)]
+const _OUTBOX: usize = size_of::<Outbox>();

@@ -1,0 +1,168 @@
+//! `ringcast serve`: bind one `SO_REUSEPORT` listener per worker, start the workers pinned to their
+//! cores, and stop them on SIGTERM/SIGINT. With `--processes N`, a supervisor starts N such processes
+//! sharing the port instead.
+
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::ServeConfig;
+use crate::runtime::listener;
+use crate::runtime::signals::{self, Signal};
+use crate::runtime::worker::{Control, Worker, WorkerSettings};
+
+pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
+    cfg.validate()?;
+    signals::block();
+    if cfg.processes > 1 {
+        return supervise(&cfg);
+    }
+    let settings = Arc::new(WorkerSettings::from_config(&cfg));
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut listeners = Vec::with_capacity(cfg.workers);
+    for _ in 0..cfg.workers {
+        listeners.push(
+            listener::bind(cfg.listen)
+                .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?,
+        );
+    }
+    let mut controls = Vec::new();
+    let mut threads = Vec::new();
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let control = Control::new().map_err(|e| format!("cannot create worker {id}: {e}"))?;
+        controls.push(control.clone());
+        let settings = settings.clone();
+        let core = id % cores;
+        // The worker is built on its own thread (its ring and buffers never cross threads); start-up
+        // errors come back through `ready`.
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
+        let thread = std::thread::Builder::new()
+            .name(format!("ringcast-w{id}"))
+            .spawn(move || {
+                if let Err(e) = crate::runtime::uring::pin_to_cpu(core) {
+                    tracing::warn!(worker = id, core, error = %e, "cannot pin worker to its core");
+                }
+                let worker = match Worker::new(id, listener, settings, control) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let _ =
+                            ready_tx.send(Err(format!("cannot start worker {id} (io_uring): {e}")));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                if let Err(e) = worker.run() {
+                    tracing::error!(worker = id, error = %e, "worker failed");
+                }
+            })
+            .map_err(|e| format!("cannot spawn worker thread: {e}"))?;
+        ready_rx
+            .recv()
+            .map_err(|_| format!("worker {id} died during start-up"))??;
+        threads.push(thread);
+    }
+    tracing::info!(
+        listen = %cfg.listen,
+        workers = cfg.workers,
+        echo = cfg.echo,
+        pid = std::process::id(),
+        "listening"
+    );
+    loop {
+        match signals::wait() {
+            Signal::Terminate => break,
+            Signal::Reload => tracing::info!("SIGHUP: nothing to reload yet"),
+            Signal::Child => {}
+        }
+    }
+    tracing::info!("stopping");
+    for c in &controls {
+        c.stop();
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
+}
+
+/// Run `cfg.processes` copies of this server (same arguments, one process each) and keep them running;
+/// forward SIGTERM/SIGINT/SIGHUP to them.
+fn supervise(cfg: &ServeConfig) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let args = child_args();
+    let spawn = |index: u32| -> Result<Child, String> {
+        let mut cmd = Command::new(&exe);
+        cmd.args(&args)
+            .env("RINGCAST_PROCESSES", "1")
+            .env("RINGCAST_PROCESS_INDEX", index.to_string());
+        // The children inherit our blocked signal mask through exec; they block the same set themselves.
+        cmd.spawn()
+            .map_err(|e| format!("cannot start server process {index}: {e}"))
+    };
+    let mut children: Vec<(Child, Instant)> = Vec::new();
+    for index in 0..cfg.processes {
+        children.push((spawn(index)?, Instant::now()));
+    }
+    tracing::info!(processes = cfg.processes, listen = %cfg.listen, "supervising server processes");
+    let result = loop {
+        match signals::wait() {
+            Signal::Terminate => break Ok(()),
+            Signal::Reload => children
+                .iter()
+                .for_each(|(c, _)| signals::kill(c.id(), libc::SIGHUP)),
+            Signal::Child => {
+                let mut failed = None;
+                for (index, (child, started)) in children.iter_mut().enumerate() {
+                    let Ok(Some(status)) = child.try_wait() else {
+                        continue;
+                    };
+                    if started.elapsed() < Duration::from_secs(2) {
+                        failed = Some(format!(
+                            "server process {index} exited right after start ({status})"
+                        ));
+                        break;
+                    }
+                    tracing::error!(index, %status, "server process exited; restarting it");
+                    match spawn(index as u32) {
+                        Ok(new) => *child = new,
+                        Err(e) => tracing::error!(index, error = %e, "restart failed"),
+                    }
+                    *started = Instant::now();
+                }
+                if let Some(err) = failed {
+                    break Err(err);
+                }
+            }
+        }
+    };
+    for (child, _) in &children {
+        signals::kill(child.id(), libc::SIGTERM);
+    }
+    for (child, _) in &mut children {
+        let _ = child.wait();
+    }
+    result
+}
+
+/// Our own arguments without `--processes N`.
+fn child_args() -> Vec<String> {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for arg in std::env::args().skip(1) {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if arg == "--processes" {
+            skip = true;
+            continue;
+        }
+        if arg.starts_with("--processes=") {
+            continue;
+        }
+        out.push(arg);
+    }
+    out
+}
