@@ -52,7 +52,7 @@ fi
 if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]] && systemctl is-active --quiet "$unit"; then
     if [[ "$(systemctl show -p CanReload --value "$unit")" == "yes" ]]; then
         # ExecReload from kernel-tuning/ringcast.service.d-override.conf: SIGHUP to the
-        # main process's group.
+        # main process (a --processes supervisor forwards it).
         run systemctl reload "$unit" || log "systemctl reload $unit failed"
         log "reloaded $unit (${RENEWED_DOMAINS:-no domains given})"
     else
