@@ -6,6 +6,7 @@
 //! - `http`: the plain-HTTP routes on the same port;
 //! - `server`: starting and stopping workers and processes.
 pub mod config;
+pub mod fanout;
 pub mod http;
 pub mod protocol;
 pub mod runtime;

@@ -90,6 +90,8 @@ impl WorkerSettings {
 #[derive(Debug)]
 pub struct Control {
     pub stop: AtomicBool,
+    /// Set while a wake-up is pending, so a burst of events costs one eventfd write.
+    notified: AtomicBool,
     pub wake: OwnedFd,
     pub stats: WorkerStats,
 }
@@ -98,9 +100,22 @@ impl Control {
     pub fn new() -> std::io::Result<Arc<Control>> {
         Ok(Arc::new(Control {
             stop: AtomicBool::new(false),
+            notified: AtomicBool::new(false),
             wake: uring::eventfd()?,
             stats: WorkerStats::default(),
         }))
+    }
+
+    /// Wake the worker (new feed events are queued), unless a wake-up is already pending.
+    pub fn notify(&self) {
+        if !self.notified.swap(true, Ordering::AcqRel) {
+            uring::eventfd_signal(self.wake.as_raw_fd());
+        }
+    }
+
+    /// Called by the worker when it wakes, before draining its queue.
+    fn woken(&self) {
+        self.notified.store(false, Ordering::Release);
     }
     /// Ask the worker to stop; it returns from `run` at its next iteration.
     pub fn stop(&self) {

@@ -1,0 +1,72 @@
+//! Fan-out: from the ingest thread to every worker, and inside a worker from a symbol to its subscribers.
+//!
+//! ```text
+//!  ingest (one thread per process)                     worker (one per core)
+//!  Redis message ─► Tick ─► PreparedFrame (built once) ─► FeedSender ─► SymbolMap ─► each subscriber's outbox
+//! ```
+//!
+//! A `PreparedFrame` is the complete WebSocket frame (header + payload) of one tick, in one refcounted
+//! buffer: every worker writes those same bytes to each of its subscribed sockets, never re-encoding.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use crate::protocol::{OpCode, frame};
+use crate::runtime::worker::Control;
+
+pub mod symbols;
+
+/// A ticker symbol, e.g. `EFERT`. Shared, cheap to clone.
+pub type Symbol = Arc<str>;
+
+/// One server frame, built once, shared by every worker and connection that sends it.
+pub type PreparedFrame = Arc<[u8]>;
+
+/// Build the text frame carrying `payload` (a tick exactly as published, or a control message).
+pub fn prepare_text(payload: &[u8]) -> PreparedFrame {
+    let mut out = Vec::with_capacity(payload.len() + frame::MAX_SERVER_HEADER);
+    frame::encode_frame(OpCode::Text, payload, &mut out);
+    out.into()
+}
+
+/// What the ingest thread hands to each worker, in publish order.
+#[derive(Debug, Clone)]
+pub enum FeedEvent {
+    /// A live tick of `symbol`.
+    Tick { symbol: Symbol, frame: PreparedFrame },
+    /// The latest tick of every symbol in Redis: at start-up (warm-up) and after a Redis reconnect. A
+    /// worker stores each and sends its subscribers the ones that differ from what they last got, so every
+    /// client converges to the current state after an outage.
+    Snapshot(Arc<Vec<(Symbol, PreparedFrame)>>),
+    /// The feed went down or came back: `frame` (`{"type":"feed","status":"down"|"up"}`) goes to every
+    /// open connection.
+    Status { up: bool, frame: PreparedFrame },
+    /// `symbol` was retired: `frame` (`{"type":"retired","symbol":…}`) goes to its subscribers, then the
+    /// worker forgets the symbol.
+    Retire { symbol: Symbol, frame: PreparedFrame },
+}
+
+/// The ingest side of one worker's queue (lock-free: `std::sync::mpsc`), plus the wake-up.
+#[derive(Clone)]
+pub struct FeedSender {
+    tx: mpsc::Sender<FeedEvent>,
+    control: Arc<Control>,
+}
+
+/// The worker side of its queue.
+pub type FeedReceiver = mpsc::Receiver<FeedEvent>;
+
+/// A queue to one worker.
+pub fn channel(control: Arc<Control>) -> (FeedSender, FeedReceiver) {
+    let (tx, rx) = mpsc::channel();
+    (FeedSender { tx, control }, rx)
+}
+
+impl FeedSender {
+    /// Queue `event` and wake the worker if it is not already woken. Never blocks.
+    pub fn send(&self, event: FeedEvent) {
+        if self.tx.send(event).is_ok() {
+            self.control.notify();
+        }
+    }
+}
