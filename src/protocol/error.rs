@@ -37,9 +37,17 @@ impl ProtocolError {
             InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
             FrameTooBig | MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
             TooManyFragments => CloseCode::POLICY_VIOLATION,
-            UnmaskedFrame | ReservedBitsSet | ReservedOpcode(_) | ControlFrameTooLong
-            | FragmentedControlFrame | UnexpectedContinuation | ExpectedContinuation
-            | NonMinimalLength | LengthMsbSet | InvalidClosePayload | InvalidCloseCode(_)
+            UnmaskedFrame
+            | ReservedBitsSet
+            | ReservedOpcode(_)
+            | ControlFrameTooLong
+            | FragmentedControlFrame
+            | UnexpectedContinuation
+            | ExpectedContinuation
+            | NonMinimalLength
+            | LengthMsbSet
+            | InvalidClosePayload
+            | InvalidCloseCode(_)
             | DataAfterClose => CloseCode::PROTOCOL_ERROR,
         }
     }

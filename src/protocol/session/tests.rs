@@ -1,0 +1,686 @@
+//! One test per RFC 6455 rule the session enforces, plus the consumption contract the runtime relies on.
+
+use super::*;
+use crate::protocol::mask::apply_mask;
+
+const KEY: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
+
+/// A masked client frame with the minimal length encoding.
+fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len();
+    let mut v = vec![if fin { 0x80 } else { 0 } | opcode];
+    match len {
+        0..=125 => v.push(0x80 | len as u8),
+        126..=0xFFFF => {
+            v.push(0x80 | 126);
+            v.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            v.push(0x80 | 127);
+            v.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    v.extend_from_slice(&KEY);
+    let start = v.len();
+    v.extend_from_slice(payload);
+    apply_mask(&mut v[start..], KEY, 0);
+    v
+}
+
+fn text(s: &str) -> Vec<u8> {
+    frame(true, 0x1, s.as_bytes())
+}
+
+fn close_frame(code: u16, reason: &[u8]) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(reason);
+    frame(true, 0x8, &payload)
+}
+
+/// A frame header with an explicit (possibly non-minimal) 64- or 16-bit length field.
+fn header_with_len_field(opcode: u8, len7: u8, ext: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x80 | opcode, 0x80 | len7];
+    v.extend_from_slice(ext);
+    v.extend_from_slice(&KEY);
+    v
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Owned {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// A session plus everything it produced, fed the way the runtime feeds it.
+struct Peer {
+    session: Session,
+    limits: Limits,
+    now_ms: u64,
+    /// Received bytes not consumed yet (the runtime's receive buffer).
+    pending: Vec<u8>,
+    out: Vec<u8>,
+    messages: Vec<Owned>,
+    errors: Vec<ProtocolError>,
+}
+
+impl Peer {
+    fn new() -> Self {
+        Self::with_limits(Limits::default())
+    }
+
+    fn with_limits(limits: Limits) -> Self {
+        Peer {
+            session: Session::new(),
+            limits,
+            now_ms: 1_000,
+            pending: Vec::new(),
+            out: Vec::new(),
+            messages: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Append `bytes` to the receive buffer and run `receive` once, checking the tail contract.
+    fn recv(&mut self, bytes: &[u8]) -> Result<usize, ProtocolError> {
+        self.pending.extend_from_slice(bytes);
+        let messages = &mut self.messages;
+        let result = self.session.receive(
+            &mut self.pending,
+            &self.limits,
+            self.now_ms,
+            &mut self.out,
+            |message, _| {
+                messages.push(match message {
+                    Message::Text(t) => Owned::Text(t.to_owned()),
+                    Message::Binary(b) => Owned::Binary(b.to_vec()),
+                })
+            },
+        );
+        match result {
+            Ok(consumed) => {
+                self.pending.drain(..consumed);
+                assert!(
+                    self.pending.len() <= 139,
+                    "tail of {} bytes",
+                    self.pending.len()
+                );
+            }
+            Err(e) => {
+                self.pending.clear();
+                self.errors.push(e);
+            }
+        }
+        result
+    }
+
+    /// Feed `bytes` in reads of `size` bytes.
+    fn recv_in_pieces(&mut self, bytes: &[u8], size: usize) {
+        for piece in bytes.chunks(size) {
+            let _ = self.recv(piece);
+        }
+    }
+
+    /// The frames we sent, as (opcode byte with FIN, payload).
+    fn sent(&self) -> Vec<(u8, Vec<u8>)> {
+        server_frames(&self.out)
+    }
+
+    fn sent_close_code(&self) -> Option<u16> {
+        self.sent()
+            .into_iter()
+            .find(|(op, _)| op & 0x0F == 0x8)
+            .map(|(_, p)| u16::from_be_bytes([p[0], p[1]]))
+    }
+}
+
+/// Split unmasked server frames.
+fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while !bytes.is_empty() {
+        assert_eq!(bytes[1] & 0x80, 0, "server frames are not masked");
+        let (len, header) = match bytes[1] {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        frames.push((bytes[0], bytes[header..header + len].to_vec()));
+        bytes = &bytes[header + len..];
+    }
+    frames
+}
+
+/// Assert that `input` fails with `expected`, answered by a Close with `code`, entering `CloseSent`.
+fn assert_fails(input: &[u8], expected: ProtocolError, code: u16) {
+    let mut peer = Peer::new();
+    assert_eq!(peer.recv(input), Err(expected));
+    assert_eq!(
+        peer.sent_close_code(),
+        Some(code),
+        "close code for {expected:?}"
+    );
+    assert_eq!(
+        peer.session.state(),
+        CloseState::CloseSent {
+            deadline_ms: 1_000 + 5_000
+        }
+    );
+    assert!(peer.messages.is_empty());
+}
+
+// -- size --------------------------------------------------------------------------------------------
+
+#[test]
+fn session_fits_in_a_cache_line() {
+    assert!(
+        size_of::<Session>() <= 64,
+        "Session is {} bytes",
+        size_of::<Session>()
+    );
+}
+
+// -- messages ------------------------------------------------------------------------------------------
+
+#[test]
+fn text_and_binary_messages_are_delivered() {
+    let mut peer = Peer::new();
+    let mut input = text("hello");
+    input.extend(frame(true, 0x2, &[1, 2, 3]));
+    input.extend(text(""));
+    assert_eq!(peer.recv(&input), Ok(input.len()));
+    assert_eq!(
+        peer.messages,
+        [
+            Owned::Text("hello".into()),
+            Owned::Binary(vec![1, 2, 3]),
+            Owned::Text(String::new())
+        ]
+    );
+    assert!(peer.out.is_empty());
+}
+
+#[test]
+fn fast_path_delivers_borrowed_from_the_receive_buffer() {
+    let mut session = Session::new();
+    let mut buf = text("zero copy");
+    let range = buf.as_ptr_range();
+    let mut seen = false;
+    let consumed = session
+        .receive(
+            &mut buf,
+            &Limits::default(),
+            0,
+            &mut Vec::new(),
+            |message, _| {
+                let Message::Text(t) = message else {
+                    panic!("expected text")
+                };
+                assert_eq!(t, "zero copy");
+                assert!(range.contains(&t.as_ptr()), "not borrowed from buf");
+                seen = true;
+            },
+        )
+        .unwrap();
+    assert!(seen);
+    assert_eq!(consumed, buf.len());
+    assert_eq!(
+        session.buf.capacity(),
+        0,
+        "nothing copied into the message buffer"
+    );
+}
+
+#[test]
+fn fragmented_message_is_assembled() {
+    let mut peer = Peer::new();
+    let mut input = frame(false, 0x1, b"hel");
+    input.extend(frame(false, 0x0, b""));
+    input.extend(frame(true, 0x0, b"lo"));
+    assert_eq!(peer.recv(&input), Ok(input.len()));
+    assert_eq!(peer.messages, [Owned::Text("hello".into())]);
+}
+
+#[test]
+fn callback_replies_keep_their_order_with_control_replies() {
+    let mut session = Session::new();
+    let mut input = frame(true, 0x9, b"p1");
+    input.extend(text("msg"));
+    input.extend(frame(true, 0x9, b"p2"));
+    let mut out = Vec::new();
+    session
+        .receive(&mut input, &Limits::default(), 0, &mut out, |_, out| {
+            encode_frame(OpCode::Text, b"reply", out)
+        })
+        .unwrap();
+    let sent: Vec<_> = server_frames(&out).into_iter().map(|(_, p)| p).collect();
+    assert_eq!(sent, [b"p1".to_vec(), b"reply".to_vec(), b"p2".to_vec()]);
+}
+
+// -- the consumption contract --------------------------------------------------------------------------
+
+/// A conversation exercising every frame kind, and the messages it carries.
+fn conversation() -> (Vec<u8>, Vec<Owned>) {
+    let big = "ü".repeat(40_000); // 80 000 bytes: 64-bit length, code points split everywhere
+    let mut input = text("hi");
+    input.extend(frame(false, 0x1, "κό".as_bytes()));
+    input.extend(frame(true, 0x9, b"ping!"));
+    input.extend(frame(true, 0xA, b"unsolicited pong"));
+    input.extend(frame(true, 0x0, "σμε".as_bytes()));
+    input.extend(frame(true, 0x2, &[7; 300]));
+    input.extend(text(&big));
+    input.extend(frame(false, 0x2, &[]));
+    input.extend(frame(true, 0x9, &[9; 125]));
+    input.extend(frame(true, 0x0, &[1; 2000]));
+    let messages = vec![
+        Owned::Text("hi".into()),
+        Owned::Text("κόσμε".into()),
+        Owned::Binary(vec![7; 300]),
+        Owned::Text(big),
+        Owned::Binary(vec![1; 2000]),
+    ];
+    (input, messages)
+}
+
+#[test]
+fn any_read_sizes_give_the_same_messages_and_a_bounded_tail() {
+    let (input, expected) = conversation();
+    for size in [1, 2, 3, 5, 13, 14, 100, 139, 1000, 4096, input.len()] {
+        let mut peer = Peer::new();
+        peer.recv_in_pieces(&input, size);
+        assert!(peer.errors.is_empty(), "size {size}: {:?}", peer.errors);
+        assert_eq!(peer.messages, expected, "size {size}");
+        assert!(peer.pending.is_empty());
+        let pongs: Vec<_> = peer
+            .sent()
+            .into_iter()
+            .map(|(op, p)| (op, p.len()))
+            .collect();
+        assert_eq!(pongs, [(0x8A, 5), (0x8A, 125)], "size {size}");
+    }
+}
+
+#[test]
+fn partial_data_frames_are_consumed_and_tail_is_at_most_a_header() {
+    let mut peer = Peer::new();
+    let input = frame(true, 0x2, &[5; 1000]);
+    // A partial header stays in the buffer...
+    assert_eq!(peer.recv(&input[..3]), Ok(0));
+    // ...but a partial payload is consumed.
+    assert_eq!(peer.recv(&input[3..500]), Ok(500));
+    assert_eq!(peer.recv(&input[500..]), Ok(input.len() - 500));
+    assert_eq!(peer.messages, [Owned::Binary(vec![5; 1000])]);
+}
+
+#[test]
+fn incomplete_control_frame_stays_in_the_buffer() {
+    let mut peer = Peer::new();
+    let ping = frame(true, 0x9, &[3; 125]);
+    assert_eq!(peer.recv(&ping[..100]), Ok(0));
+    assert_eq!(peer.pending.len(), 100);
+    assert_eq!(peer.recv(&ping[100..]), Ok(ping.len()));
+    assert_eq!(peer.sent(), [(0x8A, vec![3; 125])]);
+}
+
+#[test]
+fn large_message_buffer_is_released_after_delivery() {
+    let mut peer = Peer::new();
+    let mut input = frame(false, 0x2, &[1; 6000]);
+    input.extend(frame(true, 0x0, &[2; 6000]));
+    peer.recv(&input).unwrap();
+    assert_eq!(peer.messages.len(), 1);
+    assert_eq!(peer.session.buf.capacity(), 0);
+}
+
+#[test]
+fn small_message_buffer_is_kept_for_reuse() {
+    let mut peer = Peer::new();
+    let mut input = frame(false, 0x2, &[1; 100]);
+    input.extend(frame(true, 0x0, &[2; 100]));
+    peer.recv(&input).unwrap();
+    assert!(peer.session.buf.is_empty());
+    assert!(peer.session.buf.capacity() <= KEEP_CAPACITY);
+}
+
+// -- framing rules -------------------------------------------------------------------------------------
+
+#[test]
+fn unmasked_frame_is_a_protocol_error() {
+    assert_fails(b"\x81\x02hi", ProtocolError::UnmaskedFrame, 1002);
+}
+
+#[test]
+fn reserved_bits_are_a_protocol_error() {
+    let mut input = text("x");
+    input[0] |= 0x40; // RSV1: no extension negotiated
+    assert_fails(&input, ProtocolError::ReservedBitsSet, 1002);
+}
+
+#[test]
+fn reserved_opcodes_are_a_protocol_error() {
+    for op in [3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
+        assert_fails(
+            &frame(true, op, b""),
+            ProtocolError::ReservedOpcode(op),
+            1002,
+        );
+    }
+}
+
+#[test]
+fn control_frame_over_125_bytes_is_a_protocol_error() {
+    assert_fails(
+        &frame(true, 0x9, &[0; 126]),
+        ProtocolError::ControlFrameTooLong,
+        1002,
+    );
+}
+
+#[test]
+fn fragmented_control_frame_is_a_protocol_error() {
+    assert_fails(
+        &frame(false, 0x9, b""),
+        ProtocolError::FragmentedControlFrame,
+        1002,
+    );
+}
+
+#[test]
+fn continuation_without_a_message_is_a_protocol_error() {
+    assert_fails(
+        &frame(true, 0x0, b"x"),
+        ProtocolError::UnexpectedContinuation,
+        1002,
+    );
+}
+
+#[test]
+fn new_message_inside_a_fragmented_one_is_a_protocol_error() {
+    let mut input = frame(false, 0x1, b"a");
+    input.extend(frame(true, 0x2, b"b"));
+    assert_fails(&input, ProtocolError::ExpectedContinuation, 1002);
+}
+
+#[test]
+fn ping_inside_a_fragmented_message_is_answered_and_the_message_continues() {
+    let mut peer = Peer::new();
+    peer.recv(&frame(false, 0x1, b"frag")).unwrap();
+    peer.recv(&frame(true, 0x9, b"are you there")).unwrap();
+    assert_eq!(peer.sent(), [(0x8A, b"are you there".to_vec())]);
+    peer.recv(&frame(true, 0x0, b"ment")).unwrap();
+    assert_eq!(peer.messages, [Owned::Text("fragment".into())]);
+}
+
+#[test]
+fn non_minimal_lengths_are_a_protocol_error() {
+    assert_fails(
+        &header_with_len_field(0x2, 126, &[0, 125]),
+        ProtocolError::NonMinimalLength,
+        1002,
+    );
+    let len_65535 = 0xFFFF_u64.to_be_bytes();
+    assert_fails(
+        &header_with_len_field(0x2, 127, &len_65535),
+        ProtocolError::NonMinimalLength,
+        1002,
+    );
+}
+
+#[test]
+fn length_with_msb_set_is_a_protocol_error() {
+    let len = (1_u64 << 63).to_be_bytes();
+    assert_fails(
+        &header_with_len_field(0x2, 127, &len),
+        ProtocolError::LengthMsbSet,
+        1002,
+    );
+}
+
+#[test]
+fn frame_over_max_frame_fails_from_the_header_alone() {
+    let mut peer = Peer::new();
+    let header = header_with_len_field(0x2, 127, &(1_u64 << 62).to_be_bytes());
+    assert_eq!(peer.recv(&header), Err(ProtocolError::FrameTooBig));
+    assert_eq!(peer.sent_close_code(), Some(1009));
+    assert_eq!(peer.session.buf.capacity(), 0, "nothing allocated");
+}
+
+#[test]
+fn message_over_max_message_is_too_big() {
+    let limits = Limits {
+        max_message: 100,
+        ..Limits::default()
+    };
+    let mut peer = Peer::with_limits(limits);
+    let mut input = frame(false, 0x2, &[0; 60]);
+    input.extend(frame(true, 0x0, &[0; 60]));
+    assert_eq!(peer.recv(&input), Err(ProtocolError::MessageTooBig));
+    assert_eq!(peer.sent_close_code(), Some(1009));
+}
+
+#[test]
+fn too_many_fragments_is_a_policy_violation() {
+    let limits = Limits {
+        max_fragments: 3,
+        ..Limits::default()
+    };
+    let mut peer = Peer::with_limits(limits);
+    let mut input = frame(false, 0x2, b"");
+    for _ in 0..3 {
+        input.extend(frame(false, 0x0, b""));
+    }
+    assert_eq!(peer.recv(&input), Err(ProtocolError::TooManyFragments));
+    assert_eq!(peer.sent_close_code(), Some(1008));
+}
+
+// -- UTF-8 ---------------------------------------------------------------------------------------------
+
+#[test]
+fn invalid_utf8_in_a_single_frame_fails_with_1007() {
+    assert_fails(
+        &frame(true, 0x1, b"ok \xFF"),
+        ProtocolError::InvalidUtf8,
+        1007,
+    );
+}
+
+#[test]
+fn invalid_utf8_fails_before_the_frame_is_complete() {
+    let mut peer = Peer::new();
+    let mut payload = b"fine so far ".to_vec();
+    payload.extend_from_slice(&[0xED, 0xA0, 0x80]); // a surrogate
+    payload.extend_from_slice(&[b'x'; 500]);
+    let input = frame(true, 0x1, &payload);
+    // Header and the first 20 payload bytes: the surrogate is already in them.
+    assert_eq!(peer.recv(&input[..8 + 20]), Err(ProtocolError::InvalidUtf8));
+    assert_eq!(peer.sent_close_code(), Some(1007));
+}
+
+#[test]
+fn invalid_utf8_across_frames_fails_in_the_frame_that_reveals_it() {
+    let mut peer = Peer::new();
+    peer.recv(&frame(false, 0x1, &[b'a', 0xF0, 0x9F])).unwrap();
+    assert_eq!(
+        peer.recv(&frame(false, 0x0, &[0x41])),
+        Err(ProtocolError::InvalidUtf8)
+    );
+}
+
+#[test]
+fn code_points_split_across_frames_and_reads_are_accepted() {
+    let euro = "€".as_bytes(); // E2 82 AC
+    let mut input = frame(false, 0x1, &euro[..1]);
+    input.extend(frame(false, 0x0, &euro[1..2]));
+    input.extend(frame(true, 0x0, &euro[2..]));
+    let mut peer = Peer::new();
+    peer.recv_in_pieces(&input, 1);
+    assert!(peer.errors.is_empty());
+    assert_eq!(peer.messages, [Owned::Text("€".into())]);
+}
+
+#[test]
+fn message_ending_mid_code_point_is_invalid() {
+    let mut input = frame(false, 0x1, b"ab");
+    input.extend(frame(true, 0x0, &[0xE2, 0x82]));
+    assert_fails(&input, ProtocolError::InvalidUtf8, 1007);
+}
+
+// -- close handshake -----------------------------------------------------------------------------------
+
+#[test]
+fn peer_close_is_echoed_with_its_code_and_closes() {
+    let mut peer = Peer::new();
+    let input = close_frame(1001, b"going away");
+    assert_eq!(peer.recv(&input), Ok(input.len()));
+    assert_eq!(peer.sent(), [(0x88, vec![0x03, 0xE9])]);
+    assert!(peer.session.is_closed());
+}
+
+#[test]
+fn empty_close_is_echoed_empty() {
+    let mut peer = Peer::new();
+    peer.recv(&frame(true, 0x8, b"")).unwrap();
+    assert_eq!(peer.sent(), [(0x88, vec![])]);
+    assert!(peer.session.is_closed());
+}
+
+#[test]
+fn one_byte_close_payload_is_a_protocol_error() {
+    let mut peer = Peer::new();
+    assert_eq!(
+        peer.recv(&frame(true, 0x8, &[3])),
+        Err(ProtocolError::InvalidClosePayload)
+    );
+    assert_eq!(peer.sent_close_code(), Some(1002));
+}
+
+#[test]
+fn close_codes_invalid_on_the_wire_are_a_protocol_error() {
+    for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+        let mut peer = Peer::new();
+        assert_eq!(
+            peer.recv(&close_frame(code, b"")),
+            Err(ProtocolError::InvalidCloseCode(code))
+        );
+        assert_eq!(peer.sent_close_code(), Some(1002));
+        // The offending frame was the peer's Close, so the exchange is over.
+        assert!(peer.session.is_closed());
+    }
+}
+
+#[test]
+fn close_reason_must_be_utf8() {
+    let mut peer = Peer::new();
+    assert_eq!(
+        peer.recv(&close_frame(1000, b"\xC0\xAF")),
+        Err(ProtocolError::InvalidUtf8)
+    );
+    assert_eq!(peer.sent_close_code(), Some(1007));
+}
+
+#[test]
+fn frames_after_the_peer_close_are_ignored() {
+    let mut peer = Peer::new();
+    let mut input = close_frame(1000, b"");
+    input.extend(text("late"));
+    input.extend(b"\x00garbage");
+    assert_eq!(peer.recv(&input), Ok(input.len()));
+    assert_eq!(peer.recv(&text("later")), Ok(text("later").len()));
+    assert!(peer.messages.is_empty());
+    assert_eq!(peer.sent().len(), 1);
+}
+
+#[test]
+fn server_close_waits_for_the_peer_close_without_delivering_data() {
+    let mut peer = Peer::new();
+    peer.session.close(
+        CloseCode::GOING_AWAY,
+        "restart",
+        &peer.limits,
+        1_000,
+        &mut peer.out,
+    );
+    assert_eq!(peer.sent(), [(0x88, b"\x03\xE9restart".to_vec())]);
+    assert_eq!(peer.session.deadline_ms(), Some(6_000));
+    let mut input = text("ignored");
+    input.extend(frame(true, 0x9, b"no pong while closing"));
+    input.extend(close_frame(1001, b""));
+    peer.recv_in_pieces(&input, 3);
+    assert!(peer.messages.is_empty());
+    assert_eq!(peer.sent().len(), 1, "no echo, no pong");
+    assert!(peer.session.is_closed());
+    assert_eq!(peer.session.deadline_ms(), None);
+}
+
+#[test]
+fn close_is_a_no_op_unless_open() {
+    let mut peer = Peer::new();
+    peer.session
+        .close(CloseCode::NORMAL, "", &peer.limits, 0, &mut peer.out);
+    peer.session
+        .close(CloseCode::GOING_AWAY, "", &peer.limits, 0, &mut peer.out);
+    assert_eq!(peer.sent().len(), 1);
+}
+
+#[test]
+fn close_timeout_closes() {
+    let mut peer = Peer::new();
+    peer.session
+        .close(CloseCode::NORMAL, "", &peer.limits, 1_000, &mut peer.out);
+    assert!(!peer.session.on_timeout(5_999));
+    assert_eq!(
+        peer.session.state(),
+        CloseState::CloseSent { deadline_ms: 6_000 }
+    );
+    assert!(peer.session.on_timeout(6_000));
+    assert!(peer.session.is_closed());
+}
+
+#[test]
+fn open_session_has_no_deadline() {
+    let mut session = Session::new();
+    assert_eq!(session.deadline_ms(), None);
+    assert!(!session.on_timeout(u64::MAX));
+    assert_eq!(session.state(), CloseState::Open);
+}
+
+#[test]
+fn after_an_error_the_rest_of_the_offending_frame_is_skipped_to_find_the_peer_close() {
+    let mut peer = Peer::new();
+    let mut payload = vec![b'a'; 10];
+    payload.push(0xFF);
+    payload.extend_from_slice(&[0x88; 200]); // looks like Close headers if misparsed
+    let bad = frame(true, 0x1, &payload);
+    assert_eq!(peer.recv(&bad[..20]), Err(ProtocolError::InvalidUtf8));
+    // The rest of the bad frame and a ping are swallowed; nothing more is sent.
+    let mut rest = bad[20..].to_vec();
+    rest.extend(frame(true, 0x9, b""));
+    peer.recv_in_pieces(&rest, 7);
+    assert_eq!(
+        peer.session.state(),
+        CloseState::CloseSent { deadline_ms: 6_000 }
+    );
+    // The peer's Close, split inside its header, ends the exchange.
+    peer.recv_in_pieces(&close_frame(1000, b""), 1);
+    assert!(peer.session.is_closed());
+    assert_eq!(peer.errors, [ProtocolError::InvalidUtf8]);
+    assert_eq!(peer.sent().len(), 1);
+}
+
+#[test]
+fn peer_close_in_the_same_read_as_the_error_is_found() {
+    let mut peer = Peer::new();
+    let mut input = frame(true, 0x3, b"reserved");
+    input.extend(close_frame(1000, b""));
+    assert_eq!(peer.recv(&input), Err(ProtocolError::ReservedOpcode(3)));
+    assert!(peer.session.is_closed());
+}
+
+#[test]
+fn error_close_carries_the_reason() {
+    let mut peer = Peer::new();
+    let _ = peer.recv(b"\x81\x00");
+    let (_, payload) = &peer.sent()[0];
+    assert_eq!(&payload[2..], b"client frame not masked");
+}
