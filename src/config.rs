@@ -70,6 +70,21 @@ pub struct ServeConfig {
     /// close exchange, e.g. `5s`.
     #[arg(long, env = "RINGCAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub close_timeout: Duration,
+    /// Redis holding the latest ticks (hash `<prefix>ticks`) and publishing new ones (channel `<prefix>ticks`).
+    #[arg(long, env = "RINGCAST_REDIS", default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
+    /// Key prefix of the Redis hash and channels.
+    #[arg(long, env = "RINGCAST_PREFIX", default_value = "psx:")]
+    pub prefix: String,
+    /// Largest tick accepted from the feed, in bytes (larger ones are counted and dropped).
+    #[arg(long, env = "RINGCAST_MAX_TICK_BYTES", default_value_t = 16 * 1024)]
+    pub max_tick_bytes: usize,
+    /// Most symbols one connection may subscribe to.
+    #[arg(long, env = "RINGCAST_MAX_SYMBOLS_PER_CONN", default_value_t = 256)]
+    pub max_symbols_per_conn: usize,
+    /// Bytes a connection may have waiting to be sent before it is closed as a slow consumer (1013).
+    #[arg(long, env = "RINGCAST_MAX_BACKLOG", default_value_t = 1 << 20)]
+    pub max_backlog: usize,
     /// Receive buffers per worker (a power of two; shared by all its connections).
     #[arg(long, env = "RINGCAST_RECV_BUFFERS", default_value_t = 512)]
     pub recv_buffers: u16,

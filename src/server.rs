@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::ServeConfig;
+use crate::fanout;
 use crate::runtime::listener;
 use crate::runtime::signals::{self, Signal};
 use crate::runtime::worker::{Control, Worker, WorkerSettings};
@@ -30,9 +31,17 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     }
     let mut controls = Vec::new();
     let mut threads = Vec::new();
+    let mut feeds = Vec::new();
     for (id, listener) in listeners.into_iter().enumerate() {
         let control = Control::new().map_err(|e| format!("cannot create worker {id}: {e}"))?;
         controls.push(control.clone());
+        let feed = if cfg.echo {
+            None
+        } else {
+            let (tx, rx) = fanout::channel(control.clone());
+            feeds.push(tx);
+            Some(rx)
+        };
         let settings = settings.clone();
         let core = id % cores;
         // The worker is built on its own thread (its ring and buffers never cross threads); start-up
@@ -44,7 +53,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
                 if let Err(e) = crate::runtime::uring::pin_to_cpu(core) {
                     tracing::warn!(worker = id, core, error = %e, "cannot pin worker to its core");
                 }
-                let worker = match Worker::new(id, listener, settings, control) {
+                let worker = match Worker::new(id, listener, settings, control, feed) {
                     Ok(w) => w,
                     Err(e) => {
                         let _ =

@@ -14,6 +14,7 @@ use std::sync::mpsc;
 use crate::protocol::{OpCode, frame};
 use crate::runtime::worker::Control;
 
+pub mod command;
 pub mod symbols;
 
 /// A ticker symbol, e.g. `EFERT`. Shared, cheap to clone.
@@ -33,7 +34,10 @@ pub fn prepare_text(payload: &[u8]) -> PreparedFrame {
 #[derive(Debug, Clone)]
 pub enum FeedEvent {
     /// A live tick of `symbol`.
-    Tick { symbol: Symbol, frame: PreparedFrame },
+    Tick {
+        symbol: Symbol,
+        frame: PreparedFrame,
+    },
     /// The latest tick of every symbol in Redis: at start-up (warm-up) and after a Redis reconnect. A
     /// worker stores each and sends its subscribers the ones that differ from what they last got, so every
     /// client converges to the current state after an outage.
@@ -43,7 +47,10 @@ pub enum FeedEvent {
     Status { up: bool, frame: PreparedFrame },
     /// `symbol` was retired: `frame` (`{"type":"retired","symbol":…}`) goes to its subscribers, then the
     /// worker forgets the symbol.
-    Retire { symbol: Symbol, frame: PreparedFrame },
+    Retire {
+        symbol: Symbol,
+        frame: PreparedFrame,
+    },
 }
 
 /// The ingest side of one worker's queue (lock-free: `std::sync::mpsc`), plus the wake-up.

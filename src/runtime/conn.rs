@@ -6,8 +6,8 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::Arc;
 
+use crate::fanout::symbols::{LocalFrame, SymbolId};
 use crate::protocol::Session;
 
 /// Where a connection is in its life.
@@ -49,6 +49,8 @@ pub struct Conn {
     pub dirty: bool,
     /// The descriptor close was submitted.
     pub close_submitted: bool,
+    /// Symbols subscribed to (ids in the worker's symbol map).
+    pub subs: Vec<SymbolId>,
 }
 
 /// A chunk of bytes to send: owned by this connection (handshake response, pong, echo), or a frame shared
@@ -56,7 +58,7 @@ pub struct Conn {
 #[derive(Debug)]
 pub enum Chunk {
     Owned(Vec<u8>),
-    Shared(Arc<[u8]>),
+    Shared(LocalFrame),
 }
 
 impl Chunk {
@@ -118,7 +120,7 @@ impl Outbox {
     }
 
     /// Queue a shared frame.
-    pub fn push_shared(&mut self, frame: Arc<[u8]>) {
+    pub fn push_shared(&mut self, frame: LocalFrame) {
         self.pending += frame.len();
         self.queue.push_back(Chunk::Shared(frame));
     }
@@ -181,14 +183,14 @@ mod tests {
     fn idle_connection_is_small() {
         // An idle open connection costs its slot only; keep it well under the 256-byte budget.
         let size = size_of::<Conn>();
-        assert!(size <= 160, "Conn is {size} bytes");
+        assert!(size <= 192, "Conn is {size} bytes");
     }
 
     #[test]
     fn partial_sends_resume_where_they_stopped() {
         let mut out = Outbox::default();
         out.push_owned(b"hello ".to_vec());
-        out.push_shared(Arc::from(&b"world"[..]));
+        out.push_shared(std::rc::Rc::new(std::sync::Arc::from(&b"world"[..])));
         assert_eq!(out.pending_bytes(), 11);
         let msg = out.prepare_send().unwrap();
         // SAFETY (test): reading the iovec count of our own msghdr.

@@ -12,6 +12,9 @@ pub struct WorkerStats {
     pub protocol_errors: AtomicU64,
     pub close_timeouts: AtomicU64,
     pub accept_errors: AtomicU64,
+    pub deliveries: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub bad_commands: AtomicU64,
 }
 
 impl WorkerStats {

@@ -12,7 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod feed;
+
 use crate::config::ServeConfig;
+use crate::fanout::FeedReceiver;
+use crate::fanout::command::{ClientCommand, CommandError};
+use crate::fanout::symbols::SymbolMap;
 use crate::http::{self, Route};
 use crate::protocol::handshake::{self, HeadLimits, HttpError};
 use crate::protocol::session::CloseState;
@@ -70,6 +75,9 @@ pub struct WorkerSettings {
     pub max_conns: u32,
     pub recv_buffers: u16,
     pub recv_buffer_size: usize,
+    pub max_symbols_per_conn: usize,
+    /// Bytes a connection may have waiting to be sent before it is closed as a slow consumer (1013).
+    pub max_backlog: usize,
 }
 
 impl WorkerSettings {
@@ -82,6 +90,8 @@ impl WorkerSettings {
             max_conns: cfg.max_conns_per_worker,
             recv_buffers: cfg.recv_buffers,
             recv_buffer_size: cfg.recv_buffer_size as usize,
+            max_symbols_per_conn: cfg.max_symbols_per_conn,
+            max_backlog: cfg.max_backlog,
         }
     }
 }
@@ -149,6 +159,11 @@ struct State {
     scratch: Vec<u8>,
     wake_buf: Box<u64>,
     start: Instant,
+    /// Ticks and feed status from the ingest thread (none in the echo profile).
+    feed: Option<FeedReceiver>,
+    symbols: SymbolMap,
+    /// Client commands decoded while handling one connection's input, acted on right after.
+    inbox: Vec<Result<ClientCommand, CommandError>>,
 }
 
 impl Worker {
@@ -157,6 +172,7 @@ impl Worker {
         listener: socket2::Socket,
         settings: Arc<WorkerSettings>,
         control: Arc<Control>,
+        feed: Option<FeedReceiver>,
     ) -> std::io::Result<Worker> {
         let files = settings
             .max_conns
@@ -180,6 +196,9 @@ impl Worker {
                 scratch: Vec::new(),
                 wake_buf: Box::new(0),
                 start: Instant::now(),
+                feed,
+                symbols: SymbolMap::default(),
+                inbox: Vec::new(),
             },
         };
         worker.ring.register_buf_ring(&worker.bufs)?;
@@ -208,7 +227,11 @@ impl Worker {
                     }
                     x if x == Op::Send as u8 => st.on_send(&mut self.ring, slot, generation, res),
                     x if x == Op::Close as u8 => st.on_closed(&mut self.ring, slot, generation),
-                    x if x == Op::Wake as u8 => st.arm_wake(&mut self.ring),
+                    x if x == Op::Wake as u8 => {
+                        st.control.woken();
+                        st.arm_wake(&mut self.ring);
+                        st.drain_feed(&mut self.ring);
+                    }
                     _ => {} // cancel and shutdown results carry nothing we act on
                 }
             }
@@ -446,7 +469,9 @@ impl State {
         let Phase::Open { session, tail } = &mut conn.phase else {
             return;
         };
-        let on_message = |msg: Message<'_>, out: &mut Vec<u8>| handle_message(app, msg, out);
+        let was_open = session.state() == CloseState::Open;
+        let inbox = &mut self.inbox;
+        let on_message = |msg: Message<'_>, out: &mut Vec<u8>| handle_message(app, msg, out, inbox);
         let result = if tail.is_empty() {
             session
                 .receive(data, limits, now, &mut self.scratch, on_message)
@@ -473,13 +498,23 @@ impl State {
             *tail = Vec::new();
         }
         match state {
-            CloseState::Closed => self.finish(ring, slot),
+            CloseState::Open => {
+                self.queue_scratch(slot);
+                self.run_commands(slot);
+            }
             CloseState::CloseSent { deadline_ms } => {
-                let generation = conn.generation;
-                self.timers.push(Reverse((deadline_ms, slot, generation)));
+                self.inbox.clear();
+                if was_open {
+                    let generation = conn.generation;
+                    self.timers.push(Reverse((deadline_ms, slot, generation)));
+                    self.unsubscribe_all(slot);
+                }
                 self.queue_scratch(slot);
             }
-            CloseState::Open => self.queue_scratch(slot),
+            CloseState::Closed => {
+                self.inbox.clear();
+                self.finish(ring, slot);
+            }
         }
     }
 
@@ -500,6 +535,7 @@ impl State {
 
     /// Send what is queued (including any scratch bytes), then shut the write side and linger.
     fn finish(&mut self, ring: &mut Ring, slot: u32) {
+        self.unsubscribe_all(slot);
         self.queue_scratch(slot);
         let deadline = self.now_ms() + self.settings.limits.close_timeout_ms;
         let conn = &mut self.conns[slot as usize];
@@ -524,6 +560,11 @@ impl State {
             return;
         }
         conn.phase = Phase::Closing;
+        let conn = &self.conns[slot as usize];
+        if !conn.subs.is_empty() {
+            self.unsubscribe_all(slot);
+        }
+        let conn = &mut self.conns[slot as usize];
         if conn.recv_armed || conn.sending {
             ring.cancel_all(slot, user_data(Op::Cancel, conn.generation, slot));
         }
@@ -646,11 +687,19 @@ fn parse_and_route(head: &[u8], limits: &HeadLimits) -> Route {
     }
 }
 
-fn handle_message(app: App, msg: Message<'_>, out: &mut Vec<u8>) {
+fn handle_message(
+    app: App,
+    msg: Message<'_>,
+    out: &mut Vec<u8>,
+    inbox: &mut Vec<Result<ClientCommand, CommandError>>,
+) {
     match (app, msg) {
         (App::Echo, Message::Text(text)) => frame::encode_frame(OpCode::Text, text.as_bytes(), out),
         (App::Echo, Message::Binary(bytes)) => frame::encode_frame(OpCode::Binary, bytes, out),
-        (App::Ticker, _) => {}
+        (App::Ticker, Message::Text(text)) => inbox.push(crate::fanout::command::parse(text)),
+        (App::Ticker, Message::Binary(_)) => inbox.push(Err(CommandError::BadRequest(
+            "binary messages are not supported; send text".into(),
+        ))),
     }
 }
 

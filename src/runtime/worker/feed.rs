@@ -1,0 +1,208 @@
+//! The ticker on a worker: feed events from ingest go through the symbol map into subscribers' outboxes;
+//! client commands change subscriptions. Each delivery is a refcount increment and a queue push: the bytes
+//! were built once by ingest, and one send per socket per loop iteration carries everything queued.
+
+use std::cmp::Reverse;
+use std::rc::Rc;
+
+use super::{State, WorkerStats};
+use crate::fanout::FeedEvent;
+use crate::fanout::command::{self, ClientCommand, CommandError};
+use crate::fanout::symbols::LocalFrame;
+use crate::protocol::CloseCode;
+use crate::protocol::session::CloseState;
+use crate::runtime::conn::Phase;
+use crate::runtime::uring::Ring;
+
+impl State {
+    /// Take every queued feed event (bulk: a burst costs one wake-up and one flush).
+    pub(super) fn drain_feed(&mut self, ring: &mut Ring) {
+        let Some(feed) = self.feed.take() else { return };
+        for event in feed.try_iter() {
+            self.on_feed_event(ring, event);
+        }
+        self.feed = Some(feed);
+    }
+
+    fn on_feed_event(&mut self, ring: &mut Ring, event: FeedEvent) {
+        match event {
+            FeedEvent::Tick { symbol, frame } => {
+                let id = self.symbols.intern(&symbol);
+                let frame: LocalFrame = Rc::new(frame);
+                self.symbols.entry_mut(id).latest = Some(frame.clone());
+                self.deliver_to_subscribers(ring, id, &frame);
+            }
+            FeedEvent::Snapshot(ticks) => {
+                for (symbol, frame) in ticks.iter() {
+                    let id = self.symbols.intern(symbol);
+                    let entry = self.symbols.entry_mut(id);
+                    if entry
+                        .latest
+                        .as_ref()
+                        .is_some_and(|old| old[..] == frame[..])
+                    {
+                        continue; // unchanged: subscribers already have it
+                    }
+                    let frame: LocalFrame = Rc::new(frame.clone());
+                    entry.latest = Some(frame.clone());
+                    self.deliver_to_subscribers(ring, id, &frame);
+                }
+            }
+            FeedEvent::Status { frame, .. } => {
+                let frame: LocalFrame = Rc::new(frame);
+                for slot in 0..self.conns.len() as u32 {
+                    if self.is_open(slot) {
+                        self.deliver(ring, slot, &frame);
+                    }
+                }
+            }
+            FeedEvent::Retire { symbol, frame } => {
+                let Some(id) = self.symbols.get(&symbol) else {
+                    return;
+                };
+                let frame: LocalFrame = Rc::new(frame);
+                for slot in self.symbols.remove(id) {
+                    self.conns[slot as usize].subs.retain(|&s| s != id);
+                    self.deliver(ring, slot, &frame);
+                }
+            }
+        }
+    }
+
+    fn deliver_to_subscribers(&mut self, ring: &mut Ring, id: u32, frame: &LocalFrame) {
+        // Index loop: `deliver` may close a slow consumer, which unsubscribes it (swap_remove).
+        let mut i = 0;
+        while let Some(&slot) = self.symbols.entry(id).subscribers.get(i) {
+            if self.deliver(ring, slot, frame) {
+                i += 1;
+            }
+        }
+    }
+
+    /// Queue a frame to one connection; false if that closed it as a slow consumer.
+    fn deliver(&mut self, ring: &mut Ring, slot: u32, frame: &LocalFrame) -> bool {
+        let max_backlog = self.settings.max_backlog;
+        let conn = &mut self.conns[slot as usize];
+        let outbox = conn.outbox.get_or_insert_with(Box::default);
+        if outbox.pending_bytes() + frame.len() > max_backlog {
+            WorkerStats::add(&self.control.stats.slow_consumers, 1);
+            tracing::debug!(worker = self.id, slot, peer = ?conn.peer, backlog = outbox.pending_bytes(), "slow consumer; closing with 1013");
+            self.close_with(ring, slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
+            return false;
+        }
+        outbox.push_shared(frame.clone());
+        WorkerStats::add(&self.control.stats.deliveries, 1);
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+        true
+    }
+
+    fn is_open(&self, slot: u32) -> bool {
+        matches!(&self.conns[slot as usize].phase, Phase::Open { session, .. } if session.state() == CloseState::Open)
+    }
+
+    /// Server-initiated close: send a Close frame and wait for the peer's (bounded by the close timeout).
+    pub(super) fn close_with(
+        &mut self,
+        _ring: &mut Ring,
+        slot: u32,
+        code: CloseCode,
+        reason: &str,
+    ) {
+        self.unsubscribe_all(slot);
+        let now = self.now_ms();
+        let conn = &mut self.conns[slot as usize];
+        let Phase::Open { session, .. } = &mut conn.phase else {
+            return;
+        };
+        if session.state() != CloseState::Open {
+            return;
+        }
+        session.close(code, reason, &self.settings.limits, now, &mut self.scratch);
+        if let Some(deadline) = session.deadline_ms() {
+            let generation = conn.generation;
+            self.timers.push(Reverse((deadline, slot, generation)));
+        }
+        self.queue_scratch(slot);
+    }
+
+    pub(super) fn unsubscribe_all(&mut self, slot: u32) {
+        for id in std::mem::take(&mut self.conns[slot as usize].subs) {
+            self.symbols.unsubscribe(id, slot);
+        }
+    }
+
+    /// Act on the commands a connection just sent, replying in order.
+    pub(super) fn run_commands(&mut self, slot: u32) {
+        for cmd in std::mem::take(&mut self.inbox) {
+            match cmd {
+                Ok(ClientCommand::Subscribe(symbols)) => self.subscribe(slot, symbols),
+                Ok(ClientCommand::Unsubscribe(symbols)) => {
+                    for symbol in &symbols {
+                        if let Some(id) = self.symbols.get(symbol) {
+                            let conn = &mut self.conns[slot as usize];
+                            if let Some(pos) = conn.subs.iter().position(|&s| s == id) {
+                                conn.subs.swap_remove(pos);
+                                self.symbols.unsubscribe(id, slot);
+                            }
+                        }
+                    }
+                    self.reply(slot, command::unsubscribed_json(&symbols));
+                }
+                Err(err) => {
+                    WorkerStats::add(&self.control.stats.bad_commands, 1);
+                    self.reply(slot, err.to_json());
+                }
+            }
+        }
+    }
+
+    /// Subscribe, then send the ack and the latest tick of each symbol that has one, before any live tick.
+    fn subscribe(&mut self, slot: u32, symbols: Vec<String>) {
+        let limit = self.settings.max_symbols_per_conn;
+        let conn = &self.conns[slot as usize];
+        let new = symbols
+            .iter()
+            .filter(|s| {
+                self.symbols
+                    .get(s)
+                    .is_none_or(|id| !conn.subs.contains(&id))
+            })
+            .count();
+        if conn.subs.len() + new > limit {
+            WorkerStats::add(&self.control.stats.bad_commands, 1);
+            return self.reply(slot, CommandError::TooManySymbols { limit }.to_json());
+        }
+        let mut snapshot = Vec::with_capacity(symbols.len());
+        let mut unknown = Vec::new();
+        for symbol in &symbols {
+            let id = self.symbols.intern(symbol);
+            if self.symbols.subscribe(id, slot) {
+                self.conns[slot as usize].subs.push(id);
+            }
+            match &self.symbols.entry(id).latest {
+                Some(frame) => snapshot.push(frame.clone()),
+                None => unknown.push(symbol.as_str()),
+            }
+        }
+        let ack = command::subscribed_json(&symbols, &unknown);
+        self.reply(slot, ack);
+        let conn = &mut self.conns[slot as usize];
+        let outbox = conn.outbox.get_or_insert_with(Box::default);
+        for frame in snapshot {
+            outbox.push_shared(frame);
+        }
+    }
+
+    /// Queue a control message (JSON text frame) to one connection.
+    fn reply(&mut self, slot: u32, json: Vec<u8>) {
+        crate::protocol::frame::encode_frame(
+            crate::protocol::OpCode::Text,
+            &json,
+            &mut self.scratch,
+        );
+        self.queue_scratch(slot);
+    }
+}
