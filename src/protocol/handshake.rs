@@ -1,6 +1,10 @@
 //! The HTTP/1.1 upgrade (RFC 6455 §4.2), sans-IO: parse the request head, validate it, and write the
 //! response bytes. Every failure maps to one precise HTTP status in `HttpError::status`.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use sha1::{Digest, Sha1};
+
 /// Limits on the request head (slowloris and memory protection).
 #[derive(Clone, Debug)]
 pub struct HeadLimits {
@@ -10,7 +14,10 @@ pub struct HeadLimits {
 
 impl Default for HeadLimits {
     fn default() -> Self {
-        HeadLimits { max_head_bytes: 8 * 1024, max_headers: 32 }
+        HeadLimits {
+            max_head_bytes: 8 * 1024,
+            max_headers: 32,
+        }
     }
 }
 
@@ -29,17 +36,30 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     /// The path without the query string.
     pub fn path(&self) -> &'a str {
-        todo!()
+        self.target
+            .split_once('?')
+            .map_or(self.target, |(path, _)| path)
     }
     /// Value of a query parameter (no percent-decoding beyond what tokens need), e.g. `token`.
     pub fn query_param(&self, name: &str) -> Option<&'a str> {
-        let _ = name;
-        todo!()
+        let (_, query) = self.target.split_once('?')?;
+        query
+            .split('&')
+            .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
     }
     /// The first value of a header, case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        let _ = name;
-        todo!()
+        self.headers_named(name).next()
+    }
+
+    /// Every value of a header, in order, case-insensitive name.
+    pub fn headers_named<'r>(&'r self, name: &'r str) -> impl Iterator<Item = &'a [u8]> + 'r {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| *value)
     }
 }
 
@@ -78,53 +98,233 @@ pub enum HttpError {
 
 impl HttpError {
     pub fn status(self) -> u16 {
-        todo!()
+        use HttpError::*;
+        match self {
+            Malformed | BadVersion | MissingHost | ConnectionNotUpgrade | BadKey => 400,
+            NotFound => 404,
+            MethodNotAllowed => 405,
+            UpgradeRequired | UnsupportedVersion => 426,
+            HeadTooLarge | TooManyHeaders => 431,
+        }
     }
     /// Short reason for logs and the response body.
     pub fn reason(self) -> &'static str {
-        todo!()
+        use HttpError::*;
+        match self {
+            Malformed => "malformed request",
+            BadVersion => "HTTP/1.1 required",
+            MissingHost => "missing Host header",
+            ConnectionNotUpgrade => "Connection header must contain upgrade",
+            BadKey => "invalid Sec-WebSocket-Key",
+            MethodNotAllowed => "method not allowed",
+            UpgradeRequired => "WebSocket upgrade required",
+            UnsupportedVersion => "unsupported Sec-WebSocket-Version",
+            HeadTooLarge => "request head too large",
+            TooManyHeaders => "too many headers",
+            NotFound => "not found",
+        }
     }
     /// The complete response (status line, the headers the status calls for, `Connection: close`,
     /// `Content-Length`, a one-line text body).
     pub fn write_response(self, out: &mut Vec<u8>) {
-        let _ = out;
-        todo!()
+        write_status_line(self.status(), out);
+        out.extend_from_slice(self.extra_headers().as_bytes());
+        let body = format!("{}\n", self.reason());
+        write_body(b"text/plain", body.as_bytes(), false, out);
+    }
+
+    /// Headers this status calls for (RFC 9110 §15.5.6, RFC 6455 §4.2.2 and §4.4).
+    fn extra_headers(self) -> &'static str {
+        match self {
+            HttpError::MethodNotAllowed => "Allow: GET\r\n",
+            HttpError::UpgradeRequired => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+            HttpError::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
+            _ => "",
+        }
     }
 }
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status(), self.reason())
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+const HEAD_END: &[u8] = b"\r\n\r\n";
 
 /// Where the head ends (index just past `\r\n\r\n`), scanning only from `from` (pass the previous
 /// `buf.len()` minus 3 after each read) so a head trickled in 1-byte reads costs linear CPU.
 pub fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
-    let _ = (buf, from);
-    todo!()
+    let start = from.min(buf.len());
+    buf[start..]
+        .windows(HEAD_END.len())
+        .position(|window| window == HEAD_END)
+        .map(|i| start + i + HEAD_END.len())
 }
 
 /// Parse a complete request head (`buf[..head_end]` from `find_head_end`). Enforces `limits`.
 pub fn parse_request<'a>(head: &'a [u8], limits: &HeadLimits) -> Result<Request<'a>, HttpError> {
-    let _ = (head, limits);
-    todo!()
+    if head.len() > limits.max_head_bytes {
+        return Err(HttpError::HeadTooLarge);
+    }
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut parsed = httparse::Request::new(&mut slots);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HttpError::Malformed),
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
+        Err(_) => return Err(HttpError::Malformed),
+    }
+    let (Some(method), Some(target), Some(minor_version)) =
+        (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(HttpError::Malformed);
+    };
+    Ok(Request {
+        method,
+        target,
+        minor_version,
+        headers: parsed.headers.iter().map(|h| (h.name, h.value)).collect(),
+    })
 }
 
 /// Check every RFC 6455 §4.2.1 rule of an upgrade request.
 pub fn validate_upgrade(req: &Request<'_>) -> Result<Upgrade, HttpError> {
-    let _ = req;
-    todo!()
+    if req.method != "GET" {
+        return Err(HttpError::MethodNotAllowed);
+    }
+    if req.minor_version < 1 {
+        return Err(HttpError::BadVersion);
+    }
+    if req.header("host").is_none() {
+        return Err(HttpError::MissingHost);
+    }
+    if !has_token(req, "upgrade", b"websocket") {
+        return Err(HttpError::UpgradeRequired);
+    }
+    if !has_token(req, "connection", b"upgrade") {
+        return Err(HttpError::ConnectionNotUpgrade);
+    }
+    if req.header("sec-websocket-version").map(trim) != Some(b"13") {
+        return Err(HttpError::UnsupportedVersion);
+    }
+    let key = single_key(req).ok_or(HttpError::BadKey)?;
+    Ok(Upgrade {
+        accept: accept_key(key),
+    })
 }
+
+/// Does any header `name` list `token` among its comma-separated values (case-insensitive)?
+fn has_token(req: &Request<'_>, name: &str, token: &[u8]) -> bool {
+    req.headers_named(name)
+        .flat_map(|value| value.split(|&b| b == b','))
+        .any(|item| trim(item).eq_ignore_ascii_case(token))
+}
+
+/// The `Sec-WebSocket-Key`, if sent exactly once and it is the base64 of 16 bytes.
+fn single_key<'a>(req: &Request<'a>) -> Option<&'a [u8]> {
+    let mut keys = req.headers_named("sec-websocket-key");
+    let key = trim(keys.next()?);
+    if keys.next().is_some() {
+        return None;
+    }
+    // 16 bytes are 24 base64 characters; anything longer cannot fit and fails to decode.
+    let mut nonce = [0; 24];
+    matches!(BASE64.decode_slice(key, &mut nonce), Ok(16)).then_some(key)
+}
+
+/// Strip optional whitespace (RFC 9110 §5.6.3).
+fn trim(value: &[u8]) -> &[u8] {
+    value.trim_ascii()
+}
+
+/// The GUID every server appends to the key (RFC 6455 §1.3).
+const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// `base64(sha1(key ++ GUID))`.
 pub fn accept_key(key: &[u8]) -> [u8; 28] {
-    let _ = key;
-    todo!()
+    let digest = Sha1::new()
+        .chain_update(key)
+        .chain_update(WEBSOCKET_GUID)
+        .finalize();
+    let mut accept = [0; 28];
+    let written = BASE64
+        .encode_slice(digest.as_slice(), &mut accept)
+        .expect("a SHA-1 digest is 28 base64 characters");
+    debug_assert_eq!(written, accept.len());
+    accept
 }
 
 /// Append `101 Switching Protocols` with the accept key (and the chosen subprotocol, if any).
 pub fn write_101(upgrade: &Upgrade, protocol: Option<&str>, out: &mut Vec<u8>) {
-    let _ = (upgrade, protocol, out);
-    todo!()
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\n\
+          Upgrade: websocket\r\n\
+          Connection: Upgrade\r\n\
+          Sec-WebSocket-Accept: ",
+    );
+    out.extend_from_slice(&upgrade.accept);
+    out.extend_from_slice(b"\r\n");
+    if let Some(protocol) = protocol {
+        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
+        out.extend_from_slice(protocol.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// Append a plain response (`Connection: close` unless `keep_alive`), e.g. `/healthz` → 200.
-pub fn write_response(status: u16, content_type: &str, body: &[u8], keep_alive: bool, out: &mut Vec<u8>) {
-    let _ = (status, content_type, body, keep_alive, out);
-    todo!()
+pub fn write_response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    out: &mut Vec<u8>,
+) {
+    write_status_line(status, out);
+    write_body(content_type.as_bytes(), body, keep_alive, out);
 }
+
+/// `HTTP/1.1 <status> <reason phrase>\r\n`.
+fn write_status_line(status: u16, out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
+}
+
+/// `Connection` (unless keep-alive), `Content-Type`, `Content-Length`, the blank line and the body.
+fn write_body(content_type: &[u8], body: &[u8], keep_alive: bool, out: &mut Vec<u8>) {
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"Content-Type: ");
+    out.extend_from_slice(content_type);
+    out.extend_from_slice(format!("\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+}
+
+/// The standard reason phrase of the statuses this server sends.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests;
