@@ -4,10 +4,13 @@
 //! - `protocol`: RFC 6455 sans-IO (handshake, frames, close handshake);
 //! - `runtime`: one io_uring worker per core (accept, receive, send, timers);
 //! - `http`: the plain-HTTP routes on the same port;
+//! - `ingest`: the Redis feed (one subscriber thread per process) and its data contract;
+//! - `cli`: the feed-side subcommands (`publish`, `get`, `retire`, `feed --demo`, `demo`);
 //! - `server`: starting and stopping workers and processes.
 pub mod config;
 pub mod fanout;
 pub mod http;
+pub mod ingest;
 pub mod protocol;
 pub mod runtime;
 pub mod server;

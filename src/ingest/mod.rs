@@ -1,0 +1,118 @@
+//! Ingest: the one thread per process that reads ticks from Redis and hands them to every worker.
+//!
+//! ```text
+//!  Redis ── SUBSCRIBE {prefix}ticks, {prefix}control ──► parse once ──► prepare_text once ──► FeedSender × workers
+//!        ── HGETALL {prefix}ticks (on every (re)connect) ──► FeedEvent::Snapshot
+//! ```
+//!
+//! Exactly one pub/sub connection per process (never one per client), plus a short-lived plain
+//! connection for the snapshot. On (re)connect the order is: SUBSCRIBE first, then HGETALL, so no tick
+//! published in between is lost (a live tick arriving after the snapshot simply supersedes it). When the
+//! connection drops: `Status{up:false}` once, reconnect with jittered exponential back-off (100 ms to
+//! 5 s), then `Status{up:true}` and a fresh snapshot.
+//!
+//! The data contract is in `docs/protocol.md`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::thread::JoinHandle;
+
+use crate::fanout::FeedSender;
+
+pub mod backoff;
+pub mod control;
+pub mod rng;
+pub mod stats;
+mod subscriber;
+pub mod throttle;
+pub mod tick;
+
+pub use stats::IngestStats;
+pub use tick::{BadReason, BadTick, ParsedTick, parse_message, valid_symbol};
+
+/// Default Redis URL.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Default key prefix (the seed's ioredis `keyPrefix`).
+pub const DEFAULT_PREFIX: &str = "psx:";
+
+/// Where the feed comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestConfig {
+    /// e.g. `redis://127.0.0.1:6379` (`redis://:password@host:port/db` works too).
+    pub redis_url: String,
+    /// Key prefix: the hash and channel are `{prefix}ticks`, the control channel `{prefix}control`.
+    pub prefix: String,
+    /// Largest tick accepted, in bytes.
+    pub max_tick_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> IngestConfig {
+        IngestConfig {
+            redis_url: DEFAULT_REDIS_URL.into(),
+            prefix: DEFAULT_PREFIX.into(),
+            max_tick_bytes: tick::DEFAULT_MAX_TICK_BYTES,
+        }
+    }
+}
+
+/// The Redis names derived from a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// The hash of latest ticks (field = symbol) and the channel new ticks are published on.
+    pub ticks: String,
+    /// The channel of control operations (`{"op":"retire","symbol":"X"}`).
+    pub control: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            ticks: format!("{prefix}ticks"),
+            control: format!("{prefix}control"),
+        }
+    }
+}
+
+/// Why the ingest thread could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The Redis URL does not parse.
+    BadUrl { url: String, error: String },
+    /// The thread could not be spawned.
+    Spawn(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::BadUrl { url, error } => {
+                write!(f, "--redis (RINGCAST_REDIS): `{url}` is not a Redis URL: {error}")
+            }
+            StartError::Spawn(e) => write!(f, "cannot start the ingest thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Start the ingest thread. It runs until `stop` is set (noticed within ~200 ms), then returns. An
+/// unreachable Redis is not an error here: the thread keeps retrying, and the workers get
+/// `Status{up:false}` meanwhile.
+pub fn start(
+    cfg: IngestConfig,
+    workers: Vec<FeedSender>,
+    stats: Arc<IngestStats>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, StartError> {
+    let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| StartError::BadUrl {
+        url: cfg.redis_url.clone(),
+        error: e.to_string(),
+    })?;
+    let ingest = subscriber::Ingest::new(cfg, client, workers, stats, stop);
+    std::thread::Builder::new()
+        .name("ringcast-ingest".into())
+        .spawn(move || ingest.run())
+        .map_err(StartError::Spawn)
+}

@@ -1,0 +1,307 @@
+//! The ingest thread's loop: connect, subscribe, snapshot, stream; on failure announce the outage once
+//! and reconnect with back-off.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis::RedisError;
+
+use super::backoff::Backoff;
+use super::control::{self, ControlOp};
+use super::rng::XorShift;
+use super::stats::IngestStats;
+use super::throttle::Throttle;
+use super::tick::{self, BadTick};
+use super::{IngestConfig, Keys};
+use crate::fanout::{FeedEvent, FeedSender, PreparedFrame, Symbol, prepare_text};
+
+/// TCP connect timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Read/write timeout while subscribing, fetching the snapshot and pinging.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read timeout while streaming: how quickly `stop` is noticed.
+const POLL: Duration = Duration::from_millis(200);
+/// After this long without a message, PING the pub/sub connection to detect a dead peer.
+const IDLE_PING: Duration = Duration::from_secs(15);
+
+/// How a session with Redis ended.
+enum Ended {
+    /// `stop` was set.
+    Stopped,
+    /// The connection failed (or could not be made); the message says why.
+    Failed(String),
+}
+
+impl From<RedisError> for Ended {
+    fn from(e: RedisError) -> Ended {
+        Ended::Failed(e.to_string())
+    }
+}
+
+pub(super) struct Ingest {
+    cfg: IngestConfig,
+    client: redis::Client,
+    keys: Keys,
+    workers: Vec<FeedSender>,
+    stats: Arc<IngestStats>,
+    stop: Arc<AtomicBool>,
+    /// `Status{up:false}` was sent and not yet followed by `Status{up:true}`.
+    down_announced: bool,
+    /// A first connection succeeded (later ones count as reconnects).
+    connected_once: bool,
+    bad_log: Throttle,
+    control_log: Throttle,
+}
+
+impl Ingest {
+    pub(super) fn new(
+        cfg: IngestConfig,
+        client: redis::Client,
+        workers: Vec<FeedSender>,
+        stats: Arc<IngestStats>,
+        stop: Arc<AtomicBool>,
+    ) -> Ingest {
+        Ingest {
+            keys: Keys::new(&cfg.prefix),
+            cfg,
+            client,
+            workers,
+            stats,
+            stop,
+            down_announced: false,
+            connected_once: false,
+            bad_log: Throttle::new(Duration::from_secs(1)),
+            control_log: Throttle::new(Duration::from_secs(1)),
+        }
+    }
+
+    /// The thread body: sessions until `stop`.
+    pub(super) fn run(mut self) {
+        let mut backoff = Backoff::new(XorShift::from_clock());
+        while !self.stopping() {
+            match self.session(&mut backoff) {
+                Ended::Stopped => break,
+                Ended::Failed(why) => {
+                    self.stats.redis_up.store(false, Ordering::Relaxed);
+                    if !self.down_announced {
+                        tracing::warn!(redis = %self.cfg.redis_url, error = %why, "Redis feed down; reconnecting");
+                        self.broadcast_status(false);
+                    } else {
+                        tracing::debug!(error = %why, "Redis reconnect failed");
+                    }
+                    self.sleep(backoff.next_delay());
+                }
+            }
+        }
+        self.stats.redis_up.store(false, Ordering::Relaxed);
+        tracing::debug!("ingest thread stopped");
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleep `total`, waking early on `stop`.
+    fn sleep(&self, total: Duration) {
+        let until = Instant::now() + total;
+        while !self.stopping() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// One connection: subscribe, snapshot, stream until failure or `stop`.
+    fn session(&mut self, backoff: &mut Backoff) -> Ended {
+        let mut con = match self.client.get_connection_with_timeout(CONNECT_TIMEOUT) {
+            Ok(con) => con,
+            Err(e) => return e.into(),
+        };
+        if let Err(e) = con
+            .set_read_timeout(Some(COMMAND_TIMEOUT))
+            .and_then(|()| con.set_write_timeout(Some(COMMAND_TIMEOUT)))
+        {
+            return e.into();
+        }
+        let mut pubsub = con.as_pubsub();
+        // Subscribe first, then read the hash: a tick published in between is in both, never in neither.
+        if let Err(e) = pubsub.subscribe(&[&self.keys.ticks, &self.keys.control]) {
+            return e.into();
+        }
+        let snapshot = match self.fetch_snapshot() {
+            Ok(s) => s,
+            Err(e) => return e.into(),
+        };
+        if self.connected_once {
+            IngestStats::add(&self.stats.reconnects, 1);
+        }
+        self.connected_once = true;
+        backoff.reset();
+        self.stats.redis_up.store(true, Ordering::Relaxed);
+        if self.down_announced {
+            tracing::info!(redis = %self.cfg.redis_url, symbols = snapshot.len(), "Redis feed up again");
+            self.broadcast_status(true);
+        } else {
+            tracing::info!(redis = %self.cfg.redis_url, channel = %self.keys.ticks, symbols = snapshot.len(), "subscribed to the tick feed");
+        }
+        self.broadcast(FeedEvent::Snapshot(Arc::new(snapshot)));
+        IngestStats::add(&self.stats.snapshots, 1);
+
+        if let Err(e) = pubsub.set_read_timeout(Some(POLL)) {
+            return e.into();
+        }
+        let mut last_message = Instant::now();
+        loop {
+            if self.stopping() {
+                return Ended::Stopped;
+            }
+            match pubsub.get_message() {
+                Ok(msg) => {
+                    last_message = Instant::now();
+                    let channel = msg.get_channel_name();
+                    if channel == self.keys.ticks {
+                        self.on_ticks(msg.get_payload_bytes());
+                    } else if channel == self.keys.control {
+                        self.on_control(msg.get_payload_bytes());
+                    }
+                }
+                Err(e) if e.is_timeout() => {
+                    if last_message.elapsed() >= IDLE_PING {
+                        // A longer timeout for the reply: a timed-out command would make the library skip
+                        // the next reply, which could be a tick.
+                        let alive = pubsub
+                            .set_read_timeout(Some(COMMAND_TIMEOUT))
+                            .and_then(|()| pubsub.ping::<redis::Value>())
+                            .and_then(|_| pubsub.set_read_timeout(Some(POLL)));
+                        if let Err(e) = alive {
+                            return Ended::Failed(format!("no answer to PING: {e}"));
+                        }
+                        last_message = Instant::now();
+                    }
+                }
+                Err(e) => return e.into(),
+            }
+        }
+    }
+
+    /// HGETALL `{prefix}ticks` on a second, short-lived connection: every stored tick, validated, each
+    /// frame built once. Sorted by symbol.
+    fn fetch_snapshot(&mut self) -> Result<Vec<(Symbol, PreparedFrame)>, RedisError> {
+        let mut con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+        con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            redis::cmd("HGETALL").arg(&self.keys.ticks).query(&mut con)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (field, value) in &entries {
+            let (good, bad) = tick::parse_message(value, self.cfg.max_tick_bytes);
+            self.count_bad(&bad, "stored tick");
+            // A stored value is one tick whose symbol is its field.
+            match good.as_slice() {
+                [t] if t.symbol.as_bytes() == field.as_slice() => {
+                    out.push((t.symbol.clone(), prepare_text(t.raw)));
+                }
+                [t] => self.count_bad(
+                    &[BadTick {
+                        index: 0,
+                        reason: tick::BadReason::BadSymbol,
+                        detail: format!(
+                            "stored under field {:?} but its symbol is {:?}",
+                            String::from_utf8_lossy(field),
+                            t.symbol
+                        ),
+                    }],
+                    "stored tick",
+                ),
+                _ => {}
+            }
+        }
+        IngestStats::add(&self.stats.frames_built, out.len() as u64);
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// A message on the ticks channel: parse once, build each frame once, hand the same frame to every
+    /// worker, ticks in order.
+    fn on_ticks(&mut self, payload: &[u8]) {
+        IngestStats::add(&self.stats.messages, 1);
+        let (good, bad) = tick::parse_message(payload, self.cfg.max_tick_bytes);
+        self.count_bad(&bad, "published tick");
+        if good.is_empty() {
+            return;
+        }
+        let now_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0);
+        for t in &good {
+            let frame = prepare_text(t.raw);
+            for worker in &self.workers {
+                worker.send(FeedEvent::Tick {
+                    symbol: t.symbol.clone(),
+                    frame: frame.clone(),
+                });
+            }
+            if let Some(ts) = t.ts_us {
+                self.stats
+                    .last_lag_us
+                    .store(now_us.saturating_sub(ts), Ordering::Relaxed);
+            }
+        }
+        IngestStats::add(&self.stats.frames_built, good.len() as u64);
+        IngestStats::add(&self.stats.ticks, good.len() as u64);
+    }
+
+    /// A message on the control channel.
+    fn on_control(&mut self, payload: &[u8]) {
+        match control::parse_control(payload) {
+            Ok(ControlOp::Retire(symbol)) => {
+                tracing::info!(%symbol, "symbol retired");
+                let frame = prepare_text(control::retired_payload(&symbol).as_bytes());
+                let symbol: Symbol = symbol.into();
+                self.broadcast(FeedEvent::Retire { symbol, frame });
+                IngestStats::add(&self.stats.retired, 1);
+            }
+            Err(e) => {
+                if let Some(suppressed) = self.control_log.allow(Instant::now()) {
+                    tracing::warn!(channel = %self.keys.control, suppressed, "ignored: {e}");
+                }
+            }
+        }
+    }
+
+    /// Count refused ticks per reason and log (at most one line per second).
+    fn count_bad(&mut self, bad: &[BadTick], what: &str) {
+        for b in bad {
+            IngestStats::add(&self.stats.bad[b.reason.index()], 1);
+        }
+        if let Some(first) = bad.first()
+            && let Some(suppressed) = self.bad_log.allow(Instant::now())
+        {
+            tracing::warn!(
+                reason = first.reason.name(),
+                in_message = bad.len(),
+                suppressed,
+                "bad {what} dropped: {first}"
+            );
+        }
+    }
+
+    fn broadcast_status(&mut self, up: bool) {
+        let frame = prepare_text(control::feed_status_payload(up).as_bytes());
+        self.broadcast(FeedEvent::Status { up, frame });
+        self.down_announced = !up;
+    }
+
+    fn broadcast(&self, event: FeedEvent) {
+        if let Some((last, rest)) = self.workers.split_last() {
+            for worker in rest {
+                worker.send(event.clone());
+            }
+            last.send(event);
+        }
+    }
+}
