@@ -27,6 +27,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the WebSocket server.
     Serve(ServeConfig),
+    /// Publish ticks (the seed's `ticker.set([...])`): store each in `{prefix}ticks` and publish them.
+    Publish(crate::cli::publish::PublishArgs),
+    /// Print the stored tick of symbols (the seed's `ticker.get("EFERT,LUCK")`).
+    Get(crate::cli::get::GetArgs),
+    /// Retire symbols: delete their ticks and tell the servers.
+    Retire(crate::cli::retire::RetireArgs),
+    /// Publish simulated ticks (`--demo`): a stand-in exchange for demos and load.
+    Feed(crate::cli::feed::FeedArgs),
+    /// Run everything locally: Redis (started if needed), the server and the demo feed.
+    Demo(crate::cli::demo::DemoArgs),
 }
 
 /// `ringcast serve`.
@@ -190,6 +200,7 @@ mod tests {
             .command
         {
             Command::Serve(c) => c,
+            other => panic!("parsed as {other:?}"),
         };
         assert!(
             cfg.validate()

@@ -7,6 +7,7 @@
 //! - `ingest`: the Redis feed (one subscriber thread per process) and its data contract;
 //! - `cli`: the feed-side subcommands (`publish`, `get`, `retire`, `feed --demo`, `demo`);
 //! - `server`: starting and stopping workers and processes.
+pub mod cli;
 pub mod config;
 pub mod fanout;
 pub mod http;

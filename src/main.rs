@@ -19,6 +19,11 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Serve(cfg) => ringcast::server::serve(cfg),
+        Command::Publish(args) => std::process::exit(ringcast::cli::publish::main(args)),
+        Command::Get(args) => std::process::exit(ringcast::cli::get::main(args)),
+        Command::Retire(args) => std::process::exit(ringcast::cli::retire::main(args)),
+        Command::Feed(args) => std::process::exit(ringcast::cli::feed::main(args)),
+        Command::Demo(args) => std::process::exit(ringcast::cli::demo::main(args)),
     };
     if let Err(message) = result {
         tracing::error!("{message}");

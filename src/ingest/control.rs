@@ -94,7 +94,10 @@ mod tests {
             parse_control(br#"{"op":"halt"}"#),
             Err(ControlError::UnknownOp(_))
         ));
-        assert!(matches!(parse_control(b"retire X"), Err(ControlError::Malformed(_))));
+        assert!(matches!(
+            parse_control(b"retire X"),
+            Err(ControlError::Malformed(_))
+        ));
         let v: serde_json::Value = serde_json::from_str(&retired_payload("LUCK")).unwrap();
         assert_eq!(v, serde_json::json!({"type":"retired","symbol":"LUCK"}));
         let v: serde_json::Value = serde_json::from_str(feed_status_payload(false)).unwrap();

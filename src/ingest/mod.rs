@@ -88,7 +88,10 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::BadUrl { url, error } => {
-                write!(f, "--redis (RINGCAST_REDIS): `{url}` is not a Redis URL: {error}")
+                write!(
+                    f,
+                    "--redis (RINGCAST_REDIS): `{url}` is not a Redis URL: {error}"
+                )
             }
             StartError::Spawn(e) => write!(f, "cannot start the ingest thread: {e}"),
         }

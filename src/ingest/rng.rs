@@ -53,8 +53,12 @@ mod tests {
 
     #[test]
     fn deterministic_and_spread() {
-        let a: Vec<u64> = (0..5).scan(XorShift::new(7), |r, _| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..5).scan(XorShift::new(7), |r, _| Some(r.next_u64())).collect();
+        let a: Vec<u64> = (0..5)
+            .scan(XorShift::new(7), |r, _| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..5)
+            .scan(XorShift::new(7), |r, _| Some(r.next_u64()))
+            .collect();
         assert_eq!(a, b);
         let mut r = XorShift::new(0);
         let mut hits = [0u32; 10];

@@ -147,8 +147,9 @@ impl Ingest {
         } else {
             tracing::info!(redis = %self.cfg.redis_url, channel = %self.keys.ticks, symbols = snapshot.len(), "subscribed to the tick feed");
         }
-        self.broadcast(FeedEvent::Snapshot(Arc::new(snapshot)));
+        // Counters first, so whoever sees an event also sees it counted.
         IngestStats::add(&self.stats.snapshots, 1);
+        self.broadcast(FeedEvent::Snapshot(Arc::new(snapshot)));
 
         if let Err(e) = pubsub.set_read_timeout(Some(POLL)) {
             return e.into();
@@ -193,8 +194,9 @@ impl Ingest {
         let mut con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
         con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        let entries: Vec<(Vec<u8>, Vec<u8>)> =
-            redis::cmd("HGETALL").arg(&self.keys.ticks).query(&mut con)?;
+        let entries: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+            .arg(&self.keys.ticks)
+            .query(&mut con)?;
         let mut out = Vec::with_capacity(entries.len());
         for (field, value) in &entries {
             let (good, bad) = tick::parse_message(value, self.cfg.max_tick_bytes);
@@ -233,6 +235,8 @@ impl Ingest {
         if good.is_empty() {
             return;
         }
+        IngestStats::add(&self.stats.frames_built, good.len() as u64);
+        IngestStats::add(&self.stats.ticks, good.len() as u64);
         let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
@@ -251,8 +255,6 @@ impl Ingest {
                     .store(now_us.saturating_sub(ts), Ordering::Relaxed);
             }
         }
-        IngestStats::add(&self.stats.frames_built, good.len() as u64);
-        IngestStats::add(&self.stats.ticks, good.len() as u64);
     }
 
     /// A message on the control channel.
@@ -262,8 +264,8 @@ impl Ingest {
                 tracing::info!(%symbol, "symbol retired");
                 let frame = prepare_text(control::retired_payload(&symbol).as_bytes());
                 let symbol: Symbol = symbol.into();
-                self.broadcast(FeedEvent::Retire { symbol, frame });
                 IngestStats::add(&self.stats.retired, 1);
+                self.broadcast(FeedEvent::Retire { symbol, frame });
             }
             Err(e) => {
                 if let Some(suppressed) = self.control_log.allow(Instant::now()) {

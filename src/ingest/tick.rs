@@ -188,8 +188,12 @@ fn parse_tick(raw: &[u8], max_tick_bytes: usize) -> Result<ParsedTick<'_>, (BadR
     let Some(symbol) = head.symbol else {
         return Err((BadReason::NoSymbol, String::new()));
     };
-    let symbol: String = serde_json::from_str(symbol.get())
-        .map_err(|_| (BadReason::BadSymbol, format!("not a string: {}", symbol.get())))?;
+    let symbol: String = serde_json::from_str(symbol.get()).map_err(|_| {
+        (
+            BadReason::BadSymbol,
+            format!("not a string: {}", symbol.get()),
+        )
+    })?;
     if !valid_symbol(&symbol) {
         return Err((BadReason::BadSymbol, format!("{symbol:?}")));
     }
@@ -283,7 +287,14 @@ mod tests {
 
     #[test]
     fn not_json() {
-        for msg in [&b""[..], b"   ", b"{", b"{\"symbol\":\"A\"} trailing", b"[{\"symbol\":\"A\"},", b"EFERT"] {
+        for msg in [
+            &b""[..],
+            b"   ",
+            b"{",
+            b"{\"symbol\":\"A\"} trailing",
+            b"[{\"symbol\":\"A\"},",
+            b"EFERT",
+        ] {
             let (good, bad) = parse_message(msg, MAX);
             assert!(good.is_empty(), "{msg:?}");
             assert_eq!(reasons(&bad), vec![(0, BadReason::NotJson)], "{msg:?}");
@@ -322,7 +333,17 @@ mod tests {
         for ok in ["EFERT", "A", "BRK.B", "X-1_2", &"Z".repeat(32)] {
             assert!(valid_symbol(ok), "{ok}");
         }
-        for no in ["", "A B", "A,B", "A\"", "A'", "A\\", "É", "A\t", &"Z".repeat(33)] {
+        for no in [
+            "",
+            "A B",
+            "A,B",
+            "A\"",
+            "A'",
+            "A\\",
+            "É",
+            "A\t",
+            &"Z".repeat(33),
+        ] {
             assert!(!valid_symbol(no), "{no}");
         }
         // Escapes are decoded before the check.

@@ -1,0 +1,149 @@
+//! The feed-side subcommands, one file each: the seed's Ticker API (`publish` = `ticker.set`, `get` =
+//! `ticker.get`), `retire`, a simulated exchange (`feed --demo`) and the one-command `demo`.
+//!
+//! Each `main` prints its own errors on stderr (`ringcast: …`) and returns the process exit code, so
+//! stdout carries only the command's output.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::ingest::{DEFAULT_PREFIX, DEFAULT_REDIS_URL, Keys};
+
+pub mod demo;
+pub mod feed;
+pub mod get;
+pub mod market;
+pub mod process;
+pub mod publish;
+pub mod redis_server;
+pub mod retire;
+
+/// Where the feed lives: shared by every subcommand that talks to Redis.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct RedisArgs {
+    /// Redis URL (`redis://[:password@]host:port[/db]`).
+    #[arg(long = "redis", env = "RINGCAST_REDIS", default_value = DEFAULT_REDIS_URL)]
+    pub redis: String,
+    /// Key prefix (the seed's ioredis `keyPrefix`): hash and channel `{prefix}ticks`, control channel
+    /// `{prefix}control`.
+    #[arg(long, env = "RINGCAST_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub prefix: String,
+}
+
+impl RedisArgs {
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.prefix)
+    }
+
+    /// The ingest configuration these arguments describe (default tick size limit).
+    pub fn ingest_config(&self) -> crate::ingest::IngestConfig {
+        crate::ingest::IngestConfig {
+            redis_url: self.redis.clone(),
+            prefix: self.prefix.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// A plain connection with bounded connect, read and write times.
+    pub fn connect(&self) -> Result<redis::Connection, CliError> {
+        connect(&self.redis)
+    }
+}
+
+/// Connect to `url` (2 s to connect, 10 s per command).
+pub fn connect(url: &str) -> Result<redis::Connection, CliError> {
+    let redis_error = |e: redis::RedisError| CliError::Redis {
+        url: url.to_string(),
+        error: e.to_string(),
+    };
+    let client = redis::Client::open(url).map_err(|e| {
+        CliError::Usage(format!(
+            "--redis (RINGCAST_REDIS): `{url}` is not a Redis URL: {e}"
+        ))
+    })?;
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .map_err(redis_error)?;
+    con.set_read_timeout(Some(Duration::from_secs(10)))
+        .and_then(|()| con.set_write_timeout(Some(Duration::from_secs(10))))
+        .map_err(redis_error)?;
+    Ok(con)
+}
+
+/// What a subcommand can fail with.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments or input; the message says which.
+    Usage(String),
+    /// Redis refused or did not answer.
+    Redis { url: String, error: String },
+    /// Anything else (I/O, child processes), already phrased for the user.
+    Other(String),
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CliError::Usage(m) | CliError::Other(m) => f.write_str(m),
+            CliError::Redis { url, error } => write!(f, "Redis at {url}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl CliError {
+    /// `Redis` from a command error, keeping the URL.
+    pub fn redis(url: &str, error: redis::RedisError) -> CliError {
+        CliError::Redis {
+            url: url.to_string(),
+            error: error.to_string(),
+        }
+    }
+
+    /// Exit code: 2 for usage errors, 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Print `result`'s error (if any) and give the exit code.
+pub fn finish(result: Result<(), CliError>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ringcast: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Symbols given as arguments, each possibly comma-separated (`EFERT,LUCK HBL`), trimmed, empty parts
+/// skipped, duplicates kept in first-seen order once.
+pub fn split_symbols(args: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in args.iter().flat_map(|a| a.split(',')) {
+        let s = part.trim();
+        if !s.is_empty() && !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbols_split_on_commas_and_args() {
+        let args = ["EFERT,LUCK".to_string(), " HBL , ".into(), "EFERT".into()];
+        assert_eq!(split_symbols(&args), ["EFERT", "LUCK", "HBL"]);
+        assert!(split_symbols(&[",,".into()]).is_empty());
+    }
+}
