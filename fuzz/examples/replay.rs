@@ -1,0 +1,219 @@
+//! Stable-toolchain stand-in for `cargo fuzz run`: replays the saved corpus, then feeds seeded
+//! random, structure-aware inputs to each target for a bounded time.
+//!
+//! ```text
+//! cargo run --release --example replay -- [handshake|frame_decoder|all] [seconds per target] [seed]
+//! ```
+
+use std::time::{Duration, Instant};
+
+const TARGETS: [(&str, fn(&[u8])); 2] = [
+    ("handshake", ringcast_fuzz::handshake),
+    ("frame_decoder", ringcast_fuzz::frame_decoder),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let which = args.first().map_or("all", String::as_str);
+    let seconds: u64 = args.get(1).map_or(10, |s| s.parse().expect("seconds"));
+    let seed: u64 = args.get(2).map_or(0x5EED, |s| s.parse().expect("seed"));
+
+    for (name, target) in TARGETS {
+        if which != "all" && which != name {
+            continue;
+        }
+        let replayed = replay_corpus(name, target);
+        let mut rng = Rng(seed | 1);
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut runs = 0_u64;
+        let mut bytes = 0_u64;
+        while Instant::now() < deadline {
+            for _ in 0..256 {
+                let input = match name {
+                    "handshake" => random_request(&mut rng),
+                    _ => random_stream(&mut rng),
+                };
+                target(&input);
+                runs += 1;
+                bytes += input.len() as u64;
+            }
+        }
+        println!(
+            "{name}: {replayed} corpus inputs, {runs} random inputs ({} KiB) in {seconds} s, seed {seed}: ok",
+            bytes / 1024
+        );
+    }
+}
+
+/// Run every file of `corpus/<name>/` (written by cargo-fuzz, if it ever ran here).
+fn replay_corpus(name: &str, target: fn(&[u8])) -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(name);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut count = 0;
+    for entry in entries.flatten() {
+        if let Ok(input) = std::fs::read(entry.path()) {
+            target(&input);
+            count += 1;
+        }
+    }
+    count
+}
+
+/// xorshift64: deterministic for a given seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn chance(&mut self, one_in: usize) -> bool {
+        self.below(one_in) == 0
+    }
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// Flip, insert or delete a few bytes.
+fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
+    for _ in 0..rng.below(4) {
+        if input.is_empty() {
+            return;
+        }
+        let at = rng.below(input.len());
+        match rng.below(3) {
+            0 => input[at] ^= 1 << rng.below(8),
+            1 => input.insert(at, rng.next() as u8),
+            _ => {
+                input.remove(at);
+            }
+        }
+    }
+}
+
+// -- handshake -----------------------------------------------------------------------------------------
+
+const HEADERS: &[&str] = &[
+    "Host: example.com",
+    "Upgrade: websocket",
+    "Upgrade: WebSocket, h2c",
+    "Connection: Upgrade",
+    "Connection: keep-alive, Upgrade",
+    "Connection: keep-alive",
+    "Sec-WebSocket-Version: 13",
+    "Sec-WebSocket-Version: 8",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j",
+    "Sec-WebSocket-Protocol: ticks.v1",
+    "Origin: https://app.example.com",
+    "X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+];
+const REQUEST_LINES: &[&str] = &[
+    "GET /ws?token=abc HTTP/1.1",
+    "GET / HTTP/1.0",
+    "POST /ws HTTP/1.1",
+    "GET /healthz HTTP/1.1",
+    "GET /ws?a&b=&token=x%20y HTTP/1.1",
+];
+
+fn random_request(rng: &mut Rng) -> Vec<u8> {
+    let mut head = REQUEST_LINES[rng.below(REQUEST_LINES.len())].to_string();
+    head.push_str("\r\n");
+    for _ in 0..rng.below(20) {
+        head.push_str(HEADERS[rng.below(HEADERS.len())]);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    if rng.chance(2) {
+        mutate(rng, &mut bytes);
+    }
+    if rng.chance(8) {
+        bytes.truncate(rng.below(bytes.len() + 1));
+    }
+    bytes
+}
+
+// -- frames --------------------------------------------------------------------------------------------
+
+/// Two read-size bytes, then a few frames, mostly well-formed and occasionally damaged.
+fn random_stream(rng: &mut Rng) -> Vec<u8> {
+    let mut stream = rng.bytes(2);
+    for _ in 0..rng.below(8) {
+        random_frame(rng, &mut stream);
+    }
+    if rng.chance(4) {
+        mutate(rng, &mut stream);
+    }
+    stream
+}
+
+fn random_frame(rng: &mut Rng, out: &mut Vec<u8>) {
+    const OPCODES: [u8; 8] = [0x0, 0x1, 0x2, 0x8, 0x9, 0xA, 0x3, 0xB];
+    let choices = if rng.chance(10) { 8 } else { 6 };
+    let opcode = OPCODES[rng.below(choices)];
+    let fin = !rng.chance(3);
+    let payload = random_payload(rng, opcode);
+    let mut b0 = u8::from(fin) << 7 | opcode;
+    if rng.chance(30) {
+        b0 |= 0x40;
+    }
+    out.push(b0);
+    let masked = if rng.chance(30) { 0 } else { 0x80 };
+    let len = payload.len();
+    match (len, rng.chance(20)) {
+        (0..=125, false) => out.push(masked | len as u8),
+        (0..=0xFFFF, false) | (0..=125, true) => {
+            out.push(masked | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(masked | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    let key = rng.bytes(4);
+    if masked != 0 {
+        out.extend_from_slice(&key);
+    }
+    let start = out.len();
+    out.extend_from_slice(&payload);
+    if masked != 0 {
+        ringcast::protocol::mask::apply_mask(&mut out[start..], key.try_into().unwrap(), 0);
+    }
+}
+
+fn random_payload(rng: &mut Rng, opcode: u8) -> Vec<u8> {
+    let len = match rng.below(10) {
+        0 => 0,
+        1 => 125 + rng.below(3),
+        2 => rng.below(70_000),
+        _ => rng.below(40),
+    };
+    match (opcode, rng.below(3)) {
+        (0x8, 0) => {
+            let codes = [1000_u16, 1001, 1005, 1016, 3000, 4999, 5000];
+            let mut p = codes[rng.below(codes.len())].to_be_bytes().to_vec();
+            p.extend_from_slice("bye ✓".as_bytes());
+            p.truncate(rng.below(p.len() + 1));
+            p
+        }
+        (0x0 | 0x1, 0 | 1) => {
+            let text = "tick €1.5 κόσμε 🚀 ".repeat(len / 20 + 1);
+            let mut p = text.into_bytes();
+            p.truncate(len);
+            p
+        }
+        _ => rng.bytes(len),
+    }
+}

@@ -1,0 +1,146 @@
+//! Fuzz target bodies, shared by the cargo-fuzz targets (`fuzz_targets/`) and the stable replay
+//! harness (`examples/replay.rs`). Each panics when an invariant breaks.
+
+use ringcast::protocol::handshake::{
+    HeadLimits, find_head_end, parse_request, validate_upgrade, write_101,
+};
+use ringcast::protocol::{Limits, Message, ProtocolError, Session};
+
+/// The longest tail `Session::receive` may leave unconsumed: a 6-byte control header + 125 bytes,
+/// or an incomplete 14-byte data header (139 is the documented bound).
+pub const MAX_TAIL: usize = 139;
+
+/// Head framing, parsing and validation of arbitrary bytes.
+///
+/// Invariants: a resumed scan finds the same head end as a full scan; nothing panics; every outcome
+/// produces a well-formed response.
+pub fn handshake(data: &[u8]) {
+    let full = find_head_end(data, 0);
+    let half = data.len() / 2;
+    if find_head_end(&data[..half], 0).is_none() {
+        assert_eq!(
+            find_head_end(data, half.saturating_sub(3)),
+            full,
+            "resumed scan disagrees"
+        );
+    }
+    let Some(end) = full else { return };
+    assert!(&data[end - 4..end] == b"\r\n\r\n");
+
+    let limits = HeadLimits {
+        max_head_bytes: 4096,
+        max_headers: 16,
+    };
+    let mut out = Vec::new();
+    match parse_request(&data[..end], &limits).map(|req| {
+        let _ = (req.path(), req.query_param("token"), req.header("origin"));
+        validate_upgrade(&req)
+    }) {
+        Ok(Ok(upgrade)) => {
+            write_101(&upgrade, Some("ticks.v1"), &mut out);
+            assert!(out.starts_with(b"HTTP/1.1 101 "));
+        }
+        Ok(Err(error)) | Err(error) => {
+            error.write_response(&mut out);
+            assert!(out.starts_with(format!("HTTP/1.1 {} ", error.status()).as_bytes()));
+        }
+    }
+    assert!(out.windows(4).any(|w| w == b"\r\n\r\n"));
+}
+
+/// What one run of the decoder produced.
+#[derive(Debug, PartialEq, Eq)]
+struct Outcome {
+    messages: Vec<(bool, Vec<u8>)>,
+    errors: Vec<ProtocolError>,
+    out: Vec<u8>,
+    closed: bool,
+}
+
+/// Frame decoding of arbitrary bytes. The first two bytes pick the read sizes, the rest is the stream.
+///
+/// Invariants: the unconsumed tail never exceeds `MAX_TAIL`; every byte we send is a well-formed
+/// unmasked server frame; and the outcome (messages, errors, bytes sent) does not depend on how the
+/// stream was split into reads.
+pub fn frame_decoder(data: &[u8]) {
+    let [a, b, stream @ ..] = data else { return };
+    let whole = decode(stream, &[usize::MAX]);
+    let sizes = [usize::from(*a % 32) + 1, usize::from(*b) + 1, 3, 14, 140];
+    let split = decode(stream, &sizes);
+    assert_eq!(whole, split, "outcome depends on read sizes {sizes:?}");
+}
+
+/// Feed `stream` the way the runtime does, in reads cycling through `sizes`.
+fn decode(stream: &[u8], sizes: &[usize]) -> Outcome {
+    let limits = Limits {
+        max_frame: 1 << 16,
+        max_message: 1 << 17,
+        max_fragments: 64,
+        close_timeout_ms: 100,
+    };
+    let mut session = Session::new();
+    let mut outcome = Outcome {
+        messages: Vec::new(),
+        errors: Vec::new(),
+        out: Vec::new(),
+        closed: false,
+    };
+    let mut pending = Vec::new();
+    let mut rest = stream;
+    for &size in sizes.iter().cycle() {
+        if rest.is_empty() {
+            break;
+        }
+        let (read, tail) = rest.split_at(size.min(rest.len()));
+        rest = tail;
+        pending.extend_from_slice(read);
+        let messages = &mut outcome.messages;
+        let result = session.receive(&mut pending, &limits, 0, &mut outcome.out, |message, _| {
+            messages.push(match message {
+                Message::Text(t) => (true, t.as_bytes().to_vec()),
+                Message::Binary(b) => (false, b.to_vec()),
+            })
+        });
+        match result {
+            Ok(consumed) => {
+                assert!(consumed <= pending.len());
+                pending.drain(..consumed);
+                assert!(pending.len() <= MAX_TAIL, "tail of {} bytes", pending.len());
+            }
+            Err(error) => {
+                assert!(!matches!(
+                    session.state(),
+                    ringcast::protocol::session::CloseState::Open
+                ));
+                outcome.errors.push(error);
+                pending.clear();
+            }
+        }
+    }
+    assert_server_frames(&outcome.out);
+    outcome.closed = session.is_closed();
+    assert!(session.on_timeout(u64::MAX) || session.deadline_ms().is_none());
+    outcome
+}
+
+/// Every byte sent parses as complete, unmasked, minimally encoded frames.
+fn assert_server_frames(mut bytes: &[u8]) {
+    while let [b0, b1, rest @ ..] = bytes {
+        assert_eq!(b1 & 0x80, 0, "server frame masked");
+        assert_eq!(b0 & 0x70, 0, "server frame with RSV bits");
+        let (len, ext) = match b1 & 0x7F {
+            126 => (usize::from(u16::from_be_bytes([rest[0], rest[1]])), 2),
+            127 => (
+                u64::from_be_bytes(rest[..8].try_into().unwrap()) as usize,
+                8,
+            ),
+            n => (usize::from(n), 0),
+        };
+        assert!(
+            ext == 0 || (ext == 2 && len >= 126) || len > 0xFFFF,
+            "non-minimal length"
+        );
+        bytes = &rest[ext + len..];
+    }
+    assert!(bytes.is_empty(), "truncated server frame");
+}
