@@ -80,12 +80,9 @@ pub struct ServeConfig {
     /// close exchange, e.g. `5s`.
     #[arg(long, env = "RINGCAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub close_timeout: Duration,
-    /// Redis holding the latest ticks (hash `<prefix>ticks`) and publishing new ones (channel `<prefix>ticks`).
-    #[arg(long, env = "RINGCAST_REDIS", default_value = "redis://127.0.0.1:6379")]
-    pub redis: String,
-    /// Key prefix of the Redis hash and channels.
-    #[arg(long, env = "RINGCAST_PREFIX", default_value = "psx:")]
-    pub prefix: String,
+    /// Where ticks come from (`--redis`, `--prefix`).
+    #[command(flatten)]
+    pub feed: crate::cli::RedisArgs,
     /// Largest tick accepted from the feed, in bytes (larger ones are counted and dropped).
     #[arg(long, env = "RINGCAST_MAX_TICK_BYTES", default_value_t = 16 * 1024)]
     pub max_tick_bytes: usize,

@@ -4,10 +4,13 @@
 
 use std::process::{Child, Command};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::ServeConfig;
 use crate::fanout;
+use crate::http::metrics::Metrics;
+use crate::ingest::{self, IngestConfig, IngestStats};
 use crate::runtime::listener;
 use crate::runtime::signals::{self, Signal};
 use crate::runtime::worker::{Control, Worker, WorkerSettings};
@@ -18,7 +21,13 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     if cfg.processes > 1 {
         return supervise(&cfg);
     }
-    let settings = Arc::new(WorkerSettings::from_config(&cfg));
+    let controls = (0..cfg.workers)
+        .map(|id| Control::new().map_err(|e| format!("cannot create worker {id}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let metrics = Arc::new(Metrics {
+        workers: controls.clone(),
+    });
+    let settings = Arc::new(WorkerSettings::from_config(&cfg, metrics));
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -29,12 +38,10 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?,
         );
     }
-    let mut controls = Vec::new();
     let mut threads = Vec::new();
     let mut feeds = Vec::new();
     for (id, listener) in listeners.into_iter().enumerate() {
-        let control = Control::new().map_err(|e| format!("cannot create worker {id}: {e}"))?;
-        controls.push(control.clone());
+        let control = controls[id].clone();
         let feed = if cfg.echo {
             None
         } else {
@@ -72,6 +79,20 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
             .map_err(|_| format!("worker {id} died during start-up"))??;
         threads.push(thread);
     }
+    let ingest_stop = Arc::new(AtomicBool::new(false));
+    let ingest = if cfg.echo {
+        None
+    } else {
+        let ingest_cfg = IngestConfig {
+            max_tick_bytes: cfg.max_tick_bytes,
+            ..cfg.feed.ingest_config()
+        };
+        let stats = Arc::new(IngestStats::default());
+        Some(
+            ingest::start(ingest_cfg, feeds, stats, ingest_stop.clone())
+                .map_err(|e| e.to_string())?,
+        )
+    };
     tracing::info!(
         listen = %cfg.listen,
         workers = cfg.workers,
@@ -87,6 +108,10 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         }
     }
     tracing::info!("stopping");
+    ingest_stop.store(true, Ordering::Release);
+    if let Some(ingest) = ingest {
+        let _ = ingest.join();
+    }
     for c in &controls {
         c.stop();
     }

@@ -1,5 +1,7 @@
 //! The few plain-HTTP routes served on the WebSocket port, and the decision to upgrade.
 
+pub mod metrics;
+
 use crate::protocol::handshake::{self, HttpError, Request, Upgrade};
 
 /// What to do with a complete request head.
@@ -7,6 +9,8 @@ use crate::protocol::handshake::{self, HttpError, Request, Upgrade};
 pub enum Route {
     /// `GET /healthz`: 200 while serving (load balancers key on it).
     Health,
+    /// `GET /metrics`: Prometheus text.
+    Metrics,
     /// A valid WebSocket upgrade.
     Upgrade(Upgrade),
     /// Refused with a precise status.
@@ -14,8 +18,12 @@ pub enum Route {
 }
 
 pub fn route(req: &Request<'_>) -> Route {
-    if req.method == "GET" && req.path() == "/healthz" && req.header("upgrade").is_none() {
-        return Route::Health;
+    if req.method == "GET" && req.header("upgrade").is_none() {
+        match req.path() {
+            "/healthz" => return Route::Health,
+            "/metrics" => return Route::Metrics,
+            _ => {}
+        }
     }
     match handshake::validate_upgrade(req) {
         Ok(upgrade) => Route::Upgrade(upgrade),
@@ -26,4 +34,15 @@ pub fn route(req: &Request<'_>) -> Route {
 /// The `/healthz` response.
 pub fn write_health(out: &mut Vec<u8>) {
     handshake::write_response(200, "text/plain", b"ok\n", false, out);
+}
+
+/// The `/metrics` response.
+pub fn write_metrics(metrics: &metrics::Metrics, out: &mut Vec<u8>) {
+    handshake::write_response(
+        200,
+        "text/plain; version=0.0.4",
+        metrics.render().as_bytes(),
+        false,
+        out,
+    );
 }

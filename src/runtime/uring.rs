@@ -87,8 +87,8 @@ impl Ring {
             (&raw mut addr.storage).cast::<libc::sockaddr>(),
             &raw mut addr.len,
         )
+        // No SOCK_CLOEXEC: a direct descriptor is not in the fd table, and the kernel refuses the flag.
         .file_index(Some(types::DestinationSlot::auto_target()))
-        .flags(libc::SOCK_CLOEXEC)
         .build()
         .user_data(user_data);
         // SAFETY: `addr` lives in the worker's boxed accept pool, which outlives the ring's use of it:

@@ -18,6 +18,7 @@ use crate::config::ServeConfig;
 use crate::fanout::FeedReceiver;
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::fanout::symbols::SymbolMap;
+use crate::http::metrics::Metrics;
 use crate::http::{self, Route};
 use crate::protocol::handshake::{self, HeadLimits, HttpError};
 use crate::protocol::session::CloseState;
@@ -78,10 +79,11 @@ pub struct WorkerSettings {
     pub max_symbols_per_conn: usize,
     /// Bytes a connection may have waiting to be sent before it is closed as a slow consumer (1013).
     pub max_backlog: usize,
+    pub metrics: Arc<Metrics>,
 }
 
 impl WorkerSettings {
-    pub fn from_config(cfg: &ServeConfig) -> WorkerSettings {
+    pub fn from_config(cfg: &ServeConfig, metrics: Arc<Metrics>) -> WorkerSettings {
         WorkerSettings {
             app: if cfg.echo { App::Echo } else { App::Ticker },
             limits: cfg.limits(),
@@ -92,6 +94,7 @@ impl WorkerSettings {
             recv_buffer_size: cfg.recv_buffer_size as usize,
             max_symbols_per_conn: cfg.max_symbols_per_conn,
             max_backlog: cfg.max_backlog,
+            metrics,
         }
     }
 }
@@ -150,8 +153,9 @@ struct State {
     conns: Vec<Conn>,
     accept_addrs: Box<[AcceptAddr]>,
     accept_armed: [bool; ACCEPTS],
-    /// Accepts failed for lack of a slot; retried when a connection closes or after `MAX_SLEEP`.
+    /// Accepts failed (no free slot, or an error); retried when a connection closes or at this time (ms).
     accept_paused: bool,
+    accept_retry_at: u64,
     /// Min-heap of (deadline ms, slot, generation).
     timers: BinaryHeap<Reverse<(u64, u32, u16)>>,
     dirty: Vec<u32>,
@@ -191,6 +195,7 @@ impl Worker {
                 accept_addrs: (0..ACCEPTS).map(|_| AcceptAddr::default()).collect(),
                 accept_armed: [false; ACCEPTS],
                 accept_paused: false,
+                accept_retry_at: 0,
                 timers: BinaryHeap::new(),
                 dirty: Vec::new(),
                 scratch: Vec::new(),
@@ -237,11 +242,8 @@ impl Worker {
             }
             self.bufs.publish();
             st.fire_timers(&mut self.ring);
-            if st.accept_paused {
-                st.accept_paused = false;
-                for i in 0..ACCEPTS {
-                    st.arm_accept(&mut self.ring, i);
-                }
+            if st.accept_paused && st.now_ms() >= st.accept_retry_at {
+                st.resume_accepts(&mut self.ring);
             }
             st.flush(&mut self.ring);
         }
@@ -289,21 +291,14 @@ impl State {
         if res < 0 {
             let errno = -res;
             WorkerStats::add(&self.control.stats.accept_errors, 1);
+            let error = std::io::Error::from_raw_os_error(errno);
             if errno == libc::ENFILE || errno == libc::EMFILE {
-                // Every direct-descriptor slot is taken: the connection waits in the backlog until one frees.
-                if !self.accept_paused {
-                    tracing::warn!(
-                        worker = self.id,
-                        slots = self.conns.len(),
-                        "connection table full; pausing accepts"
-                    );
-                }
-                self.accept_paused = true;
-            } else if errno != libc::EAGAIN && errno != libc::ECONNABORTED && errno != libc::EINTR {
-                tracing::warn!(worker = self.id, error = %std::io::Error::from_raw_os_error(errno), "accept failed");
-                self.accept_paused = true;
-            } else {
+                // Every direct-descriptor slot is taken: new connections wait in the backlog until one frees.
+                self.pause_accepts("connection table full", error);
+            } else if errno == libc::EAGAIN || errno == libc::ECONNABORTED || errno == libc::EINTR {
                 self.arm_accept(ring, i);
+            } else {
+                self.pause_accepts("accept failed", error);
             }
             return;
         }
@@ -375,6 +370,7 @@ impl State {
                         tracing::debug!(worker = self.id, slot, error = %std::io::Error::from_raw_os_error(-n), "recv failed");
                     }
                     self.close_now(ring, slot);
+                    self.finish_close(ring, slot);
                     return;
                 }
             }
@@ -435,6 +431,10 @@ impl State {
         match route {
             Route::Health => {
                 http::write_health(&mut self.scratch);
+                self.finish(ring, slot);
+            }
+            Route::Metrics => {
+                http::write_metrics(&self.settings.metrics, &mut self.scratch);
                 self.finish(ring, slot);
             }
             Route::Reject(err) => self.reject(ring, slot, err),
@@ -594,11 +594,24 @@ impl State {
         WorkerStats::sub(&self.control.stats.open, 1);
         WorkerStats::add(&self.control.stats.closed, 1);
         if self.accept_paused {
-            self.accept_paused = false;
-            for i in 0..ACCEPTS {
-                self.arm_accept(ring, i);
-            }
+            self.resume_accepts(ring);
         }
+    }
+
+    fn resume_accepts(&mut self, ring: &mut Ring) {
+        self.accept_paused = false;
+        for i in 0..ACCEPTS {
+            self.arm_accept(ring, i);
+        }
+    }
+
+    /// Stop accepting for a while (logged once per pause, so an error cannot flood the log).
+    fn pause_accepts(&mut self, why: &str, error: std::io::Error) {
+        if !self.accept_paused {
+            tracing::warn!(worker = self.id, open = self.conns.len(), %error, "{why}; accepts paused for {} ms", MAX_SLEEP.as_millis());
+        }
+        self.accept_paused = true;
+        self.accept_retry_at = self.now_ms() + MAX_SLEEP.as_millis() as u64;
     }
 
     fn on_send(&mut self, ring: &mut Ring, slot: u32, generation: u16, res: i32) {

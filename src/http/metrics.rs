@@ -1,0 +1,98 @@
+//! `GET /metrics`: Prometheus text. Per-worker counters are written by their worker only and summed
+//! here, on scrape, so the hot path pays nothing for them.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use crate::runtime::stats::WorkerStats;
+use crate::runtime::worker::Control;
+
+/// Everything `/metrics` reports on.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub workers: Vec<Arc<Control>>,
+}
+
+impl Metrics {
+    /// Render the exposition text.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(4096);
+        let per_worker: [(&str, &str, &str, fn(&WorkerStats) -> u64); 4] = [
+            (
+                "ringcast_connections_open",
+                "gauge",
+                "Open connections (the figure to autoscale on).",
+                |w| WorkerStats::get(&w.open),
+            ),
+            (
+                "ringcast_connections_accepted_total",
+                "counter",
+                "Connections accepted.",
+                |w| WorkerStats::get(&w.accepted),
+            ),
+            (
+                "ringcast_connections_closed_total",
+                "counter",
+                "Connections closed.",
+                |w| WorkerStats::get(&w.closed),
+            ),
+            (
+                "ringcast_deliveries_total",
+                "counter",
+                "Frames queued to subscribers.",
+                |w| WorkerStats::get(&w.deliveries),
+            ),
+        ];
+        for (name, kind, help, get) in per_worker {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (i, w) in self.workers.iter().enumerate() {
+                let _ = writeln!(s, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
+            }
+        }
+        let totals: [(&str, &str, fn(&WorkerStats) -> u64); 7] = [
+            (
+                "ringcast_handshakes_failed_total",
+                "Upgrade requests refused with an HTTP error.",
+                |w| WorkerStats::get(&w.handshake_failed),
+            ),
+            (
+                "ringcast_handshake_timeouts_total",
+                "Connections closed for not finishing the upgrade in time.",
+                |w| WorkerStats::get(&w.handshake_timeouts),
+            ),
+            (
+                "ringcast_protocol_errors_total",
+                "Connections failed for breaking RFC 6455 or a limit.",
+                |w| WorkerStats::get(&w.protocol_errors),
+            ),
+            (
+                "ringcast_close_timeouts_total",
+                "Close handshakes the peer did not finish in time.",
+                |w| WorkerStats::get(&w.close_timeouts),
+            ),
+            (
+                "ringcast_accept_errors_total",
+                "Failed accepts (including a full connection table).",
+                |w| WorkerStats::get(&w.accept_errors),
+            ),
+            (
+                "ringcast_slow_consumers_total",
+                "Connections closed with 1013 for falling behind.",
+                |w| WorkerStats::get(&w.slow_consumers),
+            ),
+            (
+                "ringcast_bad_client_messages_total",
+                "Client messages answered with an error.",
+                |w| WorkerStats::get(&w.bad_commands),
+            ),
+        ];
+        for (name, help, get) in totals {
+            let total: u64 = self.workers.iter().map(|w| get(&w.stats)).sum();
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {total}"
+            );
+        }
+        s
+    }
+}

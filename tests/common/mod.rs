@@ -1,0 +1,274 @@
+//! Shared helpers for integration tests: start the real `ringcast` binary, talk raw HTTP and raw
+//! WebSocket frames to it over real sockets. Every wait is bounded; the server is killed on drop.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// A running `ringcast serve`, stopped (SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// `ringcast serve --listen 127.0.0.1:<free port> <args>`; returns once `/healthz` answers.
+    pub fn start(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::env::var("RINGCAST_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        cmd.args(["--log", &log, "serve", "--listen", &addr.to_string()])
+            .args(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.stdin(Stdio::null()).spawn().expect("start ringcast");
+        let server = Server { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok((200, _)) = server.try_get("/healthz") {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not answer /healthz within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+        let resp = read_to_close(&mut s);
+        Ok((
+            status_of(&resp),
+            String::from_utf8_lossy(&resp).into_owned(),
+        ))
+    }
+
+    /// `GET path` → (status, whole response text).
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.try_get(path).expect("GET")
+    }
+
+    /// Sum of a metric over all its label sets, from `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200);
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Values of a per-worker metric, indexed by worker.
+    pub fn metric_per_worker(&self, name: &str) -> Vec<f64> {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{worker=")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .collect()
+    }
+
+    /// Raw TCP connection with timeouts.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// A raw connection that completed the WebSocket upgrade.
+    pub fn ws(&self) -> TcpStream {
+        let mut s = self.connect();
+        s.write_all(upgrade_request("/").as_bytes()).unwrap();
+        let head = read_head(&mut s);
+        assert!(head.starts_with("HTTP/1.1 101"), "expected 101, got {head}");
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn upgrade_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Everything until the peer closes (or 5 s pass).
+pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Read an HTTP response head byte by byte (so nothing after it is consumed).
+pub fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+pub fn status_of(resp: &[u8]) -> u16 {
+    std::str::from_utf8(resp)
+        .ok()
+        .and_then(|t| t.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A masked client frame.
+pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    frame_with_len(fin, opcode, payload, None)
+}
+
+/// A masked client frame; `rsv` bits OR-ed into the first byte.
+pub fn frame_rsv(rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = frame(true, opcode, payload);
+    f[0] |= rsv;
+    f
+}
+
+/// A masked client frame with the length encoded in a chosen form: `Some(126)` or `Some(127)` forces the
+/// extended forms (for non-minimal encodings).
+pub fn frame_with_len(fin: bool, opcode: u8, payload: &[u8], form: Option<u8>) -> Vec<u8> {
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let len = payload.len();
+    match form {
+        Some(126) => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        Some(127) => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        _ if len < 126 => out.push(0x80 | len as u8),
+        _ if len < 65536 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// An unmasked (invalid, from a client) frame.
+pub fn unmasked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode, payload.len() as u8];
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Read one server frame: (fin, opcode, payload). None on EOF or timeout.
+pub fn read_frame(s: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).ok()?;
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).ok()?;
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).ok()?;
+    Some((h[0] & 0x80 != 0, h[0] & 0x0f, payload))
+}
+
+/// Read frames until a Close; returns its status code (None if the payload was empty or the stream ended).
+pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
+    loop {
+        let (_, opcode, payload) = read_frame(s)?;
+        if opcode == 0x8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
+
+/// Read one text frame's payload.
+pub fn read_text(s: &mut TcpStream) -> String {
+    let (_, opcode, payload) = read_frame(s).expect("a frame");
+    assert_eq!(opcode, 0x1, "expected a text frame");
+    String::from_utf8(payload).unwrap()
+}
+
+/// True if the server closes the TCP connection within `within`.
+pub fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let start = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+        if start.elapsed() > within {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The upgrade over real sockets: every bad request gets its precise status and the connection is
+//! closed, while the server keeps serving everyone else.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+
+fn respond(server: &Server, request: &str) -> String {
+    let mut s = server.connect();
+    s.write_all(request.as_bytes()).unwrap();
+    String::from_utf8_lossy(&read_to_close(&mut s)).into_owned()
+}
+
+fn request(method: &str, version: &str, headers: &[(&str, &str)]) -> String {
+    let mut r = format!("{method} / {version}\r\n");
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    r
+}
+
+const GOOD: &[(&str, &str)] = &[
+    ("Host", "localhost"),
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Key", KEY),
+    ("Sec-WebSocket-Version", "13"),
+];
+
+fn without(name: &str) -> Vec<(&'static str, &'static str)> {
+    GOOD.iter().copied().filter(|(k, _)| *k != name).collect()
+}
+
+fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static str)> {
+    let mut h = without(name);
+    h.push((name, value));
+    h
+}
+
+#[test]
+fn bad_upgrades_get_precise_statuses() {
+    let server = Server::start(&["--workers", "1"]);
+    let cases: Vec<(&str, String, u16, Option<&str>)> = vec![
+        (
+            "non-GET method",
+            request("POST", "HTTP/1.1", GOOD),
+            405,
+            Some("Allow: GET"),
+        ),
+        ("HTTP/1.0", request("GET", "HTTP/1.0", GOOD), 400, None),
+        (
+            "missing Host",
+            request("GET", "HTTP/1.1", &without("Host")),
+            400,
+            None,
+        ),
+        (
+            "missing Upgrade",
+            request("GET", "HTTP/1.1", &without("Upgrade")),
+            426,
+            None,
+        ),
+        (
+            "wrong Upgrade",
+            request("GET", "HTTP/1.1", &with("Upgrade", "h2c")),
+            426,
+            None,
+        ),
+        (
+            "Connection without upgrade",
+            request("GET", "HTTP/1.1", &with("Connection", "keep-alive")),
+            400,
+            None,
+        ),
+        (
+            "missing key",
+            request("GET", "HTTP/1.1", &without("Sec-WebSocket-Key")),
+            400,
+            None,
+        ),
+        (
+            "key not 16 bytes",
+            request("GET", "HTTP/1.1", &with("Sec-WebSocket-Key", "c2hvcnQ=")),
+            400,
+            None,
+        ),
+        (
+            "key not base64",
+            request(
+                "GET",
+                "HTTP/1.1",
+                &with("Sec-WebSocket-Key", "!!!!!!!!!!!!!!!!!!!!!!=="),
+            ),
+            400,
+            None,
+        ),
+        (
+            "repeated key",
+            request(
+                "GET",
+                "HTTP/1.1",
+                &[GOOD, &[("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAA==")]].concat(),
+            ),
+            400,
+            None,
+        ),
+        (
+            "version 8",
+            request("GET", "HTTP/1.1", &with("Sec-WebSocket-Version", "8")),
+            426,
+            Some("Sec-WebSocket-Version: 13"),
+        ),
+        (
+            "not HTTP at all",
+            "\x16\x03\x01\x02\x00garbage\r\n\r\n".to_string(),
+            400,
+            None,
+        ),
+    ];
+    for (what, req, status, header) in cases {
+        let resp = respond(&server, &req);
+        assert_eq!(status_of(resp.as_bytes()), status, "{what}: {resp}");
+        assert!(resp.contains("Connection: close"), "{what}: {resp}");
+        if let Some(h) = header {
+            assert!(resp.contains(h), "{what}: expected header {h} in {resp}");
+        }
+    }
+    // Still serving.
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+#[test]
+fn connection_header_token_list_in_any_case_is_accepted() {
+    let server = Server::start(&["--workers", "1"]);
+    let mut s = server.connect();
+    s.write_all(
+        request(
+            "GET",
+            "HTTP/1.1",
+            &with("Connection", "keep-alive, UPGRADE"),
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{head}"
+    );
+}
+
+#[test]
+fn oversized_heads_get_431() {
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--max-head-bytes",
+        "2048",
+        "--max-headers",
+        "16",
+    ]);
+    let big = "x".repeat(4000);
+    let resp = respond(
+        &server,
+        &request(
+            "GET",
+            "HTTP/1.1",
+            &[GOOD, &[("X-Big", big.as_str())]].concat(),
+        ),
+    );
+    assert_eq!(status_of(resp.as_bytes()), 431, "{resp}");
+    let many: Vec<(String, String)> = (0..40)
+        .map(|i| (format!("X-H{i}"), "v".to_string()))
+        .collect();
+    let mut req = "GET / HTTP/1.1\r\nHost: x\r\n".to_string();
+    for (k, v) in &many {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    assert_eq!(status_of(respond(&server, &req).as_bytes()), 431);
+}
+
+#[test]
+fn a_head_trickled_byte_by_byte_is_cut_at_the_cap() {
+    let server = Server::start(&["--workers", "1", "--max-head-bytes", "1024"]);
+    let mut s = server.connect();
+    let mut sent = 0;
+    let junk = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Long: {}", "y".repeat(4000));
+    for b in junk.as_bytes() {
+        if s.write_all(std::slice::from_ref(b)).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    let resp = read_to_close(&mut s);
+    assert_eq!(status_of(&resp), 431, "{}", String::from_utf8_lossy(&resp));
+    assert!(
+        sent <= 4000 + 40,
+        "the server read at most the cap before answering"
+    );
+}
+
+#[test]
+fn slowloris_is_closed_at_the_handshake_timeout() {
+    let server = Server::start(&["--workers", "1", "--handshake-timeout", "300ms"]);
+    let mut s = server.connect();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(3)),
+        "not closed after the handshake timeout"
+    );
+    assert!(server.metric("ringcast_handshake_timeouts_total") >= 1.0);
+}
+
+#[test]
+fn frames_in_the_handshake_packet_are_not_lost() {
+    let server = Server::start(&["--workers", "1", "--echo"]);
+    let mut s = server.connect();
+    let mut bytes = upgrade_request("/").into_bytes();
+    bytes.extend(frame(true, 0x1, b"early"));
+    s.write_all(&bytes).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
+    assert_eq!(read_text(&mut s), "early");
+}
+
+#[test]
+fn health_and_metrics() {
+    let server = Server::start(&["--workers", "2"]);
+    let (status, body) = server.get("/healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("# TYPE ringcast_connections_open gauge"),
+        "{body}"
+    );
+    assert_eq!(
+        server.metric_per_worker("ringcast_connections_open").len(),
+        2
+    );
+}
