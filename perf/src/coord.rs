@@ -68,11 +68,10 @@ impl Guard {
     }
     fn stop_all(&self) {
         let mut pids = self.pids.lock().unwrap();
+        // newest first (clients, then the server, then Redis), each one gone before the next
         for (pid, _) in pids.iter().rev() {
             unsafe { libc::kill(*pid, libc::SIGTERM) };
-        }
-        let t = Instant::now();
-        for (pid, _) in pids.iter().rev() {
+            let t = Instant::now();
             loop {
                 let mut st = 0;
                 let r = unsafe { libc::waitpid(*pid, &mut st, libc::WNOHANG) };
@@ -84,7 +83,7 @@ impl Guard {
                     unsafe { libc::waitpid(*pid, &mut st, 0) };
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(10));
             }
         }
         pids.clear();
@@ -109,6 +108,22 @@ fn defaults(scenario: &str) -> (u64, f64, f64) {
 }
 
 pub fn main(flags: &Flags) -> Result<(), String> {
+    let guard = Arc::new(Guard::default());
+    {
+        // Ctrl-C / SIGTERM: stop what we started.
+        let g = guard.clone();
+        install_signal_handler(move || {
+            g.stop_all();
+            std::process::exit(130);
+        });
+    }
+    let r = run_all(flags, &guard);
+    // Whatever happened, stop what we started (by pid).
+    guard.stop_all();
+    r
+}
+
+fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
     let scenario = flags.str("scenario", "latency");
     if !["idle", "fanout", "latency", "churn", "slow"].contains(&scenario.as_str()) {
         return Err(format!(
@@ -184,15 +199,6 @@ pub fn main(flags: &Flags) -> Result<(), String> {
         return Err(format!("unknown flags: --{}", unknown.join(", --")));
     }
 
-    let guard = Arc::new(Guard::default());
-    {
-        // Ctrl-C / SIGTERM: stop what we started.
-        let g = guard.clone();
-        install_signal_handler(move || {
-            g.stop_all();
-            std::process::exit(130);
-        });
-    }
     let t_begin = Instant::now();
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut warnings: Vec<String> = Vec::new();
@@ -507,6 +513,12 @@ pub fn main(flags: &Flags) -> Result<(), String> {
         warnings.push(format!(
             "no live tick was delivered ({} published, {acks} subscribe acks, {} snapshots): does the server support subscriptions (serve --redis URL --prefix {})?",
             total_published, totals["snapshots"], o.prefix));
+    }
+    if open > 0 && totals["snapshots"].as_u64() == Some(0) {
+        warnings.push("no snapshot arrived after subscribing (every symbol had a latest tick in the hash): the server sent no latest value".into());
+    }
+    if open > 0 && totals["acks"].as_u64() == Some(0) {
+        warnings.push("no subscribe acknowledgement ({\"type\":\"subscribed\"}) arrived".into());
     }
     for p in phases.iter_mut() {
         if let Some(w) = p.get("warnings").and_then(|w| w.as_array()) {
@@ -825,6 +837,7 @@ impl Run<'_> {
             "server_rss_kb": rss1,
             "server_rss_growth_kb": rss1 as i64 - rss0 as i64,
             "redis_cpu_pct": match (redis_cpu0, redis_cpu1) { (Some(a), Some(b)) => json!((b - a) as f64 / wall / 1e7), _ => Value::Null },
+            "client_ns_per_delivery": if deliveries > 0 { client_cpu_total * wall * 1e9 / deliveries as f64 } else { 0.0 },
             "client_cpu_pct": client_cpu.iter().map(|x| x * 100.0).collect::<Vec<_>>(),
             "client_saturated": client_saturated,
             "saturated": saturated,
