@@ -68,14 +68,16 @@ pub struct ServeConfig {
     #[arg(long, env = "RINGCAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
     /// Largest frame payload accepted from a client, in bytes (close 1009 beyond, decided from the header).
-    #[arg(long, env = "RINGCAST_MAX_FRAME", default_value_t = 1 << 20)]
-    pub max_frame: u64,
-    /// Largest message accepted from a client, in bytes (close 1009 beyond).
-    #[arg(long, env = "RINGCAST_MAX_MESSAGE", default_value_t = 1 << 20)]
-    pub max_message: usize,
-    /// Most fragments in one client message (close 1008 beyond).
-    #[arg(long, env = "RINGCAST_MAX_FRAGMENTS", default_value_t = 1024)]
-    pub max_fragments: u32,
+    /// Default 64 KiB (clients only send commands), 64 MiB in the `--echo` conformance profile.
+    #[arg(long, env = "RINGCAST_MAX_FRAME")]
+    pub max_frame: Option<u64>,
+    /// Largest message accepted from a client, in bytes (close 1009 beyond). Default 64 KiB, 64 MiB with
+    /// `--echo`.
+    #[arg(long, env = "RINGCAST_MAX_MESSAGE")]
+    pub max_message: Option<usize>,
+    /// Most fragments in one client message (close 1008 beyond). Default 1024, 131072 with `--echo`.
+    #[arg(long, env = "RINGCAST_MAX_FRAGMENTS")]
+    pub max_fragments: Option<u32>,
     /// How long to wait for the client's Close after ours, and for the client to close TCP after the
     /// close exchange, e.g. `5s`.
     #[arg(long, env = "RINGCAST_CLOSE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
@@ -121,7 +123,12 @@ impl ServeConfig {
                 self.workers
             ));
         }
-        if self.max_frame == 0 || self.max_message == 0 {
+        let default_limit = if self.echo { 64 << 20 } else { 64 << 10 };
+        let max_frame = *self.max_frame.get_or_insert(default_limit as u64);
+        let max_message = *self.max_message.get_or_insert(default_limit);
+        self.max_fragments
+            .get_or_insert(if self.echo { 1 << 17 } else { 1024 });
+        if max_frame == 0 || max_message == 0 {
             return Err("--max-frame and --max-message must be greater than 0".into());
         }
         if self.max_conns_per_worker == 0 {
@@ -135,9 +142,9 @@ impl ServeConfig {
 
     pub fn limits(&self) -> Limits {
         Limits {
-            max_frame: self.max_frame,
-            max_message: self.max_message,
-            max_fragments: self.max_fragments,
+            max_frame: self.max_frame.unwrap_or(64 << 10),
+            max_message: self.max_message.unwrap_or(64 << 10),
+            max_fragments: self.max_fragments.unwrap_or(1024),
             close_timeout_ms: self.close_timeout.as_millis() as u64,
         }
     }

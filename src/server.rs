@@ -24,8 +24,10 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     let controls = (0..cfg.workers)
         .map(|id| Control::new().map_err(|e| format!("cannot create worker {id}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let ingest_stats = (!cfg.echo).then(|| Arc::new(IngestStats::default()));
     let metrics = Arc::new(Metrics {
         workers: controls.clone(),
+        ingest: ingest_stats.clone(),
     });
     let settings = Arc::new(WorkerSettings::from_config(&cfg, metrics));
     let cores = std::thread::available_parallelism()
@@ -80,18 +82,18 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         threads.push(thread);
     }
     let ingest_stop = Arc::new(AtomicBool::new(false));
-    let ingest = if cfg.echo {
-        None
-    } else {
-        let ingest_cfg = IngestConfig {
-            max_tick_bytes: cfg.max_tick_bytes,
-            ..cfg.feed.ingest_config()
-        };
-        let stats = Arc::new(IngestStats::default());
-        Some(
-            ingest::start(ingest_cfg, feeds, stats, ingest_stop.clone())
-                .map_err(|e| e.to_string())?,
-        )
+    let ingest = match ingest_stats {
+        None => None,
+        Some(stats) => {
+            let ingest_cfg = IngestConfig {
+                max_tick_bytes: cfg.max_tick_bytes,
+                ..cfg.feed.ingest_config()
+            };
+            Some(
+                ingest::start(ingest_cfg, feeds, stats, ingest_stop.clone())
+                    .map_err(|e| e.to_string())?,
+            )
+        }
     };
     tracing::info!(
         listen = %cfg.listen,

@@ -4,6 +4,10 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::ingest::IngestStats;
+use crate::ingest::tick::BadReason;
 use crate::runtime::stats::WorkerStats;
 use crate::runtime::worker::Control;
 
@@ -11,13 +15,18 @@ use crate::runtime::worker::Control;
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub workers: Vec<Arc<Control>>,
+    /// The feed (absent in the echo profile).
+    pub ingest: Option<Arc<IngestStats>>,
 }
+
+/// A counter read from one worker's stats.
+type WorkerCounter = fn(&WorkerStats) -> u64;
 
 impl Metrics {
     /// Render the exposition text.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
-        let per_worker: [(&str, &str, &str, fn(&WorkerStats) -> u64); 4] = [
+        let per_worker: [(&str, &str, &str, WorkerCounter); 4] = [
             (
                 "ringcast_connections_open",
                 "gauge",
@@ -49,7 +58,7 @@ impl Metrics {
                 let _ = writeln!(s, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
             }
         }
-        let totals: [(&str, &str, fn(&WorkerStats) -> u64); 7] = [
+        let totals: [(&str, &str, WorkerCounter); 7] = [
             (
                 "ringcast_handshakes_failed_total",
                 "Upgrade requests refused with an HTTP error.",
@@ -93,6 +102,74 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {total}"
             );
         }
+        if let Some(ingest) = &self.ingest {
+            render_ingest(ingest, &mut s);
+        }
         s
     }
+}
+
+fn render_ingest(ingest: &IngestStats, s: &mut String) {
+    let counters = [
+        (
+            "ringcast_feed_messages_total",
+            "Messages received on the ticks channel.",
+            &ingest.messages,
+        ),
+        (
+            "ringcast_feed_ticks_total",
+            "Valid live ticks handed to the workers.",
+            &ingest.ticks,
+        ),
+        (
+            "ringcast_feed_frames_built_total",
+            "Tick frames built (once per tick per process).",
+            &ingest.frames_built,
+        ),
+        (
+            "ringcast_feed_snapshots_total",
+            "Snapshots of the Redis hash sent to workers.",
+            &ingest.snapshots,
+        ),
+        (
+            "ringcast_feed_reconnects_total",
+            "Reconnections to Redis.",
+            &ingest.reconnects,
+        ),
+        (
+            "ringcast_feed_retired_total",
+            "Symbols retired.",
+            &ingest.retired,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        let _ = writeln!(
+            s,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            counter.load(Relaxed)
+        );
+    }
+    let name = "ringcast_feed_bad_ticks_total";
+    let _ = writeln!(
+        s,
+        "# HELP {name} Ticks refused, by reason.\n# TYPE {name} counter"
+    );
+    for reason in BadReason::ALL {
+        let _ = writeln!(
+            s,
+            "{name}{{reason=\"{}\"}} {}",
+            reason.name(),
+            ingest.bad(reason)
+        );
+    }
+    let up = u8::from(ingest.redis_up.load(Relaxed));
+    let _ = writeln!(
+        s,
+        "# HELP ringcast_feed_up Whether the Redis subscription is up.\n# TYPE ringcast_feed_up gauge\nringcast_feed_up {up}"
+    );
+    let lag = ingest.last_lag_us.load(Relaxed) as f64 / 1e6;
+    let _ = writeln!(
+        s,
+        "# HELP ringcast_feed_ingest_lag_seconds Publish-to-enqueue lag of the last tick carrying a ts.\n# TYPE ringcast_feed_ingest_lag_seconds gauge\nringcast_feed_ingest_lag_seconds {lag}"
+    );
 }

@@ -191,6 +191,7 @@ impl State {
         self.reply(slot, ack);
         let conn = &mut self.conns[slot as usize];
         let outbox = conn.outbox.get_or_insert_with(Box::default);
+        WorkerStats::add(&self.control.stats.deliveries, snapshot.len() as u64);
         for frame in snapshot {
             outbox.push_shared(frame);
         }
