@@ -68,6 +68,7 @@ struct Counters {
     handshake_errors: u64,
     protocol_errors: u64,
     server_closed: u64,
+    server_closed_churners: u64,
     churn_closes: u64,
     churn_deliveries: u64,
 }
@@ -93,6 +94,7 @@ impl Counters {
             handshake_errors,
             protocol_errors,
             server_closed,
+            server_closed_churners,
             churn_closes,
             churn_deliveries
         );
@@ -105,7 +107,7 @@ impl Counters {
             "control_errors": self.control_errors, "bytes": self.bytes, "frames": self.frames,
             "reads": self.reads, "connects": self.connects, "connect_errors": self.connect_errors,
             "handshake_errors": self.handshake_errors, "protocol_errors": self.protocol_errors,
-            "server_closed": self.server_closed, "churn_closes": self.churn_closes,
+            "server_closed": self.server_closed, "server_closed_churners": self.server_closed_churners, "churn_closes": self.churn_closes,
             "churn_deliveries": self.churn_deliveries,
         })
     }
@@ -148,6 +150,7 @@ pub struct Config {
     concurrency: usize,
     churn_frac: f64,
     deadline_s: f64,
+    connect_timeout_s: f64,
     max_frame: u64,
 }
 
@@ -180,6 +183,7 @@ pub fn main(flags: &Flags) -> Result<(), String> {
         concurrency: flags.num("connect-concurrency", 2000),
         churn_frac: flags.num("churn-frac", 0.0),
         deadline_s: flags.secs("deadline", 600.0),
+        connect_timeout_s: flags.secs("connect-timeout", 10.0),
         max_frame: 16 << 20,
     };
     let unknown = flags.unknown();
@@ -340,6 +344,7 @@ impl Client {
             }
             if now >= next_progress {
                 next_progress = now + 1_000_000_000;
+                self.expire_connects(now);
                 let mut c = self.total.clone();
                 c.add(&self.st.c);
                 let v = json!({"kind": "progress", "open": self.open, "inflight": self.inflight,
@@ -779,6 +784,8 @@ impl Client {
         let c = &self.conns[idx];
         if was == State::Closing {
             // we asked for it (churn)
+        } else if c.churner {
+            self.st.c.server_closed_churners += 1;
         } else {
             self.st.c.server_closed += 1;
         }
@@ -924,6 +931,21 @@ impl Client {
             }
             Item::Unknown => st.c.unknown += 1,
         });
+    }
+
+    /// Connects and upgrades that take longer than --connect-timeout fail.
+    fn expire_connects(&mut self, now: u64) {
+        if self.inflight == 0 {
+            return;
+        }
+        let limit = (self.cfg.connect_timeout_s * 1e9) as u64;
+        for idx in 0..self.conns.len() {
+            let st = self.conns[idx].state;
+            if (st == State::Connecting || st == State::Handshaking) && now - self.conns[idx].t0 > limit {
+                self.close_fd(idx, true);
+                self.connect_failed(idx, st == State::Handshaking);
+            }
+        }
     }
 
     fn churn_tick(&mut self, now: u64) {

@@ -180,6 +180,8 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
     let server_kind = flags.str("server", if flags.get("server-pid").is_some() { "none" } else { "ringcast" });
     let server_core = flags.str("server-core", "0");
     let server_workers: u32 = flags.num("server-workers", 1);
+    let server_processes: u32 = flags.num("server-processes", 1);
+    let connect_timeout = flags.secs("connect-timeout", 10.0);
     let manifest = env!("CARGO_MANIFEST_DIR");
     let ringcast_bin = flags.str("ringcast-bin", &format!("{manifest}/../target/release/ringcast"));
     let node_dir = flags.str("node-dir", &format!("{manifest}/baselines/node-ws"));
@@ -224,6 +226,19 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
         return Err(format!("{e} (give --redis URL or --start-redis)"));
     }
 
+    // Seed the hash before the server starts (a real deployment has the latest ticks before it).
+    let pub_dist = Dist::new(if o.pub_dist == "zipf" { "zipf" } else { "uniform" }, o.symbols, o.zipf_s)?;
+    let pcfg = publisher::Config {
+        redis_url: redis_url.clone(),
+        prefix: o.prefix.clone(),
+        symbols: o.symbols,
+        tick_bytes: o.tick_bytes,
+        round_robin: o.pub_dist != "zipf",
+        dist: pub_dist,
+        batch: o.batch,
+        max_batch: 5000,
+    };
+    let seqs = publisher::seed(&pcfg)?;
     // Server.
     let target: SocketAddrV4 = match (&target_flag, server_kind.as_str()) {
         (Some(t), _) => t.parse().map_err(|e| format!("--target: {e}"))?,
@@ -239,6 +254,7 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
             }
             let child = Command::new(&ringcast_bin)
                 .args(["serve", "--listen", &target.to_string(), "--workers", &server_workers.to_string(),
+                       "--processes", &server_processes.to_string(),
                        "--redis", &redis_url, "--prefix", &o.prefix])
                 .env("RINGCAST_LOG", std::env::var("RINGCAST_LOG").unwrap_or("warn".into()))
                 .stdout(Stdio::null())
@@ -248,7 +264,7 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
             guard.add(child.id(), "ringcast");
             pin_to(child.id() as i32, &server_cores).map_err(|e| format!("pinning the server: {e}"))?;
             server_pids.push(child.id() as i32);
-            server_desc = format!("ringcast serve --workers {server_workers} (pinned to cores {server_core})");
+            server_desc = format!("ringcast serve --workers {server_workers} --processes {server_processes} (pinned to cores {server_core})");
         }
         "node" => {
             let script = format!("{node_dir}/server.js");
@@ -287,18 +303,6 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
     }
 
     // Publisher (rate 0 until a phase sets it).
-    let pub_dist = Dist::new(if o.pub_dist == "zipf" { "zipf" } else { "uniform" }, o.symbols, o.zipf_s)?;
-    let pcfg = publisher::Config {
-        redis_url: redis_url.clone(),
-        prefix: o.prefix.clone(),
-        symbols: o.symbols,
-        tick_bytes: o.tick_bytes,
-        round_robin: o.pub_dist != "zipf",
-        dist: pub_dist,
-        batch: o.batch,
-        max_batch: 5000,
-    };
-    let seqs = publisher::seed(&pcfg)?;
     let shared = Arc::new(publisher::Shared {
         rate: Default::default(),
         stop: Default::default(),
@@ -360,6 +364,7 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
                    "--seed", &o.seed.to_string(), "--form", &o.form,
                    "--connect-concurrency", &o.connect_concurrency.to_string(),
                    "--churn-frac", &o.churn_frac.to_string(),
+                   "--connect-timeout", &connect_timeout.to_string(),
                    "--deadline", &format!("{}", hard_timeout + 10.0)])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -406,7 +411,7 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
 
     // Connect.
     let t_connect = Instant::now();
-    let connected = run.wait_kind("connected", Duration::from_secs_f64((o.conns as f64 / 500.0).max(30.0)))?;
+    let connected = run.wait_kind("connected", Duration::from_secs_f64((o.conns as f64 / 500.0).max(30.0) + connect_timeout))?;
     let connect_s = t_connect.elapsed().as_secs_f64();
     let open: u64 = connected.iter().map(|v| v["open"].as_u64().unwrap_or(0)).sum();
     let errors: u64 = connected.iter().map(|v| v["errors"].as_u64().unwrap_or(0)).sum();
@@ -896,7 +901,8 @@ fn print_summary(r: &Value) {
         "phase", "offered/s", "deliv/s", "p50", "p90", "p99", "p99.9", "max", "lost", "dup", "ooo", "srv CPU", "ns/deliv", "cli CPU"
     );
     for p in r["phases"].as_array().unwrap() {
-        let l = &p["latency_us"];
+        let empty = json!({});
+        let l = if p["latency_us"]["count"].as_u64().unwrap_or(0) > 0 { &p["latency_us"] } else { &empty };
         let cli: f64 = p["client_cpu_pct"].as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).fold(0.0, f64::max)).unwrap_or(0.0);
         println!(
             "{:<12} {:>9.0} {:>11.0} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>5} {:>6.0}% {:>9.0} {:>7.0}%",
@@ -908,7 +914,9 @@ fn print_summary(r: &Value) {
             p["counters"]["out_of_order"].as_u64().unwrap_or(0),
             p["server_cpu_pct"].as_f64().unwrap_or(0.0), p["server_cpu_ns_per_delivery"].as_f64().unwrap_or(0.0), cli
         );
-        if let Some(cl) = p["churn_latency_us"].as_object() {
+        if let Some(cl) = p["churn_latency_us"].as_object()
+            && p["connects_per_s"].as_f64().unwrap_or(0.0) > 0.0
+        {
             println!(
                 "{:<12} churn: {:.0} connects/s, connect p50 {} p99 {}; churning conns' tick latency p50 {} p99 {}",
                 "", p["connects_per_s"].as_f64().unwrap_or(0.0),
