@@ -13,16 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 mod feed;
+mod input;
+mod output;
 
 use crate::config::ServeConfig;
 use crate::fanout::FeedReceiver;
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::fanout::symbols::SymbolMap;
 use crate::http::metrics::Metrics;
-use crate::http::{self, Route};
-use crate::protocol::handshake::{self, HeadLimits, HttpError};
-use crate::protocol::session::CloseState;
-use crate::protocol::{Limits, Message, OpCode, Session, frame};
+use crate::protocol::Limits;
+use crate::protocol::handshake::HeadLimits;
 use crate::runtime::conn::{Conn, Outbox, Phase};
 use crate::runtime::stats::WorkerStats;
 use crate::runtime::uring::{self, AcceptAddr, BufRing, Ring};
@@ -385,226 +385,6 @@ impl State {
         }
     }
 
-    /// Received bytes, by phase.
-    fn on_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
-        match &mut self.conns[slot as usize].phase {
-            Phase::Handshake { .. } => self.on_handshake_bytes(ring, slot, data),
-            Phase::Open { .. } => self.on_frame_bytes(ring, slot, data),
-            // Finishing or lingering: input is read and dropped so the close stays clean.
-            _ => {}
-        }
-    }
-
-    fn on_handshake_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
-        let max_head = self.settings.head_limits.max_head_bytes;
-        let Phase::Handshake { head, scanned } = &mut self.conns[slot as usize].phase else {
-            return;
-        };
-        // Fast path: the whole head arrived in one read; parse it straight from the receive buffer.
-        if head.is_empty() {
-            if let Some(end) = handshake::find_head_end(data, 0) {
-                let (head_bytes, rest) = data.split_at_mut(end);
-                let route = parse_and_route(head_bytes, &self.settings.head_limits);
-                return self.on_route(ring, slot, route, rest);
-            }
-            if data.len() >= max_head {
-                return self.reject(ring, slot, HttpError::HeadTooLarge);
-            }
-            head.extend_from_slice(data);
-            *scanned = head.len().saturating_sub(3) as u32;
-            return;
-        }
-        head.extend_from_slice(data);
-        match handshake::find_head_end(head, *scanned as usize) {
-            Some(end) => {
-                let mut head = std::mem::take(head);
-                let mut rest = head.split_off(end);
-                let route = parse_and_route(&head, &self.settings.head_limits);
-                self.on_route(ring, slot, route, &mut rest);
-            }
-            None if head.len() >= max_head => self.reject(ring, slot, HttpError::HeadTooLarge),
-            None => *scanned = head.len().saturating_sub(3) as u32,
-        }
-    }
-
-    fn on_route(&mut self, ring: &mut Ring, slot: u32, route: Route, rest: &mut [u8]) {
-        match route {
-            Route::Health => {
-                http::write_health(&mut self.scratch);
-                self.finish(ring, slot);
-            }
-            Route::Metrics => {
-                http::write_metrics(&self.settings.metrics, &mut self.scratch);
-                self.finish(ring, slot);
-            }
-            Route::Reject(err) => self.reject(ring, slot, err),
-            Route::Upgrade(upgrade) => {
-                handshake::write_101(&upgrade, None, &mut self.scratch);
-                self.conns[slot as usize].phase = Phase::Open {
-                    session: Session::new(),
-                    tail: Vec::new(),
-                };
-                self.queue_scratch(slot);
-                if !rest.is_empty() {
-                    // Frames that came in the same packet as the handshake, after the 101.
-                    self.on_frame_bytes(ring, slot, rest);
-                }
-            }
-        }
-    }
-
-    fn reject(&mut self, ring: &mut Ring, slot: u32, err: HttpError) {
-        WorkerStats::add(&self.control.stats.handshake_failed, 1);
-        let conn = &self.conns[slot as usize];
-        tracing::debug!(worker = self.id, slot, peer = ?conn.peer, status = err.status(), reason = err.reason(), "upgrade refused");
-        err.write_response(&mut self.scratch);
-        self.finish(ring, slot);
-    }
-
-    fn on_frame_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
-        let now = self.now_ms();
-        let app = self.settings.app;
-        let limits = &self.settings.limits;
-        let conn = &mut self.conns[slot as usize];
-        let Phase::Open { session, tail } = &mut conn.phase else {
-            return;
-        };
-        let was_open = session.state() == CloseState::Open;
-        let inbox = &mut self.inbox;
-        let on_message = |msg: Message<'_>, out: &mut Vec<u8>| handle_message(app, msg, out, inbox);
-        let result = if tail.is_empty() {
-            session
-                .receive(data, limits, now, &mut self.scratch, on_message)
-                .map(|n| {
-                    if n < data.len() {
-                        tail.extend_from_slice(&data[n..]);
-                    }
-                })
-        } else {
-            tail.extend_from_slice(data);
-            session
-                .receive(tail, limits, now, &mut self.scratch, on_message)
-                .map(|n| {
-                    tail.drain(..n);
-                })
-        };
-        if let Err(err) = result {
-            tail.clear();
-            WorkerStats::add(&self.control.stats.protocol_errors, 1);
-            tracing::debug!(worker = self.id, slot, peer = ?conn.peer, code = err.close_code().0, reason = err.reason(), "protocol error; closing");
-        }
-        let state = session.state();
-        if tail.is_empty() && tail.capacity() > 0 {
-            *tail = Vec::new();
-        }
-        match state {
-            CloseState::Open => {
-                self.queue_scratch(slot);
-                self.run_commands(slot);
-            }
-            CloseState::CloseSent { deadline_ms } => {
-                self.inbox.clear();
-                if was_open {
-                    let generation = conn.generation;
-                    self.timers.push(Reverse((deadline_ms, slot, generation)));
-                    self.unsubscribe_all(slot);
-                }
-                self.queue_scratch(slot);
-            }
-            CloseState::Closed => {
-                self.inbox.clear();
-                self.finish(ring, slot);
-            }
-        }
-    }
-
-    /// Move the bytes produced while handling input into the connection's outbox.
-    fn queue_scratch(&mut self, slot: u32) {
-        if self.scratch.is_empty() {
-            return;
-        }
-        let conn = &mut self.conns[slot as usize];
-        conn.outbox
-            .get_or_insert_with(Box::default)
-            .push_owned(std::mem::take(&mut self.scratch));
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(slot);
-        }
-    }
-
-    /// Send what is queued (including any scratch bytes), then shut the write side and linger.
-    fn finish(&mut self, ring: &mut Ring, slot: u32) {
-        self.unsubscribe_all(slot);
-        self.queue_scratch(slot);
-        let deadline = self.now_ms() + self.settings.limits.close_timeout_ms;
-        let conn = &mut self.conns[slot as usize];
-        conn.phase = Phase::Finishing;
-        let generation = conn.generation;
-        self.timers.push(Reverse((deadline, slot, generation)));
-        if conn.outbox.is_none() && !conn.sending {
-            self.linger(ring, slot);
-        }
-    }
-
-    fn linger(&mut self, ring: &mut Ring, slot: u32) {
-        let conn = &mut self.conns[slot as usize];
-        conn.phase = Phase::Lingering;
-        ring.shutdown(slot, user_data(Op::Shutdown, conn.generation, slot));
-    }
-
-    /// Stop everything on the connection now; the slot is freed once its last operation completes.
-    fn close_now(&mut self, ring: &mut Ring, slot: u32) {
-        let conn = &mut self.conns[slot as usize];
-        if matches!(conn.phase, Phase::Closing | Phase::Free) {
-            return;
-        }
-        conn.phase = Phase::Closing;
-        let conn = &self.conns[slot as usize];
-        if !conn.subs.is_empty() {
-            self.unsubscribe_all(slot);
-        }
-        let conn = &mut self.conns[slot as usize];
-        if conn.recv_armed || conn.sending {
-            ring.cancel_all(slot, user_data(Op::Cancel, conn.generation, slot));
-        }
-        self.finish_close(ring, slot);
-    }
-
-    /// Close the descriptor once no operation on it is in flight.
-    fn finish_close(&mut self, ring: &mut Ring, slot: u32) {
-        let conn = &mut self.conns[slot as usize];
-        if conn.recv_armed || conn.sending || conn.close_submitted {
-            return;
-        }
-        conn.close_submitted = true;
-        conn.outbox = None;
-        ring.close(slot, user_data(Op::Close, conn.generation, slot));
-    }
-
-    fn on_closed(&mut self, ring: &mut Ring, slot: u32, generation: u16) {
-        let Some(conn) = self.live(slot, generation) else {
-            return;
-        };
-        let generation = conn.generation;
-        *conn = Conn {
-            generation,
-            ..Conn::default()
-        };
-        WorkerStats::sub(&self.control.stats.open, 1);
-        WorkerStats::add(&self.control.stats.closed, 1);
-        if self.accept_paused {
-            self.resume_accepts(ring);
-        }
-    }
-
-    fn resume_accepts(&mut self, ring: &mut Ring) {
-        self.accept_paused = false;
-        for i in 0..ACCEPTS {
-            self.arm_accept(ring, i);
-        }
-    }
-
     /// Stop accepting for a while (logged once per pause, so an error cannot flood the log).
     fn pause_accepts(&mut self, why: &str, error: std::io::Error) {
         if !self.accept_paused {
@@ -612,52 +392,6 @@ impl State {
         }
         self.accept_paused = true;
         self.accept_retry_at = self.now_ms() + MAX_SLEEP.as_millis() as u64;
-    }
-
-    fn on_send(&mut self, ring: &mut Ring, slot: u32, generation: u16, res: i32) {
-        let Some(conn) = self.live(slot, generation) else {
-            return;
-        };
-        conn.sending = false;
-        let Some(outbox) = conn.outbox.as_mut() else {
-            return;
-        };
-        if res < 0 || matches!(conn.phase, Phase::Closing) {
-            outbox.abandon();
-            if res < 0 && res != -libc::ECANCELED {
-                tracing::debug!(worker = self.id, slot, error = %std::io::Error::from_raw_os_error(-res), "send failed");
-            }
-            self.close_now(ring, slot);
-            self.finish_close(ring, slot);
-            return;
-        }
-        outbox.complete(res as usize);
-        if outbox.is_empty() {
-            conn.outbox = None;
-            if matches!(conn.phase, Phase::Finishing) {
-                self.linger(ring, slot);
-            }
-        } else if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(slot);
-        }
-    }
-
-    /// One send per connection with queued bytes, carrying everything it has queued.
-    fn flush(&mut self, ring: &mut Ring) {
-        for slot in std::mem::take(&mut self.dirty) {
-            let conn = &mut self.conns[slot as usize];
-            conn.dirty = false;
-            if conn.sending || matches!(conn.phase, Phase::Closing | Phase::Free) {
-                continue;
-            }
-            if let Some(msg) = conn.outbox.as_mut().and_then(|o| o.prepare_send()) {
-                conn.sending = true;
-                // SAFETY: the outbox is boxed and stays in `conn.outbox` while `conn.sending` is set: it is
-                // dropped only by `on_send` (after the completion) or `finish_close` (which waits for it).
-                unsafe { ring.send_msg(slot, msg, user_data(Op::Send, conn.generation, slot)) };
-            }
-        }
     }
 
     fn fire_timers(&mut self, ring: &mut Ring) {
@@ -690,29 +424,6 @@ impl State {
             }
             self.close_now(ring, slot);
         }
-    }
-}
-
-fn parse_and_route(head: &[u8], limits: &HeadLimits) -> Route {
-    match handshake::parse_request(head, limits) {
-        Ok(req) => http::route(&req),
-        Err(err) => Route::Reject(err),
-    }
-}
-
-fn handle_message(
-    app: App,
-    msg: Message<'_>,
-    out: &mut Vec<u8>,
-    inbox: &mut Vec<Result<ClientCommand, CommandError>>,
-) {
-    match (app, msg) {
-        (App::Echo, Message::Text(text)) => frame::encode_frame(OpCode::Text, text.as_bytes(), out),
-        (App::Echo, Message::Binary(bytes)) => frame::encode_frame(OpCode::Binary, bytes, out),
-        (App::Ticker, Message::Text(text)) => inbox.push(crate::fanout::command::parse(text)),
-        (App::Ticker, Message::Binary(_)) => inbox.push(Err(CommandError::BadRequest(
-            "binary messages are not supported; send text".into(),
-        ))),
     }
 }
 

@@ -1,0 +1,170 @@
+//! Received bytes, by phase: the HTTP upgrade (or a plain route), then WebSocket frames through the
+//! sans-IO `Session`, whose messages become client commands (or echoes, in the conformance profile).
+
+use std::cmp::Reverse;
+
+use super::{App, Ring, State, WorkerStats};
+use crate::fanout::command::{ClientCommand, CommandError};
+use crate::http::{self, Route};
+use crate::protocol::handshake::{self, HeadLimits, HttpError};
+use crate::protocol::session::CloseState;
+use crate::protocol::{Message, OpCode, Session, frame};
+use crate::runtime::conn::Phase;
+
+impl State {
+    /// Received bytes, by phase.
+    pub(super) fn on_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
+        match &mut self.conns[slot as usize].phase {
+            Phase::Handshake { .. } => self.on_handshake_bytes(ring, slot, data),
+            Phase::Open { .. } => self.on_frame_bytes(ring, slot, data),
+            // Finishing or lingering: input is read and dropped so the close stays clean.
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_handshake_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
+        let max_head = self.settings.head_limits.max_head_bytes;
+        let Phase::Handshake { head, scanned } = &mut self.conns[slot as usize].phase else {
+            return;
+        };
+        // Fast path: the whole head arrived in one read; parse it straight from the receive buffer.
+        if head.is_empty() {
+            if let Some(end) = handshake::find_head_end(data, 0) {
+                let (head_bytes, rest) = data.split_at_mut(end);
+                let route = parse_and_route(head_bytes, &self.settings.head_limits);
+                return self.on_route(ring, slot, route, rest);
+            }
+            if data.len() >= max_head {
+                return self.reject(ring, slot, HttpError::HeadTooLarge);
+            }
+            head.extend_from_slice(data);
+            *scanned = head.len().saturating_sub(3) as u32;
+            return;
+        }
+        head.extend_from_slice(data);
+        match handshake::find_head_end(head, *scanned as usize) {
+            Some(end) => {
+                let mut head = std::mem::take(head);
+                let mut rest = head.split_off(end);
+                let route = parse_and_route(&head, &self.settings.head_limits);
+                self.on_route(ring, slot, route, &mut rest);
+            }
+            None if head.len() >= max_head => self.reject(ring, slot, HttpError::HeadTooLarge),
+            None => *scanned = head.len().saturating_sub(3) as u32,
+        }
+    }
+
+    pub(super) fn on_route(&mut self, ring: &mut Ring, slot: u32, route: Route, rest: &mut [u8]) {
+        match route {
+            Route::Health => {
+                http::write_health(&mut self.scratch);
+                self.finish(ring, slot);
+            }
+            Route::Metrics => {
+                http::write_metrics(&self.settings.metrics, &mut self.scratch);
+                self.finish(ring, slot);
+            }
+            Route::Reject(err) => self.reject(ring, slot, err),
+            Route::Upgrade(upgrade) => {
+                handshake::write_101(&upgrade, None, &mut self.scratch);
+                self.conns[slot as usize].phase = Phase::Open {
+                    session: Session::new(),
+                    tail: Vec::new(),
+                };
+                self.queue_scratch(slot);
+                if !rest.is_empty() {
+                    // Frames that came in the same packet as the handshake, after the 101.
+                    self.on_frame_bytes(ring, slot, rest);
+                }
+            }
+        }
+    }
+
+    pub(super) fn reject(&mut self, ring: &mut Ring, slot: u32, err: HttpError) {
+        WorkerStats::add(&self.control.stats.handshake_failed, 1);
+        let conn = &self.conns[slot as usize];
+        tracing::debug!(worker = self.id, slot, peer = ?conn.peer, status = err.status(), reason = err.reason(), "upgrade refused");
+        err.write_response(&mut self.scratch);
+        self.finish(ring, slot);
+    }
+
+    pub(super) fn on_frame_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
+        let now = self.now_ms();
+        let app = self.settings.app;
+        let limits = &self.settings.limits;
+        let conn = &mut self.conns[slot as usize];
+        let Phase::Open { session, tail } = &mut conn.phase else {
+            return;
+        };
+        let was_open = session.state() == CloseState::Open;
+        let inbox = &mut self.inbox;
+        let on_message = |msg: Message<'_>, out: &mut Vec<u8>| handle_message(app, msg, out, inbox);
+        let result = if tail.is_empty() {
+            session
+                .receive(data, limits, now, &mut self.scratch, on_message)
+                .map(|n| {
+                    if n < data.len() {
+                        tail.extend_from_slice(&data[n..]);
+                    }
+                })
+        } else {
+            tail.extend_from_slice(data);
+            session
+                .receive(tail, limits, now, &mut self.scratch, on_message)
+                .map(|n| {
+                    tail.drain(..n);
+                })
+        };
+        if let Err(err) = result {
+            tail.clear();
+            WorkerStats::add(&self.control.stats.protocol_errors, 1);
+            tracing::debug!(worker = self.id, slot, peer = ?conn.peer, code = err.close_code().0, reason = err.reason(), "protocol error; closing");
+        }
+        let state = session.state();
+        if tail.is_empty() && tail.capacity() > 0 {
+            *tail = Vec::new();
+        }
+        match state {
+            CloseState::Open => {
+                self.queue_scratch(slot);
+                self.run_commands(slot);
+            }
+            CloseState::CloseSent { deadline_ms } => {
+                self.inbox.clear();
+                if was_open {
+                    let generation = conn.generation;
+                    self.timers.push(Reverse((deadline_ms, slot, generation)));
+                    self.unsubscribe_all(slot);
+                }
+                self.queue_scratch(slot);
+            }
+            CloseState::Closed => {
+                self.inbox.clear();
+                self.finish(ring, slot);
+            }
+        }
+    }
+}
+
+fn parse_and_route(head: &[u8], limits: &HeadLimits) -> Route {
+    match handshake::parse_request(head, limits) {
+        Ok(req) => http::route(&req),
+        Err(err) => Route::Reject(err),
+    }
+}
+
+fn handle_message(
+    app: App,
+    msg: Message<'_>,
+    out: &mut Vec<u8>,
+    inbox: &mut Vec<Result<ClientCommand, CommandError>>,
+) {
+    match (app, msg) {
+        (App::Echo, Message::Text(text)) => frame::encode_frame(OpCode::Text, text.as_bytes(), out),
+        (App::Echo, Message::Binary(bytes)) => frame::encode_frame(OpCode::Binary, bytes, out),
+        (App::Ticker, Message::Text(text)) => inbox.push(crate::fanout::command::parse(text)),
+        (App::Ticker, Message::Binary(_)) => inbox.push(Err(CommandError::BadRequest(
+            "binary messages are not supported; send text".into(),
+        ))),
+    }
+}

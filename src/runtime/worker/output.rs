@@ -1,0 +1,143 @@
+//! Bytes out and the end of a connection: outboxes flushed once per loop iteration (one send per socket
+//! carrying everything queued), then the close lifecycle — finish (send what is queued), linger (write side
+//! shut, reading until the peer closes), close (cancel, then free the slot once nothing is in flight).
+
+use std::cmp::Reverse;
+
+use super::{ACCEPTS, Op, Ring, State, WorkerStats, user_data};
+use crate::runtime::conn::{Conn, Phase};
+
+impl State {
+    /// Move the bytes produced while handling input into the connection's outbox.
+    pub(super) fn queue_scratch(&mut self, slot: u32) {
+        if self.scratch.is_empty() {
+            return;
+        }
+        let conn = &mut self.conns[slot as usize];
+        conn.outbox
+            .get_or_insert_with(Box::default)
+            .push_owned(std::mem::take(&mut self.scratch));
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// Send what is queued (including any scratch bytes), then shut the write side and linger.
+    pub(super) fn finish(&mut self, ring: &mut Ring, slot: u32) {
+        self.unsubscribe_all(slot);
+        self.queue_scratch(slot);
+        let deadline = self.now_ms() + self.settings.limits.close_timeout_ms;
+        let conn = &mut self.conns[slot as usize];
+        conn.phase = Phase::Finishing;
+        let generation = conn.generation;
+        self.timers.push(Reverse((deadline, slot, generation)));
+        if conn.outbox.is_none() && !conn.sending {
+            self.linger(ring, slot);
+        }
+    }
+
+    pub(super) fn linger(&mut self, ring: &mut Ring, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        conn.phase = Phase::Lingering;
+        ring.shutdown(slot, user_data(Op::Shutdown, conn.generation, slot));
+    }
+
+    /// Stop everything on the connection now; the slot is freed once its last operation completes.
+    pub(super) fn close_now(&mut self, ring: &mut Ring, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if matches!(conn.phase, Phase::Closing | Phase::Free) {
+            return;
+        }
+        conn.phase = Phase::Closing;
+        let conn = &self.conns[slot as usize];
+        if !conn.subs.is_empty() {
+            self.unsubscribe_all(slot);
+        }
+        let conn = &mut self.conns[slot as usize];
+        if conn.recv_armed || conn.sending {
+            ring.cancel_all(slot, user_data(Op::Cancel, conn.generation, slot));
+        }
+        self.finish_close(ring, slot);
+    }
+
+    /// Close the descriptor once no operation on it is in flight.
+    pub(super) fn finish_close(&mut self, ring: &mut Ring, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.recv_armed || conn.sending || conn.close_submitted {
+            return;
+        }
+        conn.close_submitted = true;
+        conn.outbox = None;
+        ring.close(slot, user_data(Op::Close, conn.generation, slot));
+    }
+
+    pub(super) fn on_closed(&mut self, ring: &mut Ring, slot: u32, generation: u16) {
+        let Some(conn) = self.live(slot, generation) else {
+            return;
+        };
+        let generation = conn.generation;
+        *conn = Conn {
+            generation,
+            ..Conn::default()
+        };
+        WorkerStats::sub(&self.control.stats.open, 1);
+        WorkerStats::add(&self.control.stats.closed, 1);
+        if self.accept_paused {
+            self.resume_accepts(ring);
+        }
+    }
+
+    pub(super) fn on_send(&mut self, ring: &mut Ring, slot: u32, generation: u16, res: i32) {
+        let Some(conn) = self.live(slot, generation) else {
+            return;
+        };
+        conn.sending = false;
+        let Some(outbox) = conn.outbox.as_mut() else {
+            return;
+        };
+        if res < 0 || matches!(conn.phase, Phase::Closing) {
+            outbox.abandon();
+            if res < 0 && res != -libc::ECANCELED {
+                tracing::debug!(worker = self.id, slot, error = %std::io::Error::from_raw_os_error(-res), "send failed");
+            }
+            self.close_now(ring, slot);
+            self.finish_close(ring, slot);
+            return;
+        }
+        outbox.complete(res as usize);
+        if outbox.is_empty() {
+            conn.outbox = None;
+            if matches!(conn.phase, Phase::Finishing) {
+                self.linger(ring, slot);
+            }
+        } else if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(slot);
+        }
+    }
+
+    /// One send per connection with queued bytes, carrying everything it has queued.
+    pub(super) fn flush(&mut self, ring: &mut Ring) {
+        for slot in std::mem::take(&mut self.dirty) {
+            let conn = &mut self.conns[slot as usize];
+            conn.dirty = false;
+            if conn.sending || matches!(conn.phase, Phase::Closing | Phase::Free) {
+                continue;
+            }
+            if let Some(msg) = conn.outbox.as_mut().and_then(|o| o.prepare_send()) {
+                conn.sending = true;
+                // SAFETY: the outbox is boxed and stays in `conn.outbox` while `conn.sending` is set: it is
+                // dropped only by `on_send` (after the completion) or `finish_close` (which waits for it).
+                unsafe { ring.send_msg(slot, msg, user_data(Op::Send, conn.generation, slot)) };
+            }
+        }
+    }
+
+    pub(super) fn resume_accepts(&mut self, ring: &mut Ring) {
+        self.accept_paused = false;
+        for i in 0..ACCEPTS {
+            self.arm_accept(ring, i);
+        }
+    }
+}
