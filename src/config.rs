@@ -91,9 +91,35 @@ pub struct ServeConfig {
     /// Most symbols one connection may subscribe to.
     #[arg(long, env = "RINGCAST_MAX_SYMBOLS_PER_CONN", default_value_t = 256)]
     pub max_symbols_per_conn: usize,
-    /// Bytes a connection may have waiting to be sent before it is closed as a slow consumer (1013).
-    #[arg(long, env = "RINGCAST_MAX_BACKLOG", default_value_t = 1 << 20)]
+    /// Bytes a connection may have waiting to be sent before the slow-consumer policy applies.
+    #[arg(long, env = "RINGCAST_MAX_BACKLOG", default_value_t = 256 * 1024)]
     pub max_backlog: usize,
+    /// What happens to a client over its backlog: `conflate` (only the latest tick of each symbol waits),
+    /// `drop` (new ticks are dropped) or `close` (closed at once with 1013).
+    #[arg(
+        long,
+        env = "RINGCAST_SLOW_POLICY",
+        value_enum,
+        default_value = "conflate"
+    )]
+    pub slow_policy: SlowPolicy,
+    /// How long a client may stay over its backlog before it is closed with 1013, e.g. `10s`.
+    #[arg(long, env = "RINGCAST_SLOW_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub slow_grace: Duration,
+    /// Ping a connection that has sent nothing for this long, e.g. `25s`.
+    #[arg(long, env = "RINGCAST_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    /// Close a connection that has sent nothing (not even a pong) for this long, e.g. `60s`.
+    #[arg(long, env = "RINGCAST_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// On SIGTERM, clients are closed with 1012 spread over this window (so they reconnect elsewhere
+    /// without a storm); the process exits when they are gone, or at the window plus the close timeout.
+    #[arg(long, env = "RINGCAST_DRAIN_WINDOW", default_value = "10s", value_parser = parse_duration)]
+    pub drain_window: Duration,
+    /// Kernel send buffer per connection, in bytes (SO_SNDBUF; 0 = the kernel's autotuning). Smaller
+    /// values save kernel memory on idle sockets and make a slow client's backlog visible sooner.
+    #[arg(long, env = "RINGCAST_SEND_BUFFER", default_value_t = 0)]
+    pub send_buffer: u32,
     /// Receive buffers per worker (a power of two; shared by all its connections).
     #[arg(long, env = "RINGCAST_RECV_BUFFERS", default_value_t = 512)]
     pub recv_buffers: u16,
@@ -131,6 +157,12 @@ impl ServeConfig {
         if max_frame == 0 || max_message == 0 {
             return Err("--max-frame and --max-message must be greater than 0".into());
         }
+        if self.ping_interval.is_zero() || self.idle_timeout <= self.ping_interval {
+            return Err(format!(
+                "--idle-timeout ({:?}) must be longer than --ping-interval ({:?}), which must be > 0",
+                self.idle_timeout, self.ping_interval
+            ));
+        }
         if self.max_conns_per_worker == 0 {
             return Err(
                 "--max-conns-per-worker (RINGCAST_MAX_CONNS_PER_WORKER) must be greater than 0"
@@ -155,6 +187,14 @@ impl ServeConfig {
             max_headers: self.max_headers as usize,
         }
     }
+}
+
+/// The slow-consumer policy.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowPolicy {
+    Conflate,
+    Drop,
+    Close,
 }
 
 /// `250ms`, `10s`, `2m`, or a bare number of seconds.

@@ -6,7 +6,10 @@
 //! - `http`: the plain-HTTP routes on the same port;
 //! - `ingest`: the Redis feed (one subscriber thread per process) and its data contract;
 //! - `cli`: the feed-side subcommands (`publish`, `get`, `retire`, `feed --demo`, `demo`);
-//! - `server`: starting and stopping workers and processes.
+//! - `server`: starting and stopping workers and processes;
+//! - `tls`: sans-IO TLS termination (rustls) for `wss://`, driven by the workers.
+pub mod admission;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod fanout;
@@ -15,3 +18,4 @@ pub mod ingest;
 pub mod protocol;
 pub mod runtime;
 pub mod server;
+pub mod tls;

@@ -36,7 +36,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     let mut listeners = Vec::with_capacity(cfg.workers);
     for _ in 0..cfg.workers {
         listeners.push(
-            listener::bind(cfg.listen)
+            listener::bind(cfg.listen, cfg.send_buffer)
                 .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?,
         );
     }
@@ -109,6 +109,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
             Signal::Child => {}
         }
     }
+    drain(&controls, &threads, &cfg);
     tracing::info!("stopping");
     ingest_stop.store(true, Ordering::Release);
     if let Some(ingest) = ingest {
@@ -121,6 +122,23 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// Graceful drain: health checks report draining, new upgrades get 503, open clients are closed with 1012
+/// spread over the drain window. Returns when every worker is done, at the deadline, or on a second
+/// SIGTERM/SIGINT.
+fn drain(controls: &[Arc<Control>], threads: &[std::thread::JoinHandle<()>], cfg: &ServeConfig) {
+    tracing::info!(window = ?cfg.drain_window, "SIGTERM: draining (send SIGTERM again to stop at once)");
+    for c in controls {
+        c.drain();
+    }
+    let deadline = Instant::now() + cfg.drain_window + cfg.close_timeout + Duration::from_secs(1);
+    while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
+        if signals::wait_timeout(Duration::from_millis(100)) == Some(Signal::Terminate) {
+            tracing::warn!("second SIGTERM: stopping without waiting for the drain");
+            return;
+        }
+    }
 }
 
 /// Run `cfg.processes` copies of this server (same arguments, one process each) and keep them running;

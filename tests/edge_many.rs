@@ -20,7 +20,12 @@ fn one_server_holds_more_connections_than_the_descriptor_limit() {
         .iter()
         .map(|src| {
             Command::new("python3")
-                .args([script, "127.0.0.1", &server.addr.port().to_string(), &PER_CLIENT.to_string()])
+                .args([
+                    script,
+                    "127.0.0.1",
+                    &server.addr.port().to_string(),
+                    &PER_CLIENT.to_string(),
+                ])
                 .args(["--src", src, "--timeout", "90", "--hold", "60"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -31,8 +36,14 @@ fn one_server_holds_more_connections_than_the_descriptor_limit() {
     let mut ready = 0;
     for c in &mut clients {
         let mut line = String::new();
-        BufReader::new(c.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let n: usize = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+        BufReader::new(c.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let n: usize = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         assert!(line.contains("failed 0"), "client: {line}");
         ready += n;
     }
@@ -40,7 +51,10 @@ fn one_server_holds_more_connections_than_the_descriptor_limit() {
     let open = server.metric_per_worker("ringcast_connections_open");
     let total: f64 = open.iter().sum();
     assert!(total >= (2 * PER_CLIENT) as f64, "open {total} ({open:?})");
-    assert!(total > 20_000.0 && open.iter().all(|&n| n > 0.0), "{open:?}");
+    assert!(
+        total > 20_000.0 && open.iter().all(|&n| n > 0.0),
+        "{open:?}"
+    );
     // Let the clients go; the server frees every slot.
     for c in &mut clients {
         drop(c.stdin.take());

@@ -58,7 +58,7 @@ impl Metrics {
                 let _ = writeln!(s, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
             }
         }
-        let totals: [(&str, &str, WorkerCounter); 7] = [
+        let totals: [(&str, &str, WorkerCounter); 11] = [
             (
                 "ringcast_handshakes_failed_total",
                 "Upgrade requests refused with an HTTP error.",
@@ -90,6 +90,26 @@ impl Metrics {
                 |w| WorkerStats::get(&w.slow_consumers),
             ),
             (
+                "ringcast_conflated_frames_total",
+                "Ticks that replaced a waiting tick of the same symbol.",
+                |w| WorkerStats::get(&w.conflated),
+            ),
+            (
+                "ringcast_dropped_frames_total",
+                "Ticks dropped for slow clients (--slow-policy drop).",
+                |w| WorkerStats::get(&w.dropped),
+            ),
+            (
+                "ringcast_pings_total",
+                "Heartbeat pings sent to silent connections.",
+                |w| WorkerStats::get(&w.pings),
+            ),
+            (
+                "ringcast_idle_timeouts_total",
+                "Connections closed for silence past the idle timeout.",
+                |w| WorkerStats::get(&w.idle_timeouts),
+            ),
+            (
                 "ringcast_bad_client_messages_total",
                 "Client messages answered with an error.",
                 |w| WorkerStats::get(&w.bad_commands),
@@ -102,6 +122,20 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {total}"
             );
         }
+        let backlog: u64 = self
+            .workers
+            .iter()
+            .map(|w| WorkerStats::get(&w.stats.backlog_bytes))
+            .sum();
+        let _ = writeln!(
+            s,
+            "# HELP ringcast_backlog_bytes Bytes waiting in send queues.\n# TYPE ringcast_backlog_bytes gauge\nringcast_backlog_bytes {backlog}"
+        );
+        let draining = u8::from(self.workers.iter().any(|w| w.draining()));
+        let _ = writeln!(
+            s,
+            "# HELP ringcast_draining 1 while draining after SIGTERM.\n# TYPE ringcast_draining gauge\nringcast_draining {draining}"
+        );
         if let Some(ingest) = &self.ingest {
             render_ingest(ingest, &mut s);
         }

@@ -46,3 +46,18 @@ pub fn write_metrics(metrics: &metrics::Metrics, out: &mut Vec<u8>) {
         out,
     );
 }
+
+/// `503 Service Unavailable` (draining, or an admission limit), with `Retry-After` when given.
+pub fn write_unavailable(reason: &str, retry_after_s: Option<u32>, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let body = format!("{reason}\n");
+    let _ = write!(out, "HTTP/1.1 503 Service Unavailable\r\n");
+    if let Some(s) = retry_after_s {
+        let _ = write!(out, "Retry-After: {s}\r\n");
+    }
+    let _ = write!(
+        out,
+        "Connection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}

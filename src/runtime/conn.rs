@@ -51,6 +51,8 @@ pub struct Conn {
     pub close_submitted: bool,
     /// Symbols subscribed to (ids in the worker's symbol map).
     pub subs: Vec<SymbolId>,
+    /// When data last arrived, in seconds since the worker started (heartbeats and idle timeout).
+    pub last_seen_s: u32,
 }
 
 /// A chunk of bytes to send: owned by this connection (handshake response, pong, echo), or a frame shared
@@ -59,13 +61,15 @@ pub struct Conn {
 pub enum Chunk {
     Owned(Vec<u8>),
     Shared(LocalFrame),
+    /// A tick of one symbol: the unit slow-consumer conflation replaces.
+    Tick(SymbolId, LocalFrame),
 }
 
 impl Chunk {
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
-            Chunk::Shared(f) => f,
+            Chunk::Shared(f) | Chunk::Tick(_, f) => f,
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct Outbox {
     pending: usize,
     iov: Vec<libc::iovec>,
     msg: libc::msghdr,
+    /// Since when (ms) the backlog has been over the limit, if it is.
+    pub over_limit_since_ms: Option<u64>,
 }
 
 impl Default for Outbox {
@@ -98,6 +104,7 @@ impl Default for Outbox {
             iov: Vec::new(),
             // SAFETY: msghdr is plain data; all-zero is the empty message.
             msg: unsafe { std::mem::zeroed() },
+            over_limit_since_ms: None,
         }
     }
 }
@@ -123,6 +130,27 @@ impl Outbox {
     pub fn push_shared(&mut self, frame: LocalFrame) {
         self.pending += frame.len();
         self.queue.push_back(Chunk::Shared(frame));
+    }
+
+    /// Queue a tick of `symbol`.
+    pub fn push_tick(&mut self, symbol: SymbolId, frame: LocalFrame) {
+        self.pending += frame.len();
+        self.queue.push_back(Chunk::Tick(symbol, frame));
+    }
+
+    /// Conflate: replace the queued, not yet sending, tick of `symbol` with `frame`, so only the latest
+    /// value of each symbol waits. False when no tick of `symbol` is waiting.
+    pub fn conflate(&mut self, symbol: SymbolId, frame: &LocalFrame) -> bool {
+        for chunk in self.queue.iter_mut().skip(self.in_flight) {
+            if let Chunk::Tick(s, old) = chunk
+                && *s == symbol
+            {
+                self.pending = self.pending - old.len() + frame.len();
+                *old = frame.clone();
+                return true;
+            }
+        }
+        false
     }
 
     pub fn pending_bytes(&self) -> usize {
@@ -202,6 +230,34 @@ mod tests {
         assert_eq!(out.iov[0].iov_len, 3);
         out.complete(3);
         assert!(out.is_empty());
+    }
+
+    fn tick(text: &str) -> LocalFrame {
+        std::rc::Rc::new(std::sync::Arc::from(text.as_bytes()))
+    }
+
+    #[test]
+    fn conflation_keeps_only_the_latest_waiting_tick_of_a_symbol() {
+        let mut out = Outbox::default();
+        out.push_tick(1, tick("EFERT 1"));
+        out.prepare_send().unwrap(); // EFERT 1 is in flight: never replaced
+        assert!(
+            !out.conflate(1, &tick("EFERT 2")),
+            "nothing of EFERT waiting behind the send"
+        );
+        out.push_tick(1, tick("EFERT 2"));
+        out.push_tick(2, tick("LUCK 1"));
+        assert!(out.conflate(1, &tick("EFERT 3")));
+        assert!(out.conflate(2, &tick("LUCK 22")));
+        assert_eq!(out.pending_bytes(), 7 + 7 + 7);
+        out.complete(7);
+        out.prepare_send().unwrap();
+        let sent: Vec<&[u8]> = out.queue.iter().map(Chunk::bytes).collect();
+        assert_eq!(
+            sent,
+            vec![&b"EFERT 3"[..], &b"LUCK 22"[..]],
+            "order kept, values current"
+        );
     }
 
     #[test]

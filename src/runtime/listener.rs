@@ -9,7 +9,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Accept backlog asked for (the kernel caps it at `net.core.somaxconn`; see kernel-tuning/).
 const BACKLOG: i32 = 65_535;
 
-pub fn bind(addr: SocketAddr) -> io::Result<Socket> {
+/// `send_buffer`: SO_SNDBUF inherited by accepted sockets (0 leaves the kernel's autotuning).
+pub fn bind(addr: SocketAddr, send_buffer: u32) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.cloexec(),
@@ -23,6 +24,9 @@ pub fn bind(addr: SocketAddr) -> io::Result<Socket> {
     }
     // Inherited by accepted sockets: ticks go out as soon as they are written, never held by Nagle.
     socket.set_tcp_nodelay(true)?;
+    if send_buffer > 0 {
+        socket.set_send_buffer_size(send_buffer as usize)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket)

@@ -59,6 +59,23 @@ pub fn wait() -> Signal {
     }
 }
 
+/// Wait for the next signal, at most `timeout`.
+pub fn wait_timeout(timeout: std::time::Duration) -> Option<Signal> {
+    let set = set();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    // SAFETY: waits on a valid set with a valid timeout; no siginfo is requested.
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    match sig {
+        libc::SIGHUP => Some(Signal::Reload),
+        libc::SIGCHLD => Some(Signal::Child),
+        libc::SIGTERM | libc::SIGINT => Some(Signal::Terminate),
+        _ => None,
+    }
+}
+
 /// Send `sig` to process `pid`.
 pub fn kill(pid: u32, sig: libc::c_int) {
     // SAFETY: plain syscall on a pid we started.

@@ -15,6 +15,12 @@ pub struct WorkerStats {
     pub deliveries: AtomicU64,
     pub slow_consumers: AtomicU64,
     pub bad_commands: AtomicU64,
+    pub conflated: AtomicU64,
+    pub dropped: AtomicU64,
+    pub pings: AtomicU64,
+    pub idle_timeouts: AtomicU64,
+    /// Bytes waiting in outboxes (a gauge, updated as frames are queued and sent).
+    pub backlog_bytes: AtomicU64,
 }
 
 impl WorkerStats {
@@ -23,6 +29,9 @@ impl WorkerStats {
     }
     pub fn sub(counter: &AtomicU64, n: u64) {
         counter.store(counter.load(Relaxed).saturating_sub(n), Relaxed);
+    }
+    pub fn set(counter: &AtomicU64, n: u64) {
+        counter.store(n, Relaxed);
     }
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)

@@ -6,13 +6,23 @@ use std::cmp::Reverse;
 use std::rc::Rc;
 
 use super::{State, WorkerStats};
+use crate::config::SlowPolicy;
 use crate::fanout::FeedEvent;
 use crate::fanout::command::{self, ClientCommand, CommandError};
-use crate::fanout::symbols::LocalFrame;
+use crate::fanout::symbols::{LocalFrame, SymbolId};
 use crate::protocol::CloseCode;
 use crate::protocol::session::CloseState;
 use crate::runtime::conn::Phase;
 use crate::runtime::uring::Ring;
+
+/// What the slow-consumer policy made of one delivery.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Queued,
+    Conflated,
+    Dropped,
+    Close,
+}
 
 impl State {
     /// Take every queued feed event (bulk: a burst costs one wake-up and one flush).
@@ -52,7 +62,7 @@ impl State {
                 let frame: LocalFrame = Rc::new(frame);
                 for slot in 0..self.conns.len() as u32 {
                     if self.is_open(slot) {
-                        self.deliver(ring, slot, &frame);
+                        self.deliver(ring, slot, &frame, None);
                     }
                 }
             }
@@ -63,7 +73,7 @@ impl State {
                 let frame: LocalFrame = Rc::new(frame);
                 for slot in self.symbols.remove(id) {
                     self.conns[slot as usize].subs.retain(|&s| s != id);
-                    self.deliver(ring, slot, &frame);
+                    self.deliver(ring, slot, &frame, None);
                 }
             }
         }
@@ -73,25 +83,63 @@ impl State {
         // Index loop: `deliver` may close a slow consumer, which unsubscribes it (swap_remove).
         let mut i = 0;
         while let Some(&slot) = self.symbols.entry(id).subscribers.get(i) {
-            if self.deliver(ring, slot, frame) {
+            if self.deliver(ring, slot, frame, Some(id)) {
                 i += 1;
             }
         }
     }
 
-    /// Queue a frame to one connection; false if that closed it as a slow consumer.
-    fn deliver(&mut self, ring: &mut Ring, slot: u32, frame: &LocalFrame) -> bool {
-        let max_backlog = self.settings.max_backlog;
+    /// Queue a frame to one connection under the slow-consumer policy; false if that closed it.
+    ///
+    /// Within `--max-backlog` every frame is queued. Past it: `conflate` replaces the waiting tick of the
+    /// same symbol (only the latest value waits), `drop` drops the tick, `close` closes at once; a client
+    /// still over the limit after `--slow-grace` is closed with 1013. Control messages are always queued.
+    fn deliver(
+        &mut self,
+        ring: &mut Ring,
+        slot: u32,
+        frame: &LocalFrame,
+        symbol: Option<SymbolId>,
+    ) -> bool {
+        let now = self.now_ms();
+        let settings = &self.settings;
         let conn = &mut self.conns[slot as usize];
         let outbox = conn.outbox.get_or_insert_with(Box::default);
-        if outbox.pending_bytes() + frame.len() > max_backlog {
-            WorkerStats::add(&self.control.stats.slow_consumers, 1);
-            tracing::debug!(worker = self.id, slot, peer = ?conn.peer, backlog = outbox.pending_bytes(), "slow consumer; closing with 1013");
-            self.close_with(ring, slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
-            return false;
+        let before = outbox.pending_bytes();
+        let mut verdict = Verdict::Queued;
+        if before + frame.len() <= settings.max_backlog {
+            outbox.over_limit_since_ms = None;
+        } else {
+            let since = *outbox.over_limit_since_ms.get_or_insert(now);
+            verdict = match (settings.slow_policy, symbol) {
+                (SlowPolicy::Close, _) => Verdict::Close,
+                _ if now.saturating_sub(since) > settings.slow_grace_ms => Verdict::Close,
+                (SlowPolicy::Conflate, Some(id)) if outbox.conflate(id, frame) => {
+                    Verdict::Conflated
+                }
+                (SlowPolicy::Drop, Some(_)) => Verdict::Dropped,
+                _ => Verdict::Queued,
+            };
         }
-        outbox.push_shared(frame.clone());
-        WorkerStats::add(&self.control.stats.deliveries, 1);
+        if verdict == Verdict::Queued {
+            match symbol {
+                Some(id) => outbox.push_tick(id, frame.clone()),
+                None => outbox.push_shared(frame.clone()),
+            }
+        }
+        self.backlog += outbox.pending_bytes() as i64 - before as i64;
+        let stats = &self.control.stats;
+        match verdict {
+            Verdict::Queued => WorkerStats::add(&stats.deliveries, 1),
+            Verdict::Conflated => WorkerStats::add(&stats.conflated, 1),
+            Verdict::Dropped => WorkerStats::add(&stats.dropped, 1),
+            Verdict::Close => {
+                WorkerStats::add(&stats.slow_consumers, 1);
+                tracing::debug!(worker = self.id, slot, peer = ?conn.peer, backlog = before, "slow consumer; closing with 1013");
+                self.close_with(ring, slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
+                return false;
+            }
+        }
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(slot);
@@ -99,7 +147,7 @@ impl State {
         true
     }
 
-    fn is_open(&self, slot: u32) -> bool {
+    pub(super) fn is_open(&self, slot: u32) -> bool {
         matches!(&self.conns[slot as usize].phase, Phase::Open { session, .. } if session.state() == CloseState::Open)
     }
 
@@ -183,7 +231,7 @@ impl State {
                 self.conns[slot as usize].subs.push(id);
             }
             match &self.symbols.entry(id).latest {
-                Some(frame) => snapshot.push(frame.clone()),
+                Some(frame) => snapshot.push((id, frame.clone())),
                 None => unknown.push(symbol.as_str()),
             }
         }
@@ -192,9 +240,11 @@ impl State {
         let conn = &mut self.conns[slot as usize];
         let outbox = conn.outbox.get_or_insert_with(Box::default);
         WorkerStats::add(&self.control.stats.deliveries, snapshot.len() as u64);
-        for frame in snapshot {
-            outbox.push_shared(frame);
+        let before = outbox.pending_bytes();
+        for (id, frame) in snapshot {
+            outbox.push_tick(id, frame);
         }
+        self.backlog += (outbox.pending_bytes() - before) as i64;
     }
 
     /// Queue a control message (JSON text frame) to one connection.

@@ -56,8 +56,21 @@ impl State {
 
     pub(super) fn on_route(&mut self, ring: &mut Ring, slot: u32, route: Route, rest: &mut [u8]) {
         match route {
+            Route::Health if self.control.draining() => {
+                http::write_unavailable("draining", None, &mut self.scratch);
+                self.finish(ring, slot);
+            }
             Route::Health => {
                 http::write_health(&mut self.scratch);
+                self.finish(ring, slot);
+            }
+            Route::Upgrade(_) if self.control.draining() => {
+                WorkerStats::add(&self.control.stats.handshake_failed, 1);
+                http::write_unavailable(
+                    "draining: reconnect to another server",
+                    Some(5),
+                    &mut self.scratch,
+                );
                 self.finish(ring, slot);
             }
             Route::Metrics => {

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 mod feed;
 mod input;
 mod output;
+mod upkeep;
 
-use crate::config::ServeConfig;
+use crate::config::{ServeConfig, SlowPolicy};
 use crate::fanout::FeedReceiver;
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::fanout::symbols::SymbolMap;
@@ -43,6 +44,13 @@ enum Op {
     Shutdown,
     Close,
     Wake,
+}
+
+/// The connection a completion belongs to, unless it is stale (slot reused or freed since).
+fn live(conns: &mut [Conn], slot: u32, generation: u16) -> Option<&mut Conn> {
+    conns
+        .get_mut(slot as usize)
+        .filter(|c| c.generation == generation && !matches!(c.phase, Phase::Free))
 }
 
 fn user_data(op: Op, generation: u16, slot: u32) -> u64 {
@@ -77,6 +85,11 @@ pub struct WorkerSettings {
     pub recv_buffers: u16,
     pub recv_buffer_size: usize,
     pub max_symbols_per_conn: usize,
+    pub slow_policy: SlowPolicy,
+    pub slow_grace_ms: u64,
+    pub ping_interval_s: u32,
+    pub idle_timeout_s: u32,
+    pub drain_window_ms: u64,
     /// Bytes a connection may have waiting to be sent before it is closed as a slow consumer (1013).
     pub max_backlog: usize,
     pub metrics: Arc<Metrics>,
@@ -93,6 +106,11 @@ impl WorkerSettings {
             recv_buffers: cfg.recv_buffers,
             recv_buffer_size: cfg.recv_buffer_size as usize,
             max_symbols_per_conn: cfg.max_symbols_per_conn,
+            slow_policy: cfg.slow_policy,
+            slow_grace_ms: cfg.slow_grace.as_millis() as u64,
+            ping_interval_s: cfg.ping_interval.as_secs().max(1) as u32,
+            idle_timeout_s: cfg.idle_timeout.as_secs().max(2) as u32,
+            drain_window_ms: cfg.drain_window.as_millis() as u64,
             max_backlog: cfg.max_backlog,
             metrics,
         }
@@ -103,6 +121,7 @@ impl WorkerSettings {
 #[derive(Debug)]
 pub struct Control {
     pub stop: AtomicBool,
+    draining: AtomicBool,
     /// Set while a wake-up is pending, so a burst of events costs one eventfd write.
     notified: AtomicBool,
     pub wake: OwnedFd,
@@ -113,6 +132,7 @@ impl Control {
     pub fn new() -> std::io::Result<Arc<Control>> {
         Ok(Arc::new(Control {
             stop: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             notified: AtomicBool::new(false),
             wake: uring::eventfd()?,
             stats: WorkerStats::default(),
@@ -124,6 +144,16 @@ impl Control {
         if !self.notified.swap(true, Ordering::AcqRel) {
             uring::eventfd_signal(self.wake.as_raw_fd());
         }
+    }
+
+    /// Begin a graceful drain (SIGTERM): the worker closes its clients over the drain window, then stops.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        uring::eventfd_signal(self.wake.as_raw_fd());
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 
     /// Called by the worker when it wakes, before draining its queue.
@@ -166,6 +196,13 @@ struct State {
     /// Ticks and feed status from the ingest thread (none in the echo profile).
     feed: Option<FeedReceiver>,
     symbols: SymbolMap,
+    /// Bytes waiting in this worker's outboxes (published to `stats.backlog_bytes` by `upkeep`).
+    backlog: i64,
+    /// Next connection slot the heartbeat sweep looks at, and when the next upkeep is due.
+    sweep_cursor: usize,
+    next_upkeep_ms: u64,
+    /// Set once a drain (SIGTERM) has begun.
+    drain: Option<upkeep::Drain>,
     /// Client commands decoded while handling one connection's input, acted on right after.
     inbox: Vec<Result<ClientCommand, CommandError>>,
 }
@@ -203,6 +240,10 @@ impl Worker {
                 start: Instant::now(),
                 feed,
                 symbols: SymbolMap::default(),
+                backlog: 0,
+                sweep_cursor: 0,
+                next_upkeep_ms: 0,
+                drain: None,
                 inbox: Vec::new(),
             },
         };
@@ -245,7 +286,13 @@ impl Worker {
             if st.accept_paused && st.now_ms() >= st.accept_retry_at {
                 st.resume_accepts(&mut self.ring);
             }
+            let drained = st.upkeep(&mut self.ring);
             st.flush(&mut self.ring);
+            if drained {
+                // Submit the last closes before leaving.
+                self.ring.submit_and_wait(Duration::ZERO)?;
+                break;
+            }
         }
         tracing::debug!(worker = st.id, "worker stopped");
         Ok(())
@@ -258,11 +305,13 @@ impl State {
     }
 
     fn next_sleep(&self) -> Duration {
+        let now = self.now_ms();
+        let upkeep = Duration::from_millis(self.upkeep_due_ms().saturating_sub(now));
         match self.timers.peek() {
-            Some(Reverse((due, _, _))) => {
-                Duration::from_millis(due.saturating_sub(self.now_ms())).min(MAX_SLEEP)
-            }
-            None => MAX_SLEEP,
+            Some(Reverse((due, _, _))) => Duration::from_millis(due.saturating_sub(now))
+                .min(MAX_SLEEP)
+                .min(upkeep),
+            None => MAX_SLEEP.min(upkeep),
         }
     }
 
@@ -326,12 +375,6 @@ impl State {
     }
 
     /// The connection a completion belongs to, unless it is stale (slot reused or freed since).
-    fn live(&mut self, slot: u32, generation: u16) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(slot as usize)
-            .filter(|c| c.generation == generation && !matches!(c.phase, Phase::Free))
-    }
-
     fn on_recv(
         &mut self,
         ring: &mut Ring,
@@ -341,13 +384,15 @@ impl State {
         res: i32,
         flags: u32,
     ) {
+        let now_s = (self.start.elapsed().as_millis() / 1000) as u32;
         let bid = uring::buffer_id(flags);
-        let Some(conn) = self.live(slot, generation) else {
+        let Some(conn) = live(&mut self.conns, slot, generation) else {
             if let Some(bid) = bid {
                 bufs.give_back(bid);
             }
             return;
         };
+        conn.last_seen_s = now_s;
         let rearm = !uring::more(flags);
         if rearm {
             conn.recv_armed = false;
@@ -401,7 +446,7 @@ impl State {
                 break;
             }
             self.timers.pop();
-            let Some(conn) = self.live(slot, generation) else {
+            let Some(conn) = live(&mut self.conns, slot, generation) else {
                 continue;
             };
             let expired = match &mut conn.phase {

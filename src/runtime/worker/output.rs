@@ -4,7 +4,7 @@
 
 use std::cmp::Reverse;
 
-use super::{ACCEPTS, Op, Ring, State, WorkerStats, user_data};
+use super::{ACCEPTS, Op, Ring, State, WorkerStats, live, user_data};
 use crate::runtime::conn::{Conn, Phase};
 
 impl State {
@@ -14,6 +14,7 @@ impl State {
             return;
         }
         let conn = &mut self.conns[slot as usize];
+        self.backlog += self.scratch.len() as i64;
         conn.outbox
             .get_or_insert_with(Box::default)
             .push_owned(std::mem::take(&mut self.scratch));
@@ -68,12 +69,14 @@ impl State {
             return;
         }
         conn.close_submitted = true;
-        conn.outbox = None;
+        if let Some(outbox) = conn.outbox.take() {
+            self.backlog -= outbox.pending_bytes() as i64;
+        }
         ring.close(slot, user_data(Op::Close, conn.generation, slot));
     }
 
     pub(super) fn on_closed(&mut self, ring: &mut Ring, slot: u32, generation: u16) {
-        let Some(conn) = self.live(slot, generation) else {
+        let Some(conn) = live(&mut self.conns, slot, generation) else {
             return;
         };
         let generation = conn.generation;
@@ -89,7 +92,7 @@ impl State {
     }
 
     pub(super) fn on_send(&mut self, ring: &mut Ring, slot: u32, generation: u16, res: i32) {
-        let Some(conn) = self.live(slot, generation) else {
+        let Some(conn) = live(&mut self.conns, slot, generation) else {
             return;
         };
         conn.sending = false;
@@ -105,7 +108,12 @@ impl State {
             self.finish_close(ring, slot);
             return;
         }
+        let before = outbox.pending_bytes();
         outbox.complete(res as usize);
+        self.backlog -= (before - outbox.pending_bytes()) as i64;
+        if outbox.pending_bytes() <= self.settings.max_backlog {
+            outbox.over_limit_since_ms = None;
+        }
         if outbox.is_empty() {
             conn.outbox = None;
             if matches!(conn.phase, Phase::Finishing) {
