@@ -10,6 +10,8 @@ pub const MAX_SYMBOL_LEN: usize = 32;
 pub enum ClientCommand {
     Subscribe(Vec<String>),
     Unsubscribe(Vec<String>),
+    /// `{"op":"auth","token":"…"}`: a fresh token for a long-lived socket.
+    Auth(String),
 }
 
 /// Why a client message was refused (the connection stays open).
@@ -66,21 +68,39 @@ pub fn valid_symbol(s: &str) -> bool {
 #[serde(deny_unknown_fields)]
 struct JsonCommand {
     op: String,
-    symbols: Vec<String>,
+    #[serde(default)]
+    symbols: Option<Vec<String>>,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 /// Parse one text message from a client.
 pub fn parse(text: &str) -> Result<ClientCommand, CommandError> {
     let text = text.trim();
+    if text.is_empty() {
+        return Err(CommandError::BadRequest(
+            "empty message: send symbols, e.g. EFERT,LUCK".into(),
+        ));
+    }
     if text.starts_with('{') {
         let cmd: JsonCommand = serde_json::from_str(text)
             .map_err(|e| CommandError::BadRequest(format!("invalid command JSON: {e}")))?;
-        let symbols = checked(cmd.symbols.into_iter())?;
+        let symbols = |s: Option<Vec<String>>| match s {
+            Some(list) => checked(list.into_iter()),
+            None => Err(CommandError::BadRequest(format!(
+                "`{}` needs a `symbols` list",
+                cmd.op
+            ))),
+        };
         return match cmd.op.as_str() {
-            "subscribe" => Ok(ClientCommand::Subscribe(symbols)),
-            "unsubscribe" => Ok(ClientCommand::Unsubscribe(symbols)),
+            "subscribe" => Ok(ClientCommand::Subscribe(symbols(cmd.symbols)?)),
+            "unsubscribe" => Ok(ClientCommand::Unsubscribe(symbols(cmd.symbols)?)),
+            "auth" => match cmd.token {
+                Some(token) if !token.is_empty() => Ok(ClientCommand::Auth(token)),
+                _ => Err(CommandError::BadRequest("`auth` needs a `token`".into())),
+            },
             other => Err(CommandError::BadRequest(format!(
-                "unknown op `{other}` (subscribe, unsubscribe)"
+                "unknown op `{other}` (subscribe, unsubscribe, auth)"
             ))),
         };
     }

@@ -199,6 +199,7 @@ impl State {
                     }
                     self.reply(slot, command::unsubscribed_json(&symbols));
                 }
+                Ok(ClientCommand::Auth(token)) => self.refresh_auth(slot, &token),
                 Err(err) => {
                     WorkerStats::add(&self.control.stats.bad_commands, 1);
                     self.reply(slot, err.to_json());
@@ -245,6 +246,12 @@ impl State {
             outbox.push_tick(id, frame);
         }
         self.backlog += (outbox.pending_bytes() - before) as i64;
+    }
+
+    /// `{"op":"auth","token":"…"}` on an open socket.
+    fn refresh_auth(&mut self, slot: u32, _token: &str) {
+        let err = CommandError::BadRequest("authentication is not enabled on this server".into());
+        self.reply(slot, err.to_json());
     }
 
     /// Queue a control message (JSON text frame) to one connection.
