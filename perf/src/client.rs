@@ -706,7 +706,9 @@ impl Client {
     }
 
     fn read_conn(&mut self, idx: usize, rb: &mut [u8]) {
-        loop {
+        // A few reads at most, then back to epoll (level-triggered) so one busy connection cannot starve
+        // the others or the command pipe.
+        for _ in 0..4 {
             let fd = self.conns[idx].fd;
             if fd < 0 {
                 return;

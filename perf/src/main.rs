@@ -4,6 +4,7 @@ mod client;
 mod common;
 mod coord;
 mod publisher;
+mod selftest;
 mod svg;
 mod tick;
 mod ws;
@@ -11,7 +12,8 @@ mod ws;
 const USAGE: &str = "usage:
   ringcast-load run --scenario idle|fanout|latency|churn|slow [--server ringcast|node|none] [--start-redis] ...
   ringcast-load client ...   (spawned by `run`)
-  ringcast-load plot RESULT.json OUT.svg
+  ringcast-load plot RESULT.json [MORE.json ...] OUT.svg
+  ringcast-load selftest [--conns 200 --batch 64 --duration 3]   (client capacity, no server)
 See perf/README.md for every flag.";
 
 fn main() {
@@ -31,6 +33,7 @@ fn main() {
         "run" => coord::main(&flags),
         "client" => client::main(&flags),
         "plot" => plot(&flags),
+        "selftest" => selftest::main(&flags),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

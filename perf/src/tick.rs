@@ -16,7 +16,7 @@ pub fn write_tick(out: &mut Vec<u8>, symbol: u32, seq: u64, ts_ns: u64, size: us
         "{{\"symbol\":\"SYM{symbol:05}\",\"seq\":{seq},\"ts\":{ts_ns},\"price\":\"{price:.2}\""
     )
     .unwrap();
-    let used = out.len() - start + 2; // + closing brace
+    let used = out.len() - start + 1; // + closing brace
     let pad_overhead = ",\"pad\":\"\"".len();
     if size > used + pad_overhead {
         out.extend_from_slice(b",\"pad\":\"");
