@@ -86,8 +86,12 @@ pub fn sign_hs256(claims: &Value, secret: &[u8]) -> String {
     format!("{signing_input}.{signature}")
 }
 
-/// Constant-time comparison of the HMAC-SHA256 of `input` under `secret` with `signature`.
+/// Constant-time comparison of the HMAC-SHA256 of `input` under `secret` with `signature`. An empty
+/// secret (a misconfiguration anyone could sign with) never matches.
 fn signature_matches(secret: &[u8], input: &[u8], signature: &[u8]) -> bool {
+    if secret.is_empty() {
+        return false;
+    }
     let Ok(mut mac) = HmacSha256::new_from_slice(secret) else {
         return false;
     };

@@ -76,6 +76,12 @@ fn any_configured_secret_verifies_for_rotation() {
         verify(&token, &validation(&[]), NOW),
         Err(AuthError::BadSignature)
     );
+    let empty_key = sign_hs256(&json!({"sub": "eve", "exp": NOW + 60}), b"");
+    let empty = vec![Vec::new()];
+    assert_eq!(
+        verify(&empty_key, &validation(&empty), NOW),
+        Err(AuthError::BadSignature)
+    );
 }
 
 #[test]
