@@ -1,6 +1,6 @@
 //! One TLS connection, sans IO: ciphertext in, plaintext and records to send out.
 
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::sync::Arc;
 
 use rustls::{
@@ -103,6 +103,33 @@ impl TlsSession {
         Ok(())
     }
 
+    /// Encrypts several chunks as one stream (e.g. every frame queued for a connection since its
+    /// last send) and appends the records to `out`. Small chunks share records: one record header,
+    /// tag and AEAD call for many frames instead of one per frame.
+    pub fn encrypt_vectored(
+        &mut self,
+        chunks: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsFailure> {
+        let mut group: Vec<IoSlice<'_>> = Vec::new();
+        let mut group_len = 0;
+        for chunk in chunks {
+            if chunk.len() >= ENCRYPT_STEP {
+                self.encrypt_group(&mut group, out)?;
+                group_len = 0;
+                self.encrypt(chunk, out)?;
+                continue;
+            }
+            group.push(IoSlice::new(chunk));
+            group_len += chunk.len();
+            if group_len >= ENCRYPT_STEP {
+                self.encrypt_group(&mut group, out)?;
+                group_len = 0;
+            }
+        }
+        self.encrypt_group(&mut group, out)
+    }
+
     /// Queues a `close_notify` alert and appends it to `out`.
     pub fn send_close_notify(&mut self, out: &mut Vec<u8>) {
         self.conn.send_close_notify();
@@ -169,6 +196,27 @@ impl TlsSession {
                 return Ok(());
             }
         }
+    }
+
+    /// Encrypts `group` (at most about [`ENCRYPT_STEP`] bytes) into `out` and empties it.
+    fn encrypt_group(
+        &mut self,
+        group: &mut Vec<IoSlice<'_>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsFailure> {
+        let mut rest = &mut group[..];
+        while !rest.is_empty() {
+            // No buffer limit (see `new`): rustls takes everything in one call.
+            let written = self.conn.writer().write_vectored(rest);
+            match written {
+                Ok(0) => return Err(self.io_failure(std::io::ErrorKind::WriteZero.into())),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) => return Err(self.io_failure(e)),
+            }
+        }
+        self.flush(out);
+        group.clear();
+        Ok(())
     }
 
     /// Moves every pending TLS record into `out`.
