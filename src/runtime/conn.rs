@@ -138,10 +138,11 @@ impl Outbox {
         self.queue.push_back(Chunk::Tick(symbol, frame));
     }
 
-    /// Conflate: replace the queued, not yet sending, tick of `symbol` with `frame`, so only the latest
-    /// value of each symbol waits. False when no tick of `symbol` is waiting.
+    /// Conflate: replace the last waiting (not yet sending) tick of `symbol` with `frame`, so only the
+    /// latest value of each symbol waits. The last one, so no older value of the symbol can follow the new
+    /// one. False when no tick of `symbol` is waiting.
     pub fn conflate(&mut self, symbol: SymbolId, frame: &LocalFrame) -> bool {
-        for chunk in self.queue.iter_mut().skip(self.in_flight) {
+        for chunk in self.queue.iter_mut().skip(self.in_flight).rev() {
             if let Chunk::Tick(s, old) = chunk
                 && *s == symbol
             {

@@ -57,6 +57,27 @@ impl Server {
         self.child.id()
     }
 
+    /// Send a signal to the server process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Wait until the process exits; its exit code, or None if it is still running after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
