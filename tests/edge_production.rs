@@ -109,7 +109,7 @@ fn small_window_client(server: &Server, symbols: &str) -> TcpStream {
 fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
     let redis =
         RedisServer::start(RedisServer::free_port().unwrap()).unwrap_or_else(|e| panic!("{e}"));
-    let mut server = Server::start(&[
+    let server = Server::start(&[
         "--workers",
         "1",
         "--redis",
