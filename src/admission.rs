@@ -214,7 +214,7 @@ impl MessageLimit {
 /// Time is kept in 10 ms units in 32 bits: refill is exact over time, granted at 10 ms steps.
 /// A step back in time (or a gap over ~248 days, indistinguishable in 32 bits) refills nothing and
 /// restarts the count from `now_ms`, so a stalled clock can never lock a connection out.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct MessageRate {
     tokens: f32,
     last_tick: u32,

@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the WebSocket server.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Publish ticks (the seed's `ticker.set([...])`): store each in `{prefix}ticks` and publish them.
     Publish(crate::cli::publish::PublishArgs),
     /// Print the stored tick of symbols (the seed's `ticker.get("EFERT,LUCK")`).
@@ -120,6 +120,38 @@ pub struct ServeConfig {
     /// values save kernel memory on idle sockets and make a slow client's backlog visible sooner.
     #[arg(long, env = "RINGCAST_SEND_BUFFER", default_value_t = 0)]
     pub send_buffer: u32,
+    /// HS256 secret(s) for client tokens (comma-separated, newest first, each ≥ 32 bytes); enables auth:
+    /// upgrades without a valid token get 401. Tokens come from `?token=`, a cookie or the subprotocol.
+    #[arg(long, env = "RINGCAST_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Required `aud` claim of client tokens.
+    #[arg(long, env = "RINGCAST_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+    /// Clock-skew allowance on token times; an expired connection is closed (4001) this long after `exp`.
+    #[arg(long, env = "RINGCAST_AUTH_LEEWAY", default_value = "30s", value_parser = parse_duration)]
+    pub auth_leeway: Duration,
+    /// How long before its token expires a client is warned (`{"type":"auth","status":"expiring"}`).
+    #[arg(long, env = "RINGCAST_AUTH_WARNING", default_value = "60s", value_parser = parse_duration)]
+    pub auth_warning: Duration,
+    /// Allowed `Origin`s (comma-separated: `https://ticker.example.com`, `https://*.example.com`, `*`);
+    /// others get 403. Default: any.
+    #[arg(long, env = "RINGCAST_ORIGINS")]
+    pub origins: Option<String>,
+    /// Refuse upgrades without an `Origin` header (non-browser clients) when `--origins` is set.
+    #[arg(long, env = "RINGCAST_REQUIRE_ORIGIN")]
+    pub require_origin: bool,
+    /// Most open connections per client address (IPv6 grouped by /64), per worker; 0 = no limit (503).
+    #[arg(long, env = "RINGCAST_MAX_CONNS_PER_IP", default_value_t = 0)]
+    pub max_conns_per_ip: u32,
+    /// Most WebSocket upgrades per second per worker; 0 = no limit (503 + Retry-After beyond).
+    #[arg(long, env = "RINGCAST_HANDSHAKE_RATE", default_value_t = 0)]
+    pub handshake_rate: u32,
+    /// Most messages per second a client may send (bursts of one second's worth); 0 = no limit (1008).
+    #[arg(long, env = "RINGCAST_MAX_MSGS_PER_S", default_value_t = 20)]
+    pub max_msgs_per_s: u32,
+    /// Token required to read `/metrics` (`Authorization: Bearer …` or `?token=`); default: open.
+    #[arg(long, env = "RINGCAST_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Receive buffers per worker (a power of two; shared by all its connections).
     #[arg(long, env = "RINGCAST_RECV_BUFFERS", default_value_t = 512)]
     pub recv_buffers: u16,
@@ -163,6 +195,14 @@ impl ServeConfig {
                 self.idle_timeout, self.ping_interval
             ));
         }
+        if let Some(secret) = &self.auth_secret {
+            crate::auth::AuthConfig::parse_secrets(secret)
+                .map_err(|e| format!("--auth-secret (RINGCAST_AUTH_SECRET): {e}"))?;
+        }
+        if let Some(origins) = &self.origins {
+            crate::auth::OriginPolicy::parse(origins)
+                .map_err(|e| format!("--origins (RINGCAST_ORIGINS): {e}"))?;
+        }
         if self.max_conns_per_worker == 0 {
             return Err(
                 "--max-conns-per-worker (RINGCAST_MAX_CONNS_PER_WORKER) must be greater than 0"
@@ -170,6 +210,31 @@ impl ServeConfig {
             );
         }
         Ok(())
+    }
+
+    /// The upgrade checks (origin, token, metrics access); call after `validate`.
+    pub fn gate(&self) -> crate::http::Gate {
+        let origins = match &self.origins {
+            Some(list) => crate::auth::OriginPolicy::parse(list)
+                .expect("validated")
+                .with_require_origin(self.require_origin),
+            None => crate::auth::OriginPolicy::allow_all(),
+        };
+        let auth = self
+            .auth_secret
+            .as_ref()
+            .map(|secrets| crate::auth::AuthConfig {
+                secrets: crate::auth::AuthConfig::parse_secrets(secrets).expect("validated"),
+                audience: self.auth_audience.clone(),
+                leeway_s: self.auth_leeway.as_secs(),
+                expiry_warning_s: self.auth_warning.as_secs(),
+                ..crate::auth::AuthConfig::default()
+            });
+        crate::http::Gate {
+            origins,
+            auth,
+            metrics_token: self.metrics_token.clone(),
+        }
     }
 
     pub fn limits(&self) -> Limits {

@@ -20,7 +20,7 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Serve(cfg) => ringcast::server::serve(cfg),
+        Command::Serve(cfg) => ringcast::server::serve(*cfg),
         Command::Publish(args) => std::process::exit(ringcast::cli::publish::main(args)),
         Command::Get(args) => std::process::exit(ringcast::cli::get::main(args)),
         Command::Retire(args) => std::process::exit(ringcast::cli::retire::main(args)),

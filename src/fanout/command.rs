@@ -23,6 +23,8 @@ pub enum CommandError {
     BadSymbol(String),
     /// Over the per-connection cap.
     TooManySymbols { limit: usize },
+    /// The client's token does not allow this symbol.
+    Forbidden(String),
 }
 
 impl CommandError {
@@ -31,6 +33,7 @@ impl CommandError {
             CommandError::BadRequest(_) => "bad_request",
             CommandError::BadSymbol(_) => "bad_symbol",
             CommandError::TooManySymbols { .. } => "too_many_symbols",
+            CommandError::Forbidden(_) => "forbidden_symbol",
         }
     }
 
@@ -43,6 +46,7 @@ impl CommandError {
             CommandError::TooManySymbols { limit } => {
                 format!("at most {limit} symbols per connection")
             }
+            CommandError::Forbidden(s) => format!("your token does not allow `{s}`"),
         }
     }
 

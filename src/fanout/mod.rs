@@ -51,6 +51,11 @@ pub enum FeedEvent {
         symbol: Symbol,
         frame: PreparedFrame,
     },
+    /// A message for one authenticated user (published on `<prefix>user:<id>`), to that user's connections.
+    User {
+        user: Arc<str>,
+        frame: PreparedFrame,
+    },
 }
 
 /// The ingest side of one worker's queue (lock-free: `std::sync::mpsc`), plus the wake-up.

@@ -2,7 +2,18 @@
 
 pub mod metrics;
 
+use crate::auth::{self, AuthConfig, AuthError, Identity, OriginPolicy};
 use crate::protocol::handshake::{self, HttpError, Request, Upgrade};
+
+/// What the upgrade is checked against (built once per worker from the configuration).
+#[derive(Debug, Default)]
+pub struct Gate {
+    pub origins: OriginPolicy,
+    /// Token authentication, when enabled.
+    pub auth: Option<AuthConfig>,
+    /// Access to `/metrics`: a bearer token (`Authorization: Bearer …` or `?token=…`), when set.
+    pub metrics_token: Option<String>,
+}
 
 /// What to do with a complete request head.
 #[derive(Debug)]
@@ -11,24 +22,63 @@ pub enum Route {
     Health,
     /// `GET /metrics`: Prometheus text.
     Metrics,
-    /// A valid WebSocket upgrade.
-    Upgrade(Upgrade),
+    /// A valid WebSocket upgrade, with who it is (when auth is on) and the subprotocol to echo.
+    Upgrade {
+        upgrade: Upgrade,
+        identity: Option<Identity>,
+        protocol: Option<String>,
+    },
     /// Refused with a precise status.
     Reject(HttpError),
+    /// Origin not allowed, or `/metrics` without its token (403).
+    Forbidden(&'static str),
+    /// Missing, bad or expired token (401).
+    Unauthorized(AuthError),
 }
 
-pub fn route(req: &Request<'_>) -> Route {
+/// Decide a request: plain routes, then the upgrade rules (RFC 6455), then Origin (403), then the token
+/// (401). `now_s`: seconds since the Unix epoch.
+pub fn route(req: &Request<'_>, gate: &Gate, now_s: u64) -> Route {
     if req.method == "GET" && req.header("upgrade").is_none() {
         match req.path() {
             "/healthz" => return Route::Health,
-            "/metrics" => return Route::Metrics,
+            "/metrics" if metrics_allowed(req, gate) => return Route::Metrics,
+            "/metrics" => return Route::Forbidden("metrics need their token"),
             _ => {}
         }
     }
-    match handshake::validate_upgrade(req) {
-        Ok(upgrade) => Route::Upgrade(upgrade),
-        Err(err) => Route::Reject(err),
+    let upgrade = match handshake::validate_upgrade(req) {
+        Ok(upgrade) => upgrade,
+        Err(err) => return Route::Reject(err),
+    };
+    if !gate.origins.allows(req.header("origin")) {
+        return Route::Forbidden("origin not allowed");
     }
+    match &gate.auth {
+        None => Route::Upgrade {
+            upgrade,
+            identity: None,
+            protocol: None,
+        },
+        Some(cfg) => match auth::authenticate(req, cfg, now_s) {
+            Ok((identity, protocol)) => Route::Upgrade {
+                upgrade,
+                identity: Some(identity),
+                protocol: protocol.map(str::to_owned),
+            },
+            Err(err) => Route::Unauthorized(err),
+        },
+    }
+}
+
+fn metrics_allowed(req: &Request<'_>, gate: &Gate) -> bool {
+    let Some(token) = &gate.metrics_token else {
+        return true;
+    };
+    let bearer = req
+        .header("authorization")
+        .and_then(|v| v.strip_prefix(b"Bearer ".as_slice()));
+    bearer == Some(token.as_bytes()) || req.query_param("token") == Some(token.as_str())
 }
 
 /// The `/healthz` response.
@@ -60,4 +110,83 @@ pub fn write_unavailable(reason: &str, retry_after_s: Option<u32>, out: &mut Vec
         "Connection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::handshake::{HeadLimits, parse_request};
+
+    const UPGRADE: &str = "GET /?token=TOKEN HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nORIGIN\r\n\r\n";
+
+    fn decide(head: &str, gate: &Gate) -> Route {
+        let req = parse_request(head.as_bytes(), &HeadLimits::default()).unwrap();
+        route(&req, gate, 1_000)
+    }
+
+    fn upgrade(token: &str, origin: &str) -> String {
+        UPGRADE.replace("TOKEN", token).replace(
+            "ORIGIN\r\n",
+            &if origin.is_empty() {
+                String::new()
+            } else {
+                format!("Origin: {origin}\r\n")
+            },
+        )
+    }
+
+    #[test]
+    fn origin_then_token() {
+        let secret = vec![7u8; 32];
+        let gate = Gate {
+            origins: OriginPolicy::parse("https://*.example.com").unwrap(),
+            auth: Some(AuthConfig {
+                secrets: vec![secret.clone()],
+                ..AuthConfig::default()
+            }),
+            metrics_token: None,
+        };
+        let good = auth::sign_hs256(&serde_json::json!({"sub": "u1", "exp": 5_000}), &secret);
+        let expired = auth::sign_hs256(&serde_json::json!({"sub": "u1", "exp": 10}), &secret);
+        assert!(matches!(
+            decide(&upgrade(&good, "https://evil.com"), &gate),
+            Route::Forbidden(_)
+        ));
+        assert!(matches!(
+            decide(&upgrade(&expired, "https://a.example.com"), &gate),
+            Route::Unauthorized(AuthError::Expired { .. })
+        ));
+        assert!(matches!(
+            decide(&upgrade("", "https://a.example.com"), &gate),
+            Route::Unauthorized(_)
+        ));
+        match decide(&upgrade(&good, "https://a.example.com"), &gate) {
+            Route::Upgrade {
+                identity: Some(id), ..
+            } => assert_eq!(id.user, "u1"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn metrics_token() {
+        let gate = Gate {
+            metrics_token: Some("s3cret".into()),
+            ..Gate::default()
+        };
+        let get = |target: &str, extra: &str| {
+            decide(
+                &format!("GET {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n"),
+                &gate,
+            )
+        };
+        assert!(matches!(get("/metrics", ""), Route::Forbidden(_)));
+        assert!(matches!(get("/metrics?token=s3cret", ""), Route::Metrics));
+        assert!(matches!(
+            get("/metrics", "Authorization: Bearer s3cret\r\n"),
+            Route::Metrics
+        ));
+        assert!(matches!(get("/healthz", ""), Route::Health));
+    }
 }

@@ -64,6 +64,8 @@ pub struct Keys {
     pub ticks: String,
     /// The channel of control operations (`{"op":"retire","symbol":"X"}`).
     pub control: String,
+    /// Per-user channels (`{prefix}user:<id>`): a message reaches only that user's connections.
+    pub user_prefix: String,
 }
 
 impl Keys {
@@ -71,6 +73,7 @@ impl Keys {
         Keys {
             ticks: format!("{prefix}ticks"),
             control: format!("{prefix}control"),
+            user_prefix: format!("{prefix}user:"),
         }
     }
 }

@@ -131,6 +131,9 @@ impl Ingest {
         if let Err(e) = pubsub.subscribe(&[&self.keys.ticks, &self.keys.control]) {
             return e.into();
         }
+        if let Err(e) = pubsub.psubscribe(format!("{}*", self.keys.user_prefix)) {
+            return e.into();
+        }
         let snapshot = match self.fetch_snapshot() {
             Ok(s) => s,
             Err(e) => return e.into(),
@@ -167,6 +170,14 @@ impl Ingest {
                         self.on_ticks(msg.get_payload_bytes());
                     } else if channel == self.keys.control {
                         self.on_control(msg.get_payload_bytes());
+                    } else if let Some(user) = channel.strip_prefix(self.keys.user_prefix.as_str())
+                    {
+                        // Per-user messages go out as published (one frame, built once).
+                        let frame = prepare_text(msg.get_payload_bytes());
+                        self.broadcast(FeedEvent::User {
+                            user: user.into(),
+                            frame,
+                        });
                     }
                 }
                 Err(e) if e.is_timeout() => {

@@ -7,6 +7,8 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
+use crate::admission::MessageRate;
+use crate::auth::Identity;
 use crate::fanout::symbols::{LocalFrame, SymbolId};
 use crate::protocol::Session;
 
@@ -53,6 +55,21 @@ pub struct Conn {
     pub subs: Vec<SymbolId>,
     /// When data last arrived, in seconds since the worker started (heartbeats and idle timeout).
     pub last_seen_s: u32,
+    /// Counted in the worker's per-address limiter (released on close).
+    pub ip_admitted: bool,
+    /// Inbound message rate (8 bytes).
+    pub rate: MessageRate,
+    /// Who this is, when authentication is on.
+    pub auth: Option<Box<ConnAuth>>,
+}
+
+/// The identity of an authenticated connection and its expiry plan (worker milliseconds).
+#[derive(Debug)]
+pub struct ConnAuth {
+    pub identity: Identity,
+    pub warn_at_ms: u64,
+    pub close_at_ms: u64,
+    pub warned: bool,
 }
 
 /// A chunk of bytes to send: owned by this connection (handshake response, pong, echo), or a frame shared

@@ -19,6 +19,9 @@ pub struct WorkerStats {
     pub dropped: AtomicU64,
     pub pings: AtomicU64,
     pub idle_timeouts: AtomicU64,
+    pub admission_refused: AtomicU64,
+    pub token_expired: AtomicU64,
+    pub rate_limited: AtomicU64,
     /// Bytes waiting in outboxes (a gauge, updated as frames are queued and sent).
     pub backlog_bytes: AtomicU64,
 }

@@ -13,7 +13,6 @@ use crate::fanout::symbols::{LocalFrame, SymbolId};
 use crate::protocol::CloseCode;
 use crate::protocol::session::CloseState;
 use crate::runtime::conn::Phase;
-use crate::runtime::uring::Ring;
 
 /// What the slow-consumer policy made of one delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,21 +25,21 @@ enum Verdict {
 
 impl State {
     /// Take every queued feed event (bulk: a burst costs one wake-up and one flush).
-    pub(super) fn drain_feed(&mut self, ring: &mut Ring) {
+    pub(super) fn drain_feed(&mut self) {
         let Some(feed) = self.feed.take() else { return };
         for event in feed.try_iter() {
-            self.on_feed_event(ring, event);
+            self.on_feed_event(event);
         }
         self.feed = Some(feed);
     }
 
-    fn on_feed_event(&mut self, ring: &mut Ring, event: FeedEvent) {
+    fn on_feed_event(&mut self, event: FeedEvent) {
         match event {
             FeedEvent::Tick { symbol, frame } => {
                 let id = self.symbols.intern(&symbol);
                 let frame: LocalFrame = Rc::new(frame);
                 self.symbols.entry_mut(id).latest = Some(frame.clone());
-                self.deliver_to_subscribers(ring, id, &frame);
+                self.deliver_to_subscribers(id, &frame);
             }
             FeedEvent::Snapshot(ticks) => {
                 for (symbol, frame) in ticks.iter() {
@@ -55,17 +54,18 @@ impl State {
                     }
                     let frame: LocalFrame = Rc::new(frame.clone());
                     entry.latest = Some(frame.clone());
-                    self.deliver_to_subscribers(ring, id, &frame);
+                    self.deliver_to_subscribers(id, &frame);
                 }
             }
             FeedEvent::Status { frame, .. } => {
                 let frame: LocalFrame = Rc::new(frame);
                 for slot in 0..self.conns.len() as u32 {
                     if self.is_open(slot) {
-                        self.deliver(ring, slot, &frame, None);
+                        self.deliver(slot, &frame, None);
                     }
                 }
             }
+            FeedEvent::User { user, frame } => self.deliver_to_user(&user, &Rc::new(frame)),
             FeedEvent::Retire { symbol, frame } => {
                 let Some(id) = self.symbols.get(&symbol) else {
                     return;
@@ -73,17 +73,17 @@ impl State {
                 let frame: LocalFrame = Rc::new(frame);
                 for slot in self.symbols.remove(id) {
                     self.conns[slot as usize].subs.retain(|&s| s != id);
-                    self.deliver(ring, slot, &frame, None);
+                    self.deliver(slot, &frame, None);
                 }
             }
         }
     }
 
-    fn deliver_to_subscribers(&mut self, ring: &mut Ring, id: u32, frame: &LocalFrame) {
+    fn deliver_to_subscribers(&mut self, id: u32, frame: &LocalFrame) {
         // Index loop: `deliver` may close a slow consumer, which unsubscribes it (swap_remove).
         let mut i = 0;
         while let Some(&slot) = self.symbols.entry(id).subscribers.get(i) {
-            if self.deliver(ring, slot, frame, Some(id)) {
+            if self.deliver(slot, frame, Some(id)) {
                 i += 1;
             }
         }
@@ -94,9 +94,8 @@ impl State {
     /// Within `--max-backlog` every frame is queued. Past it: `conflate` replaces the waiting tick of the
     /// same symbol (only the latest value waits), `drop` drops the tick, `close` closes at once; a client
     /// still over the limit after `--slow-grace` is closed with 1013. Control messages are always queued.
-    fn deliver(
+    pub(super) fn deliver(
         &mut self,
-        ring: &mut Ring,
         slot: u32,
         frame: &LocalFrame,
         symbol: Option<SymbolId>,
@@ -136,7 +135,7 @@ impl State {
             Verdict::Close => {
                 WorkerStats::add(&stats.slow_consumers, 1);
                 tracing::debug!(worker = self.id, slot, peer = ?conn.peer, backlog = before, "slow consumer; closing with 1013");
-                self.close_with(ring, slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
+                self.close_with(slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
                 return false;
             }
         }
@@ -152,13 +151,7 @@ impl State {
     }
 
     /// Server-initiated close: send a Close frame and wait for the peer's (bounded by the close timeout).
-    pub(super) fn close_with(
-        &mut self,
-        _ring: &mut Ring,
-        slot: u32,
-        code: CloseCode,
-        reason: &str,
-    ) {
+    pub(super) fn close_with(&mut self, slot: u32, code: CloseCode, reason: &str) {
         self.unsubscribe_all(slot);
         let now = self.now_ms();
         let conn = &mut self.conns[slot as usize];
@@ -184,7 +177,20 @@ impl State {
 
     /// Act on the commands a connection just sent, replying in order.
     pub(super) fn run_commands(&mut self, slot: u32) {
+        let now = self.now_ms();
         for cmd in std::mem::take(&mut self.inbox) {
+            if let Some(limit) = self.settings.message_limit
+                && !self.conns[slot as usize].rate.try_take(&limit, now)
+            {
+                WorkerStats::add(&self.control.stats.rate_limited, 1);
+                tracing::debug!(
+                    worker = self.id,
+                    slot,
+                    "message rate over the limit; closing 1008"
+                );
+                self.close_with(slot, CloseCode::POLICY_VIOLATION, "message rate limit");
+                return;
+            }
             match cmd {
                 Ok(ClientCommand::Subscribe(symbols)) => self.subscribe(slot, symbols),
                 Ok(ClientCommand::Unsubscribe(symbols)) => {
@@ -220,6 +226,10 @@ impl State {
                     .is_none_or(|id| !conn.subs.contains(&id))
             })
             .count();
+        if let Some(denied) = symbols.iter().find(|s| !self.allowed(slot, s)) {
+            WorkerStats::add(&self.control.stats.bad_commands, 1);
+            return self.reply(slot, CommandError::Forbidden(denied.clone()).to_json());
+        }
         if conn.subs.len() + new > limit {
             WorkerStats::add(&self.control.stats.bad_commands, 1);
             return self.reply(slot, CommandError::TooManySymbols { limit }.to_json());
@@ -248,14 +258,8 @@ impl State {
         self.backlog += (outbox.pending_bytes() - before) as i64;
     }
 
-    /// `{"op":"auth","token":"…"}` on an open socket.
-    fn refresh_auth(&mut self, slot: u32, _token: &str) {
-        let err = CommandError::BadRequest("authentication is not enabled on this server".into());
-        self.reply(slot, err.to_json());
-    }
-
     /// Queue a control message (JSON text frame) to one connection.
-    fn reply(&mut self, slot: u32, json: Vec<u8>) {
+    pub(super) fn reply(&mut self, slot: u32, json: Vec<u8>) {
         crate::protocol::frame::encode_frame(
             crate::protocol::OpCode::Text,
             &json,

@@ -3,12 +3,12 @@
 
 use std::cmp::Reverse;
 
-use super::{App, Ring, State, WorkerStats};
+use super::{App, Ring, State, WorkerSettings, WorkerStats};
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::http::{self, Route};
-use crate::protocol::handshake::{self, HeadLimits, HttpError};
+use crate::protocol::handshake::{self, HttpError};
 use crate::protocol::session::CloseState;
-use crate::protocol::{Message, OpCode, Session, frame};
+use crate::protocol::{Message, OpCode, frame};
 use crate::runtime::conn::Phase;
 
 impl State {
@@ -31,7 +31,7 @@ impl State {
         if head.is_empty() {
             if let Some(end) = handshake::find_head_end(data, 0) {
                 let (head_bytes, rest) = data.split_at_mut(end);
-                let route = parse_and_route(head_bytes, &self.settings.head_limits);
+                let route = parse_and_route(head_bytes, &self.settings);
                 return self.on_route(ring, slot, route, rest);
             }
             if data.len() >= max_head {
@@ -46,7 +46,7 @@ impl State {
             Some(end) => {
                 let mut head = std::mem::take(head);
                 let mut rest = head.split_off(end);
-                let route = parse_and_route(&head, &self.settings.head_limits);
+                let route = parse_and_route(&head, &self.settings);
                 self.on_route(ring, slot, route, &mut rest);
             }
             None if head.len() >= max_head => self.reject(ring, slot, HttpError::HeadTooLarge),
@@ -64,7 +64,7 @@ impl State {
                 http::write_health(&mut self.scratch);
                 self.finish(ring, slot);
             }
-            Route::Upgrade(_) if self.control.draining() => {
+            Route::Upgrade { .. } if self.control.draining() => {
                 WorkerStats::add(&self.control.stats.handshake_failed, 1);
                 http::write_unavailable(
                     "draining: reconnect to another server",
@@ -78,17 +78,22 @@ impl State {
                 self.finish(ring, slot);
             }
             Route::Reject(err) => self.reject(ring, slot, err),
-            Route::Upgrade(upgrade) => {
-                handshake::write_101(&upgrade, None, &mut self.scratch);
-                self.conns[slot as usize].phase = Phase::Open {
-                    session: Session::new(),
-                    tail: Vec::new(),
-                };
-                self.queue_scratch(slot);
-                if !rest.is_empty() {
-                    // Frames that came in the same packet as the handshake, after the 101.
-                    self.on_frame_bytes(ring, slot, rest);
-                }
+            Route::Upgrade {
+                upgrade,
+                identity,
+                protocol,
+            } => self.admit(ring, slot, upgrade, identity, protocol, rest),
+            Route::Forbidden(reason) => {
+                WorkerStats::add(&self.control.stats.handshake_failed, 1);
+                tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason, "refused: 403");
+                crate::auth::origin::write_forbidden(&mut self.scratch);
+                self.finish(ring, slot);
+            }
+            Route::Unauthorized(err) => {
+                WorkerStats::add(&self.control.stats.handshake_failed, 1);
+                tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason = err.reason(), "refused: 401");
+                err.write_response(&mut self.scratch);
+                self.finish(ring, slot);
             }
         }
     }
@@ -159,9 +164,9 @@ impl State {
     }
 }
 
-fn parse_and_route(head: &[u8], limits: &HeadLimits) -> Route {
-    match handshake::parse_request(head, limits) {
-        Ok(req) => http::route(&req),
+fn parse_and_route(head: &[u8], settings: &WorkerSettings) -> Route {
+    match handshake::parse_request(head, &settings.head_limits) {
+        Ok(req) => http::route(&req, &settings.gate, super::admit::epoch_s()),
         Err(err) => Route::Reject(err),
     }
 }

@@ -6,21 +6,24 @@
 //! per socket per iteration, however many frames it carries).
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod admit;
 mod feed;
 mod input;
 mod output;
 mod upkeep;
 
+use crate::admission::{AcceptRate, MessageLimit, PerIpLimiter};
 use crate::config::{ServeConfig, SlowPolicy};
 use crate::fanout::FeedReceiver;
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::fanout::symbols::SymbolMap;
+use crate::http::Gate;
 use crate::http::metrics::Metrics;
 use crate::protocol::Limits;
 use crate::protocol::handshake::HeadLimits;
@@ -93,6 +96,11 @@ pub struct WorkerSettings {
     /// Bytes a connection may have waiting to be sent before it is closed as a slow consumer (1013).
     pub max_backlog: usize,
     pub metrics: Arc<Metrics>,
+    /// Origin, token and metrics-access checks of the upgrade.
+    pub gate: Gate,
+    pub max_conns_per_ip: u32,
+    pub handshake_rate: u32,
+    pub message_limit: Option<MessageLimit>,
 }
 
 impl WorkerSettings {
@@ -113,6 +121,11 @@ impl WorkerSettings {
             drain_window_ms: cfg.drain_window.as_millis() as u64,
             max_backlog: cfg.max_backlog,
             metrics,
+            gate: cfg.gate(),
+            max_conns_per_ip: cfg.max_conns_per_ip,
+            handshake_rate: cfg.handshake_rate,
+            message_limit: (cfg.max_msgs_per_s > 0 && !cfg.echo)
+                .then(|| MessageLimit::per_second(cfg.max_msgs_per_s)),
         }
     }
 }
@@ -203,6 +216,11 @@ struct State {
     next_upkeep_ms: u64,
     /// Set once a drain (SIGTERM) has begun.
     drain: Option<upkeep::Drain>,
+    /// Upgrades per second (when limited) and open connections per address.
+    accept_rate: Option<AcceptRate>,
+    per_ip: PerIpLimiter,
+    /// Authenticated users' connections on this worker (per-user messages).
+    users: HashMap<Box<str>, Vec<u32>>,
     /// Client commands decoded while handling one connection's input, acted on right after.
     inbox: Vec<Result<ClientCommand, CommandError>>,
 }
@@ -241,6 +259,9 @@ impl Worker {
                 feed,
                 symbols: SymbolMap::default(),
                 backlog: 0,
+                accept_rate: None,
+                per_ip: PerIpLimiter::default(),
+                users: HashMap::new(),
                 sweep_cursor: 0,
                 next_upkeep_ms: 0,
                 drain: None,
@@ -248,6 +269,10 @@ impl Worker {
             },
         };
         worker.ring.register_buf_ring(&worker.bufs)?;
+        let st = &mut worker.state;
+        if st.settings.handshake_rate > 0 {
+            st.accept_rate = Some(AcceptRate::new(st.settings.handshake_rate, 0));
+        }
         tracing::debug!(worker = id, slots = files, "worker ready");
         Ok(worker)
     }
@@ -276,7 +301,7 @@ impl Worker {
                     x if x == Op::Wake as u8 => {
                         st.control.woken();
                         st.arm_wake(&mut self.ring);
-                        st.drain_feed(&mut self.ring);
+                        st.drain_feed();
                     }
                     _ => {} // cancel and shutdown results carry nothing we act on
                 }
@@ -456,6 +481,9 @@ impl State {
                 Phase::Closing | Phase::Free => false,
             };
             if !expired {
+                if conn.auth.is_some() && matches!(conn.phase, Phase::Open { .. }) {
+                    self.auth_timer(slot, now);
+                }
                 continue;
             }
             let handshaking = matches!(conn.phase, Phase::Handshake { .. });

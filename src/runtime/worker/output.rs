@@ -76,9 +76,11 @@ impl State {
     }
 
     pub(super) fn on_closed(&mut self, ring: &mut Ring, slot: u32, generation: u16) {
-        let Some(conn) = live(&mut self.conns, slot, generation) else {
+        if live(&mut self.conns, slot, generation).is_none() {
             return;
-        };
+        }
+        self.release_identity(slot);
+        let conn = &mut self.conns[slot as usize];
         let generation = conn.generation;
         *conn = Conn {
             generation,

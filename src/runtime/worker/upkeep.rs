@@ -41,7 +41,7 @@ impl State {
             self.start_drain(now);
         }
         if self.drain.is_some() {
-            return self.drain_step(ring, now);
+            return self.drain_step(now);
         }
         self.sweep_heartbeats(ring, now);
         false
@@ -102,7 +102,7 @@ impl State {
     }
 
     /// Close the share of connections due by now (1012: reconnect elsewhere). True when done.
-    fn drain_step(&mut self, ring: &mut Ring, now_ms: u64) -> bool {
+    fn drain_step(&mut self, now_ms: u64) -> bool {
         let window = self.settings.drain_window_ms.max(1);
         let Some(drain) = self.drain.as_mut() else {
             return false;
@@ -118,7 +118,7 @@ impl State {
             let slot = cursor as u32;
             cursor += 1;
             if self.is_open(slot) {
-                self.close_with(ring, slot, CloseCode::SERVICE_RESTART, "server restarting");
+                self.close_with(slot, CloseCode::SERVICE_RESTART, "server restarting");
                 closed += 1;
             }
         }

@@ -1,0 +1,201 @@
+//! Who gets in and for how long: admission limits before the upgrade (handshake rate, connections per
+//! address: 503 + Retry-After), then for authenticated connections the token's life on the open socket
+//! (warning before expiry, close 4001 at expiry unless refreshed with `{"op":"auth","token":…}`), the
+//! token's symbol patterns, and per-user messages.
+
+use std::cmp::Reverse;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{Ring, State, WorkerStats};
+use crate::admission::{self, MessageRate};
+use crate::auth::{self, Identity};
+use crate::fanout::symbols::LocalFrame;
+use crate::protocol::handshake::{self, Upgrade};
+use crate::protocol::{OpCode, Session, frame};
+use crate::runtime::conn::{ConnAuth, Phase};
+
+/// Seconds since the Unix epoch (token times are absolute).
+pub(super) fn epoch_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl State {
+    /// A valid upgrade: apply the admission limits, then switch to WebSocket.
+    pub(super) fn admit(
+        &mut self,
+        ring: &mut Ring,
+        slot: u32,
+        upgrade: Upgrade,
+        identity: Option<Identity>,
+        protocol: Option<String>,
+        rest: &mut [u8],
+    ) {
+        let now = self.now_ms();
+        if let Some(rate) = self.accept_rate.as_mut()
+            && !rate.try_accept(now)
+        {
+            let retry = rate.retry_after_s(now);
+            return self.refuse(ring, slot, retry, "handshake rate limit; retry later");
+        }
+        let max_per_ip = self.settings.max_conns_per_ip;
+        if max_per_ip > 0
+            && let Some(ip) = self.conns[slot as usize].peer
+        {
+            if !self.per_ip.try_admit(ip, max_per_ip) {
+                return self.refuse(
+                    ring,
+                    slot,
+                    admission::CONN_LIMIT_RETRY_AFTER_S,
+                    "too many connections from your address",
+                );
+            }
+            self.conns[slot as usize].ip_admitted = true;
+        }
+        handshake::write_101(&upgrade, protocol.as_deref(), &mut self.scratch);
+        let limit = self.settings.message_limit;
+        let conn = &mut self.conns[slot as usize];
+        conn.phase = Phase::Open {
+            session: Session::new(),
+            tail: Vec::new(),
+        };
+        if let Some(limit) = limit {
+            conn.rate = MessageRate::new(&limit, now);
+        }
+        self.queue_scratch(slot);
+        if let Some(identity) = identity {
+            self.set_identity(slot, identity);
+        }
+        if !rest.is_empty() {
+            // Frames that came in the same packet as the handshake, after the 101.
+            self.on_frame_bytes(ring, slot, rest);
+        }
+    }
+
+    fn refuse(&mut self, ring: &mut Ring, slot: u32, retry_after_s: u64, reason: &str) {
+        WorkerStats::add(&self.control.stats.handshake_failed, 1);
+        WorkerStats::add(&self.control.stats.admission_refused, 1);
+        tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason, "upgrade refused: 503");
+        admission::write_service_unavailable(retry_after_s, reason, &mut self.scratch);
+        self.finish(ring, slot);
+    }
+
+    /// Attach (or replace, on refresh) a connection's identity and schedule its expiry.
+    fn set_identity(&mut self, slot: u32, identity: Identity) {
+        let cfg = self.settings.gate.auth.as_ref().expect("auth on");
+        let now_s = epoch_s();
+        let (warn_at, close_at) = auth::expiry_plan(&identity, cfg, now_s);
+        let now = self.now_ms();
+        let to_ms = |at_s: u64| now + at_s.saturating_sub(now_s) * 1000;
+        let (warn_at_ms, close_at_ms) = (to_ms(warn_at), to_ms(close_at));
+        let conn = &mut self.conns[slot as usize];
+        let generation = conn.generation;
+        let user: Box<str> = identity.user.as_str().into();
+        let had_user = conn.auth.is_some();
+        conn.auth = Some(Box::new(ConnAuth {
+            identity,
+            warn_at_ms,
+            close_at_ms,
+            warned: false,
+        }));
+        self.timers.push(Reverse((warn_at_ms, slot, generation)));
+        self.timers.push(Reverse((close_at_ms, slot, generation)));
+        if !had_user {
+            self.users.entry(user).or_default().push(slot);
+        }
+    }
+
+    /// A timer fired for an open, authenticated connection: warn before expiry, close at expiry.
+    pub(super) fn auth_timer(&mut self, slot: u32, now_ms: u64) {
+        let Some(auth) = self.conns[slot as usize].auth.as_mut() else {
+            return;
+        };
+        if now_ms >= auth.close_at_ms {
+            WorkerStats::add(&self.control.stats.token_expired, 1);
+            tracing::debug!(worker = self.id, slot, user = %auth.identity.user, "token expired; closing 4001");
+            self.close_with(
+                slot,
+                auth::CLOSE_TOKEN_EXPIRED,
+                auth::CLOSE_TOKEN_EXPIRED_REASON,
+            );
+        } else if now_ms >= auth.warn_at_ms && !auth.warned {
+            auth.warned = true;
+            let json = auth::expiring_json(auth.identity.expires_at);
+            frame::encode_frame(OpCode::Text, &json, &mut self.scratch);
+            self.queue_scratch(slot);
+        }
+    }
+
+    /// `{"op":"auth","token":…}`: a fresh token (same user) extends the connection's life.
+    pub(super) fn refresh_auth(&mut self, slot: u32, token: &str) {
+        let Some(cfg) = self.settings.gate.auth.as_ref() else {
+            let err = crate::fanout::command::CommandError::BadRequest(
+                "authentication is not enabled on this server".into(),
+            );
+            return self.reply(slot, err.to_json());
+        };
+        let Some(current) = self.conns[slot as usize].auth.as_ref() else {
+            return;
+        };
+        match auth::refresh(token, &current.identity, cfg, epoch_s()) {
+            Ok(identity) => {
+                let json = auth::refreshed_json(identity.expires_at);
+                // Symbols the new token no longer allows are dropped.
+                let subs = self.conns[slot as usize].subs.clone();
+                for id in subs {
+                    if !identity.allows(&self.symbols.entry(id).symbol) {
+                        self.conns[slot as usize].subs.retain(|&s| s != id);
+                        self.symbols.unsubscribe(id, slot);
+                    }
+                }
+                self.set_identity(slot, identity);
+                self.reply(slot, json);
+            }
+            Err(err) => {
+                WorkerStats::add(&self.control.stats.bad_commands, 1);
+                self.reply(slot, auth::refresh_failed_json(&err));
+            }
+        }
+    }
+
+    /// Messages published on `<prefix>user:<id>` reach only that user's connections on this worker.
+    pub(super) fn deliver_to_user(&mut self, user: &str, frame: &LocalFrame) {
+        let Some(slots) = self.users.get(user) else {
+            return;
+        };
+        for slot in slots.clone() {
+            if self.is_open(slot) {
+                self.deliver(slot, frame, None);
+            }
+        }
+    }
+
+    /// Forget a closing connection's identity and address count.
+    pub(super) fn release_identity(&mut self, slot: u32) {
+        let conn = &mut self.conns[slot as usize];
+        if conn.ip_admitted {
+            conn.ip_admitted = false;
+            if let Some(ip) = conn.peer {
+                self.per_ip.release(ip);
+            }
+        }
+        if let Some(auth) = conn.auth.take()
+            && let Some(slots) = self.users.get_mut(auth.identity.user.as_str())
+        {
+            slots.retain(|&s| s != slot);
+            if slots.is_empty() {
+                self.users.remove(auth.identity.user.as_str());
+            }
+        }
+    }
+
+    /// May this connection's token subscribe to `symbol`?
+    pub(super) fn allowed(&self, slot: u32, symbol: &str) -> bool {
+        self.conns[slot as usize]
+            .auth
+            .as_ref()
+            .is_none_or(|a| a.identity.allows(symbol))
+    }
+}

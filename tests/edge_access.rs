@@ -1,0 +1,272 @@
+//! Who may connect, over real sockets: origin allow-list, tokens at the upgrade (query, cookie,
+//! subprotocol), expiry on an open socket with and without refresh, symbol patterns, per-user messages,
+//! admission limits (per address, handshake rate), the inbound message rate, and access to /metrics.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use ringcast::auth::sign_hs256;
+use ringcast::cli::redis_server::RedisServer;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(sub: &str, exp: u64, symbols: Option<&[&str]>) -> String {
+    let mut claims = serde_json::json!({"sub": sub, "exp": exp});
+    if let Some(s) = symbols {
+        claims["symbols"] = serde_json::json!(s);
+    }
+    sign_hs256(&claims, SECRET.as_bytes())
+}
+
+/// Send an upgrade with extra headers and a target; returns the stream and the response head.
+fn upgrade(server: &Server, target: &str, extra: &str) -> (TcpStream, String) {
+    let mut s = server.connect();
+    let req = upgrade_request(target).replace("\r\n\r\n", &format!("\r\n{extra}\r\n"));
+    s.write_all(req.as_bytes()).unwrap();
+    let head = read_head(&mut s);
+    (s, head)
+}
+
+fn status(head: &str) -> u16 {
+    status_of(head.as_bytes())
+}
+
+#[test]
+fn origins_and_tokens_at_the_upgrade() {
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--auth-secret",
+        SECRET,
+        "--origins",
+        "https://*.example.com",
+    ]);
+    let good = token("u1", now_s() + 600, None);
+    let origin = "Origin: https://app.example.com\r\n";
+    assert_eq!(
+        status(
+            &upgrade(
+                &server,
+                &format!("/?token={good}"),
+                "Origin: https://evil.test\r\n"
+            )
+            .1
+        ),
+        403
+    );
+    let (_, head) = upgrade(&server, "/", origin);
+    assert_eq!(status(&head), 401, "{head}");
+    assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+    let (_, head) = upgrade(&server, "/?token=not.a.jwt", origin);
+    assert_eq!(status(&head), 401);
+    assert!(head.contains("invalid_token"), "{head}");
+    let expired = token("u1", now_s() - 3600, None);
+    assert_eq!(
+        status(&upgrade(&server, &format!("/?token={expired}"), origin).1),
+        401
+    );
+    let forged = sign_hs256(
+        &serde_json::json!({"sub": "u1", "exp": now_s() + 600}),
+        &[9u8; 32],
+    );
+    assert_eq!(
+        status(&upgrade(&server, &format!("/?token={forged}"), origin).1),
+        401
+    );
+    // The three places a browser can put its token.
+    assert_eq!(
+        status(&upgrade(&server, &format!("/?token={good}"), origin).1),
+        101
+    );
+    assert_eq!(
+        status(
+            &upgrade(
+                &server,
+                "/",
+                &format!("{origin}Cookie: a=b; ringcast_token={good}\r\n")
+            )
+            .1
+        ),
+        101
+    );
+    let (_, head) = upgrade(
+        &server,
+        "/",
+        &format!("{origin}Sec-WebSocket-Protocol: ringcast.v1, token.{good}\r\n"),
+    );
+    assert_eq!(status(&head), 101);
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: ringcast.v1"),
+        "{head}"
+    );
+}
+
+#[test]
+fn token_expiry_on_an_open_socket_with_and_without_refresh() {
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--auth-secret",
+        SECRET,
+        "--auth-leeway",
+        "0s",
+        "--auth-warning",
+        "2s",
+    ]);
+    let exp = now_s() + 3;
+    let (mut lapsing, head) = upgrade(&server, &format!("/?token={}", token("u1", exp, None)), "");
+    assert_eq!(status(&head), 101);
+    let (mut renewing, head) = upgrade(&server, &format!("/?token={}", token("u1", exp, None)), "");
+    assert_eq!(status(&head), 101);
+    for s in [&mut lapsing, &mut renewing] {
+        let warn: serde_json::Value = serde_json::from_str(&read_text(s)).unwrap();
+        assert_eq!(
+            (warn["type"].as_str(), warn["status"].as_str()),
+            (Some("auth"), Some("expiring"))
+        );
+    }
+    let fresh = token("u1", now_s() + 600, None);
+    renewing
+        .write_all(&frame(
+            true,
+            0x1,
+            format!(r#"{{"op":"auth","token":"{fresh}"}}"#).as_bytes(),
+        ))
+        .unwrap();
+    let ok: serde_json::Value = serde_json::from_str(&read_text(&mut renewing)).unwrap();
+    assert_eq!(ok["status"], "ok");
+    // A token for someone else is refused and changes nothing.
+    let other = token("u2", now_s() + 600, None);
+    renewing
+        .write_all(&frame(
+            true,
+            0x1,
+            format!(r#"{{"op":"auth","token":"{other}"}}"#).as_bytes(),
+        ))
+        .unwrap();
+    let err: serde_json::Value = serde_json::from_str(&read_text(&mut renewing)).unwrap();
+    assert_eq!(err["error"], "auth_failed");
+    assert_eq!(
+        read_close_code(&mut lapsing),
+        Some(4001),
+        "closed at expiry"
+    );
+    // The renewed one is still open past the old expiry.
+    std::thread::sleep(Duration::from_millis(1500));
+    renewing.write_all(&frame(true, 0x9, b"alive?")).unwrap();
+    let (_, opcode, payload) = read_frame(&mut renewing).unwrap();
+    assert_eq!((opcode, payload.as_slice()), (0xA, &b"alive?"[..]));
+}
+
+#[test]
+fn symbol_patterns_and_per_user_messages() {
+    let redis =
+        RedisServer::start(RedisServer::free_port().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let server = Server::start(&[
+        "--workers",
+        "2",
+        "--auth-secret",
+        SECRET,
+        "--redis",
+        &redis.url(),
+        "--prefix",
+        "a:",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric("ringcast_feed_snapshots_total") < 1.0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut u1, _) = upgrade(
+        &server,
+        &format!("/?token={}", token("u1", now_s() + 600, Some(&["EF*"]))),
+        "",
+    );
+    let (mut u1b, _) = upgrade(
+        &server,
+        &format!("/?token={}", token("u1", now_s() + 600, None)),
+        "",
+    );
+    let (mut u2, _) = upgrade(
+        &server,
+        &format!("/?token={}", token("u2", now_s() + 600, None)),
+        "",
+    );
+    u1.write_all(&frame(true, 0x1, b"LUCK")).unwrap();
+    let err: serde_json::Value = serde_json::from_str(&read_text(&mut u1)).unwrap();
+    assert_eq!(err["error"], "forbidden_symbol");
+    u1.write_all(&frame(true, 0x1, b"EFERT")).unwrap();
+    assert!(read_text(&mut u1).contains("subscribed"));
+    let mut con = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("a:user:u1")
+        .arg(r#"{"type":"note","text":"for u1"}"#)
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(read_text(&mut u1), r#"{"type":"note","text":"for u1"}"#);
+    assert_eq!(
+        read_text(&mut u1b),
+        r#"{"type":"note","text":"for u1"}"#,
+        "every connection of the user"
+    );
+    u2.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(read_frame(&mut u2).is_none(), "nothing for another user");
+}
+
+#[test]
+fn admission_limits_and_message_rate() {
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--max-conns-per-ip",
+        "2",
+        "--max-msgs-per-s",
+        "5",
+    ]);
+    let a = server.ws();
+    let _b = server.ws();
+    let (_, head) = upgrade(&server, "/", "");
+    assert_eq!(status(&head), 503, "{head}");
+    assert!(head.contains("Retry-After:"), "{head}");
+    drop(a);
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut c, head) = upgrade(&server, "/", "");
+    assert_eq!(status(&head), 101, "a slot freed by a close is reusable");
+    // A flood of messages: closed with 1008.
+    let mut flood = Vec::new();
+    for _ in 0..40 {
+        flood.extend(frame(true, 0x1, b"EFERT"));
+    }
+    c.write_all(&flood).unwrap();
+    assert_eq!(read_close_code(&mut c), Some(1008));
+
+    let limited = Server::start(&["--workers", "1", "--handshake-rate", "2"]);
+    let codes: Vec<u16> = (0..6)
+        .map(|_| status(&upgrade(&limited, "/", "").1))
+        .collect();
+    assert!(codes.contains(&101) && codes.contains(&503), "{codes:?}");
+}
+
+#[test]
+fn metrics_can_require_a_token() {
+    let server = Server::start(&["--workers", "1", "--echo", "--metrics-token", "m3trics"]);
+    assert_eq!(server.get("/metrics").0, 403);
+    let (status, body) = server.get("/metrics?token=m3trics");
+    assert_eq!(status, 200);
+    assert!(body.contains("ringcast_connections_open"));
+}
