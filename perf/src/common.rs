@@ -279,6 +279,42 @@ pub fn parse_cores(list: &str) -> Result<Vec<usize>, String> {
     Ok(v)
 }
 
+/// Make `cmd`'s process start pinned to `cores` (set between fork and exec, so every thread it creates and
+/// every process it forks — e.g. the ringcast `--processes` supervisor's children — inherits the mask;
+/// `pin_to(pid)` after `spawn()` races with threads and children created before it runs), with its soft
+/// RLIMIT_NOFILE raised to the hard limit (the server sizes each worker's direct-descriptor table from
+/// its soft limit; inheriting a low shell soft limit silently caps connections).
+pub fn pinned_with_nofile<'a>(cmd: &'a mut std::process::Command, cores: &[usize]) -> &'a mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let cores = cores.to_vec();
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system calls
+    // on stack data (sched_setaffinity, getrlimit, setrlimit).
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &c in &cores {
+                libc::CPU_SET(c, &mut set);
+            }
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut r: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+                r.rlim_cur = r.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Soft RLIMIT_NOFILE of a running process (from /proc/PID/limits), if readable.
+pub fn nofile_soft_of(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let l = s.lines().find(|l| l.starts_with("Max open files"))?;
+    l.split_whitespace().nth(3)?.parse().ok()
+}
+
 pub fn pin_to(pid: i32, cores: &[usize]) -> std::io::Result<()> {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

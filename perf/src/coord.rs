@@ -252,7 +252,7 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
             if !std::path::Path::new(&ringcast_bin).exists() {
                 return Err(format!("{ringcast_bin} does not exist: run `cargo build --release` in the repo root (or give --ringcast-bin)"));
             }
-            let child = Command::new(&ringcast_bin)
+            let child = pinned_with_nofile(&mut Command::new(&ringcast_bin), &server_cores)
                 .args(["serve", "--listen", &target.to_string(), "--workers", &server_workers.to_string(),
                        "--processes", &server_processes.to_string(),
                        "--redis", &redis_url, "--prefix", &o.prefix])
@@ -271,7 +271,7 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
             if !std::path::Path::new(&format!("{node_dir}/node_modules")).exists() {
                 return Err(format!("{node_dir}/node_modules is missing: run `npm ci` in {node_dir}"));
             }
-            let child = Command::new("node")
+            let child = pinned_with_nofile(&mut Command::new("node"), &server_cores)
                 .arg(&script)
                 .env("PORT", target.port().to_string())
                 .env("HOST", target.ip().to_string())
@@ -300,6 +300,14 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
             }
         }
         server_pids = all;
+        // A worker table is sized from its process's soft RLIMIT_NOFILE: say so when that caps the run.
+        let servers: Vec<i32> = if server_pids.len() > 1 { server_pids[1..].to_vec() } else { server_pids.clone() };
+        let cap: u64 = servers.iter().map(|&p| nofile_soft_of(p).unwrap_or(0) * server_workers as u64).sum();
+        eprintln!("server processes {:?}: soft RLIMIT_NOFILE {:?} (≈ {} connections at most with {} worker(s) each)",
+                  servers, servers.iter().map(|&p| nofile_soft_of(p)).collect::<Vec<_>>(), cap, server_workers);
+        if server_kind == "ringcast" && cap > 0 && cap < o.conns {
+            eprintln!("WARNING: --conns {} exceeds the server's connection tables (≈ {cap}): add --server-processes/--server-workers", o.conns);
+        }
     }
 
     // Publisher (rate 0 until a phase sets it).
@@ -356,7 +364,7 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
     let mut procs: Vec<Proc> = Vec::new();
     let hard_timeout = if o.timeout > 0.0 { o.timeout } else { planned_secs(&o) * 2.0 + 60.0 };
     for (i, &(offset, n, src)) in plan.iter().enumerate() {
-        let mut child = Command::new(&self_exe)
+        let mut child = pinned_with_nofile(&mut Command::new(&self_exe), &o.client_cores)
             .args(["client", "--target", &target.to_string(), "--conns", &n.to_string(),
                    "--offset", &offset.to_string(), "--src-base", &src.to_string(),
                    "--symbols", &o.symbols.to_string(), "--per-conn", &o.per_conn.to_string(),
