@@ -120,6 +120,12 @@ pub struct ServeConfig {
     /// values save kernel memory on idle sockets and make a slow client's backlog visible sooner.
     #[arg(long, env = "RINGCAST_SEND_BUFFER", default_value_t = 0)]
     pub send_buffer: u32,
+    /// Certificate chain (PEM) for wss://; with `--tls-key`. Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "RINGCAST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM: ECDSA, RSA or Ed25519) for wss://; with `--tls-cert`.
+    #[arg(long, env = "RINGCAST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// HS256 secret(s) for client tokens (comma-separated, newest first, each ≥ 32 bytes); enables auth:
     /// upgrades without a valid token get 401. Tokens come from `?token=`, a cookie or the subprotocol.
     #[arg(long, env = "RINGCAST_AUTH_SECRET", hide_env_values = true)]

@@ -14,6 +14,7 @@ use crate::ingest::{self, IngestConfig, IngestStats};
 use crate::runtime::listener;
 use crate::runtime::signals::{self, Signal};
 use crate::runtime::worker::{Control, Worker, WorkerSettings};
+use crate::tls::{TlsConfig, TlsReloader};
 
 pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     cfg.validate()?;
@@ -30,6 +31,18 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         ingest: ingest_stats.clone(),
     });
     let settings = Arc::new(WorkerSettings::from_config(&cfg, metrics));
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(cert), Some(key)) => {
+            let paths = TlsConfig {
+                cert_path: cert.clone(),
+                key_path: key.clone(),
+            };
+            Some(Arc::new(
+                TlsReloader::new(&paths).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
+            ))
+        }
+        _ => None,
+    };
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -52,6 +65,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
             Some(rx)
         };
         let settings = settings.clone();
+        let tls = tls.clone();
         let core = id % cores;
         // The worker is built on its own thread (its ring and buffers never cross threads); start-up
         // errors come back through `ready`.
@@ -62,7 +76,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
                 if let Err(e) = crate::runtime::uring::pin_to_cpu(core) {
                     tracing::warn!(worker = id, core, error = %e, "cannot pin worker to its core");
                 }
-                let worker = match Worker::new(id, listener, settings, control, feed) {
+                let worker = match Worker::new(id, listener, settings, control, feed, tls) {
                     Ok(w) => w,
                     Err(e) => {
                         let _ =
@@ -99,14 +113,25 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         listen = %cfg.listen,
         workers = cfg.workers,
         echo = cfg.echo,
+        tls = tls.is_some(),
         pid = std::process::id(),
         "listening"
     );
     loop {
-        match signals::wait() {
-            Signal::Terminate => break,
-            Signal::Reload => tracing::info!("SIGHUP: nothing to reload yet"),
-            Signal::Child => {}
+        match signals::wait_timeout(CERT_CHECK) {
+            Some(Signal::Terminate) => break,
+            Some(Signal::Reload) => match &tls {
+                Some(tls) => reload_certificate(tls, "SIGHUP"),
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+            },
+            Some(Signal::Child) => {}
+            None => {
+                if let Some(tls) = &tls
+                    && tls.changed_on_disk()
+                {
+                    reload_certificate(tls, "certificate files changed");
+                }
+            }
         }
     }
     drain(&controls, &threads, &cfg);
@@ -122,6 +147,24 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// How often the certificate files are checked for changes.
+const CERT_CHECK: Duration = Duration::from_secs(5);
+
+/// Load the certificate again; new connections use it, open ones keep theirs. A bad new certificate
+/// keeps the old one serving.
+fn reload_certificate(tls: &TlsReloader, why: &str) {
+    match tls.reload() {
+        Ok(()) => tracing::info!(
+            why,
+            generation = tls.generation(),
+            "TLS certificate reloaded"
+        ),
+        Err(e) => {
+            tracing::error!(why, error = %e, "TLS certificate NOT reloaded; still serving the previous one")
+        }
+    }
 }
 
 /// Graceful drain: health checks report draining, new upgrades get 503, open clients are closed with 1012

@@ -117,9 +117,9 @@ fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
         "--prefix",
         "s:",
         "--max-backlog",
-        "16384",
+        "1000000",
         "--send-buffer",
-        "4096",
+        "8192",
         "--slow-grace",
         "60s",
     ]);
@@ -134,7 +134,9 @@ fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
     fast.write_all(&frame(true, 0x1, symbols.as_bytes()))
         .unwrap();
     assert!(read_text(&mut fast).contains("subscribed"));
-    let (per_symbol, pad) = (400, "x".repeat(400));
+    // 2,000 ticks of ~1.5 KB (3 MB): the slow client overflows its 1 MB backlog many times over, while
+    // the fast one, reading all along, never comes near it even on a loaded machine.
+    let (per_symbol, pad) = (400, "x".repeat(1500));
     let total = per_symbol * 5;
     // The fast client reads on its own thread while ticks are published.
     let reader = std::thread::spawn(move || {
@@ -157,7 +159,7 @@ fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
             published.push(tick);
         }
         let () = pipe.query(&mut con).unwrap();
-        std::thread::sleep(Duration::from_micros(500)); // a feed, not a flood: the fast client keeps up
+        std::thread::sleep(Duration::from_millis(2)); // a feed, not a flood: the fast client keeps up
     }
     let got = reader.join().unwrap();
     assert_eq!(got, published, "the fast client got every tick, in order");

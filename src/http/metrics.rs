@@ -58,7 +58,7 @@ impl Metrics {
                 let _ = writeln!(s, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
             }
         }
-        let totals: [(&str, &str, WorkerCounter); 11] = [
+        let totals: [(&str, &str, WorkerCounter); 17] = [
             (
                 "ringcast_handshakes_failed_total",
                 "Upgrade requests refused with an HTTP error.",
@@ -108,6 +108,36 @@ impl Metrics {
                 "ringcast_idle_timeouts_total",
                 "Connections closed for silence past the idle timeout.",
                 |w| WorkerStats::get(&w.idle_timeouts),
+            ),
+            (
+                "ringcast_tls_handshakes_total",
+                "TLS handshakes completed.",
+                |w| WorkerStats::get(&w.tls_handshakes),
+            ),
+            (
+                "ringcast_tls_resumed_total",
+                "TLS handshakes that resumed a session.",
+                |w| WorkerStats::get(&w.tls_resumed),
+            ),
+            (
+                "ringcast_tls_failures_total",
+                "TLS failures (bad handshakes, plaintext on the TLS port, old versions).",
+                |w| WorkerStats::get(&w.tls_failures),
+            ),
+            (
+                "ringcast_admission_refused_total",
+                "Upgrades refused by an admission limit (503).",
+                |w| WorkerStats::get(&w.admission_refused),
+            ),
+            (
+                "ringcast_token_expired_total",
+                "Connections closed with 4001 at token expiry.",
+                |w| WorkerStats::get(&w.token_expired),
+            ),
+            (
+                "ringcast_rate_limited_total",
+                "Connections closed with 1008 for sending too fast.",
+                |w| WorkerStats::get(&w.rate_limited),
             ),
             (
                 "ringcast_bad_client_messages_total",

@@ -11,6 +11,7 @@ use crate::admission::MessageRate;
 use crate::auth::Identity;
 use crate::fanout::symbols::{LocalFrame, SymbolId};
 use crate::protocol::Session;
+use crate::tls::{TlsFailure, TlsSession};
 
 /// Where a connection is in its life.
 #[derive(Debug, Default)]
@@ -61,6 +62,49 @@ pub struct Conn {
     pub rate: MessageRate,
     /// Who this is, when authentication is on.
     pub auth: Option<Box<ConnAuth>>,
+    /// TLS state on a wss:// listener (`outbox` then holds ciphertext, `TlsConn::plain` the frames).
+    pub tls: Option<Box<TlsConn>>,
+}
+
+/// A TLS connection: the rustls session and the plaintext waiting to be encrypted. Frames queue here
+/// (conflation works on them as on a plain connection); once per send they are sealed together into as
+/// few records as possible and moved to the connection's outbox as ciphertext.
+#[derive(Debug)]
+pub struct TlsConn {
+    pub session: TlsSession,
+    pub plain: Outbox,
+    pub handshake_done: bool,
+}
+
+impl Conn {
+    /// Where frames for the peer queue: the plaintext side of TLS, or the outbox itself.
+    pub fn frames(&mut self) -> &mut Outbox {
+        match self.tls.as_mut() {
+            Some(tls) => &mut tls.plain,
+            None => self.outbox.get_or_insert_with(Box::default),
+        }
+    }
+
+    /// Encrypt every waiting frame into the outbox (one pass of rustls over all of them). Returns the
+    /// plaintext bytes consumed and ciphertext bytes produced, or the TLS failure.
+    pub fn seal(&mut self) -> Result<(usize, usize), TlsFailure> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok((0, 0));
+        };
+        if tls.plain.is_empty() {
+            return Ok((0, 0));
+        }
+        let chunks = tls.plain.take_all();
+        let slices: Vec<&[u8]> = chunks.iter().map(Chunk::bytes).collect();
+        let plain: usize = slices.iter().map(|s| s.len()).sum();
+        let mut cipher = Vec::with_capacity(plain + 64);
+        tls.session.encrypt_vectored(&slices, &mut cipher)?;
+        let produced = cipher.len();
+        self.outbox
+            .get_or_insert_with(Box::default)
+            .push_owned(cipher);
+        Ok((plain, produced))
+    }
 }
 
 /// The identity of an authenticated connection and its expiry plan (worker milliseconds).
@@ -83,7 +127,7 @@ pub enum Chunk {
 }
 
 impl Chunk {
-    fn bytes(&self) -> &[u8] {
+    pub fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
             Chunk::Shared(f) | Chunk::Tick(_, f) => f,
@@ -213,6 +257,14 @@ impl Outbox {
             self.offset = 0;
             self.queue.pop_front();
         }
+    }
+
+    /// Take every chunk (none may be in flight: used on the plaintext side of TLS, never sent directly).
+    pub fn take_all(&mut self) -> Vec<Chunk> {
+        debug_assert_eq!(self.in_flight, 0);
+        self.pending = 0;
+        self.offset = 0;
+        self.queue.drain(..).collect()
     }
 
     /// The in-flight send failed: nothing more will be sent.

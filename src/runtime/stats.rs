@@ -20,6 +20,9 @@ pub struct WorkerStats {
     pub pings: AtomicU64,
     pub idle_timeouts: AtomicU64,
     pub admission_refused: AtomicU64,
+    pub tls_handshakes: AtomicU64,
+    pub tls_resumed: AtomicU64,
+    pub tls_failures: AtomicU64,
     pub token_expired: AtomicU64,
     pub rate_limited: AtomicU64,
     /// Bytes waiting in outboxes (a gauge, updated as frames are queued and sent).

@@ -29,6 +29,25 @@ impl Server {
         Self::start_with_env(args, &[])
     }
 
+    /// A server whose port speaks TLS: ready once it accepts TCP (health is checked over TLS by the test).
+    pub fn start_tls(args: &[&str]) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::env::var("RINGCAST_TEST_LOG").unwrap_or_else(|_| "warn".into());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        cmd.args(["--log", &log, "serve", "--listen", &addr.to_string()])
+            .args(args);
+        let child = cmd.stdin(Stdio::null()).spawn().expect("start ringcast");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "TLS server did not listen within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server { child, addr }
+    }
+
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::var("RINGCAST_TEST_LOG").unwrap_or_else(|_| "warn".into());

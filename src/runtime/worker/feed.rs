@@ -103,7 +103,7 @@ impl State {
         let now = self.now_ms();
         let settings = &self.settings;
         let conn = &mut self.conns[slot as usize];
-        let outbox = conn.outbox.get_or_insert_with(Box::default);
+        let outbox = conn.frames();
         let before = outbox.pending_bytes();
         let mut verdict = Verdict::Queued;
         if before + frame.len() <= settings.max_backlog {
@@ -249,7 +249,7 @@ impl State {
         let ack = command::subscribed_json(&symbols, &unknown);
         self.reply(slot, ack);
         let conn = &mut self.conns[slot as usize];
-        let outbox = conn.outbox.get_or_insert_with(Box::default);
+        let outbox = conn.frames();
         WorkerStats::add(&self.control.stats.deliveries, snapshot.len() as u64);
         let before = outbox.pending_bytes();
         for (id, frame) in snapshot {

@@ -22,6 +22,61 @@ impl State {
         }
     }
 
+    /// Ciphertext in (wss://): decrypt, queue what TLS must send (handshake, tickets, alerts), then hand
+    /// the plaintext to `on_bytes` like any connection's.
+    pub(super) fn on_tls_bytes(&mut self, ring: &mut Ring, slot: u32, data: &[u8]) {
+        let mut plain = std::mem::take(&mut self.tls_plain);
+        let mut wire = Vec::new();
+        let conn = &mut self.conns[slot as usize];
+        let Some(tls) = conn.tls.as_mut() else { return };
+        let result = tls.session.receive(data, &mut plain, &mut wire);
+        let stats = &self.control.stats;
+        if !tls.handshake_done && !tls.session.is_handshaking() && result.is_ok() {
+            tls.handshake_done = true;
+            WorkerStats::add(&stats.tls_handshakes, 1);
+            if tls.session.resumed() {
+                WorkerStats::add(&stats.tls_resumed, 1);
+            }
+        }
+        let peer_closed = tls.session.peer_closed();
+        if !wire.is_empty() {
+            self.backlog += wire.len() as i64;
+            conn.outbox
+                .get_or_insert_with(Box::default)
+                .push_owned(wire);
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(slot);
+            }
+        }
+        match result {
+            Err(failure) => {
+                WorkerStats::add(&stats.tls_failures, 1);
+                tracing::debug!(worker = self.id, slot, peer = ?conn.peer, reason = failure.reason(), "TLS failure; closing");
+                // The alert (or the plain-HTTP 400) is queued; nothing more is encrypted.
+                conn.tls = None;
+                self.finish(ring, slot);
+            }
+            Ok(()) => {
+                if !plain.is_empty() {
+                    self.on_bytes(ring, slot, &mut plain);
+                }
+                if peer_closed
+                    && !matches!(
+                        self.conns[slot as usize].phase,
+                        Phase::Finishing | Phase::Lingering
+                    )
+                {
+                    self.finish(ring, slot);
+                }
+            }
+        }
+        plain.clear();
+        if plain.capacity() <= 64 * 1024 {
+            self.tls_plain = plain;
+        }
+    }
+
     pub(super) fn on_handshake_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
         let max_head = self.settings.head_limits.max_head_bytes;
         let Phase::Handshake { head, scanned } = &mut self.conns[slot as usize].phase else {

@@ -27,9 +27,10 @@ use crate::http::Gate;
 use crate::http::metrics::Metrics;
 use crate::protocol::Limits;
 use crate::protocol::handshake::HeadLimits;
-use crate::runtime::conn::{Conn, Outbox, Phase};
+use crate::runtime::conn::{Conn, Outbox, Phase, TlsConn};
 use crate::runtime::stats::WorkerStats;
 use crate::runtime::uring::{self, AcceptAddr, BufRing, Ring};
+use crate::tls::{TlsReloader, WorkerTls};
 
 /// Accepts kept in flight per worker (each with its own peer-address slot).
 const ACCEPTS: usize = 16;
@@ -221,6 +222,9 @@ struct State {
     per_ip: PerIpLimiter,
     /// Authenticated users' connections on this worker (per-user messages).
     users: HashMap<Box<str>, Vec<u32>>,
+    /// TLS (wss://) on this listener, and a scratch buffer for decrypted bytes.
+    tls: Option<WorkerTls>,
+    tls_plain: Vec<u8>,
     /// Client commands decoded while handling one connection's input, acted on right after.
     inbox: Vec<Result<ClientCommand, CommandError>>,
 }
@@ -232,6 +236,7 @@ impl Worker {
         settings: Arc<WorkerSettings>,
         control: Arc<Control>,
         feed: Option<FeedReceiver>,
+        tls: Option<Arc<TlsReloader>>,
     ) -> std::io::Result<Worker> {
         let files = settings
             .max_conns
@@ -262,6 +267,8 @@ impl Worker {
                 accept_rate: None,
                 per_ip: PerIpLimiter::default(),
                 users: HashMap::new(),
+                tls: tls.map(WorkerTls::new),
+                tls_plain: Vec::new(),
                 sweep_cursor: 0,
                 next_upkeep_ms: 0,
                 drain: None,
@@ -390,6 +397,20 @@ impl State {
         conn.peer = self.accept_addrs[i].peer();
         conn.recv_armed = true;
         conn.close_submitted = false;
+        if let Some(tls) = self.tls.as_mut() {
+            match tls.session() {
+                Ok(session) => {
+                    conn.tls = Some(Box::new(TlsConn {
+                        session,
+                        plain: Outbox::default(),
+                        handshake_done: false,
+                    }))
+                }
+                Err(e) => {
+                    tracing::error!(worker = self.id, error = %e, "cannot start a TLS session")
+                }
+            }
+        }
         let generation = conn.generation;
         ring.recv_multishot(slot, user_data(Op::Recv, generation, slot));
         self.timers.push(Reverse((deadline, slot, generation)));
@@ -425,7 +446,11 @@ impl State {
         match (res, bid) {
             (n, Some(bid)) if n > 0 => {
                 let data = bufs.get(bid, n as usize);
-                self.on_bytes(ring, slot, data);
+                if self.conns[slot as usize].tls.is_some() {
+                    self.on_tls_bytes(ring, slot, data);
+                } else {
+                    self.on_bytes(ring, slot, data);
+                }
                 bufs.give_back(bid);
             }
             (n, bid) => {

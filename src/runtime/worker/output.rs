@@ -15,9 +15,7 @@ impl State {
         }
         let conn = &mut self.conns[slot as usize];
         self.backlog += self.scratch.len() as i64;
-        conn.outbox
-            .get_or_insert_with(Box::default)
-            .push_owned(std::mem::take(&mut self.scratch));
+        conn.frames().push_owned(std::mem::take(&mut self.scratch));
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(slot);
@@ -33,7 +31,23 @@ impl State {
         conn.phase = Phase::Finishing;
         let generation = conn.generation;
         self.timers.push(Reverse((deadline, slot, generation)));
-        if conn.outbox.is_none() && !conn.sending {
+        if conn.tls.is_some() {
+            // Last frames, then close_notify, so a TLS client sees a clean end of stream.
+            if conn.seal().is_ok()
+                && let Some(tls) = conn.tls.as_mut()
+            {
+                let mut notify = Vec::new();
+                tls.session.send_close_notify(&mut notify);
+                conn.outbox
+                    .get_or_insert_with(Box::default)
+                    .push_owned(notify);
+            }
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(slot);
+            }
+        }
+        if conn.outbox.as_ref().is_none_or(|o| o.is_empty()) && !conn.sending {
             self.linger(ring, slot);
         }
     }
@@ -113,17 +127,24 @@ impl State {
         let before = outbox.pending_bytes();
         outbox.complete(res as usize);
         self.backlog -= (before - outbox.pending_bytes()) as i64;
-        if outbox.pending_bytes() <= self.settings.max_backlog {
-            outbox.over_limit_since_ms = None;
-        }
         if outbox.is_empty() {
             conn.outbox = None;
-            if matches!(conn.phase, Phase::Finishing) {
-                self.linger(ring, slot);
+        }
+        let frames = conn.frames();
+        if frames.pending_bytes() <= self.settings.max_backlog {
+            frames.over_limit_since_ms = None;
+        }
+        let more = !frames.is_empty() || conn.outbox.as_ref().is_some_and(|o| !o.is_empty());
+        if conn.outbox.as_ref().is_some_and(|o| o.is_empty()) {
+            conn.outbox = None;
+        }
+        if more {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(slot);
             }
-        } else if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(slot);
+        } else if matches!(conn.phase, Phase::Finishing) {
+            self.linger(ring, slot);
         }
     }
 
@@ -135,6 +156,20 @@ impl State {
             if conn.sending || matches!(conn.phase, Phase::Closing | Phase::Free) {
                 continue;
             }
+            match conn.seal() {
+                Ok((plain, cipher)) => self.backlog += cipher as i64 - plain as i64,
+                Err(failure) => {
+                    tracing::debug!(
+                        worker = self.id,
+                        slot,
+                        reason = failure.reason(),
+                        "TLS failure while sealing; closing"
+                    );
+                    self.close_now(ring, slot);
+                    continue;
+                }
+            }
+            let conn = &mut self.conns[slot as usize];
             if let Some(msg) = conn.outbox.as_mut().and_then(|o| o.prepare_send()) {
                 conn.sending = true;
                 // SAFETY: the outbox is boxed and stays in `conn.outbox` while `conn.sending` is set: it is

@@ -1,0 +1,220 @@
+//! wss:// over real sockets: the same thread-per-core path behind rustls. Upgrade and echo with a rustls
+//! client, the bad-input rules over TLS, plaintext on the TLS port, old TLS versions, and certificate reload
+//! under connected clients (SIGHUP; a bad new certificate keeps the old one).
+
+mod common;
+#[allow(dead_code)]
+#[path = "tls_adapter/support.rs"]
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use support::{DevCert, client_config};
+use tungstenite::Message;
+
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+fn tls_server(cert: &DevCert, extra: &[&str]) -> Server {
+    let cert_path = cert.cert().to_string_lossy().into_owned();
+    let key_path = cert.key().to_string_lossy().into_owned();
+    let mut args = vec![
+        "--workers",
+        "2",
+        "--tls-cert",
+        cert_path.as_str(),
+        "--tls-key",
+        key_path.as_str(),
+    ];
+    args.extend_from_slice(extra);
+    Server::start_tls(&args)
+}
+
+fn tls_connect(server: &Server, cfg: &Arc<ClientConfig>) -> Tls {
+    let tcp = server.connect();
+    let conn =
+        ClientConnection::new(cfg.clone(), ServerName::try_from("localhost").unwrap()).unwrap();
+    StreamOwned::new(conn, tcp)
+}
+
+/// `GET path` over TLS → (status, response text).
+fn tls_get(server: &Server, cert: &DevCert, path: &str) -> (u16, String) {
+    let mut s = tls_connect(server, &client_config(&[cert], &all_versions()));
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    (
+        status_of(&resp),
+        String::from_utf8_lossy(&resp).into_owned(),
+    )
+}
+
+fn tls_metric(server: &Server, cert: &DevCert, name: &str) -> f64 {
+    let (_, text) = tls_get(server, cert, "/metrics");
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn all_versions() -> Vec<&'static rustls::SupportedProtocolVersion> {
+    vec![&rustls::version::TLS13, &rustls::version::TLS12]
+}
+
+#[test]
+fn wss_upgrade_echo_and_health_over_tls_1_2_and_1_3() {
+    let cert = DevCert::ecdsa();
+    let server = tls_server(&cert, &["--echo"]);
+    for versions in [vec![&rustls::version::TLS13], vec![&rustls::version::TLS12]] {
+        let cfg = client_config(&[&cert], &versions);
+        let stream = tls_connect(&server, &cfg);
+        let (mut ws, resp) =
+            tungstenite::client(format!("wss://localhost:{}/", server.addr.port()), stream)
+                .unwrap();
+        assert_eq!(resp.status(), 101);
+        assert_eq!(ws.get_ref().conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+        ws.send(Message::text("EFERT,LUCK")).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::text("EFERT,LUCK"));
+        let big = vec![7u8; 300_000];
+        ws.send(Message::binary(big.clone())).unwrap();
+        assert_eq!(ws.read().unwrap(), Message::binary(big));
+        ws.close(None).unwrap();
+        while let Ok(msg) = ws.read() {
+            assert!(msg.is_close(), "{msg:?}");
+        }
+    }
+    // Plain HTTP routes work over TLS too.
+    let (status, resp) = tls_get(&server, &cert, "/healthz");
+    assert_eq!(status, 200, "{resp}");
+    assert!(tls_metric(&server, &cert, "ringcast_tls_handshakes_total") >= 3.0);
+}
+
+#[test]
+fn bad_input_over_tls_gets_the_same_answers() {
+    let cert = DevCert::ecdsa();
+    let server = tls_server(&cert, &["--echo"]);
+    let cfg = client_config(&[&cert], &all_versions());
+    // A bad upgrade: 426 with the version header.
+    let mut s = tls_connect(&server, &cfg);
+    s.write_all(upgrade_request("/").replace("13", "8").as_bytes())
+        .unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    assert_eq!(status_of(&resp), 426);
+    // An unmasked frame after a good upgrade: close 1002.
+    let mut s = tls_connect(&server, &cfg);
+    s.write_all(upgrade_request("/").as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    s.write_all(&unmasked_frame(0x1, b"x")).unwrap();
+    let mut f = [0u8; 4];
+    s.read_exact(&mut f).unwrap();
+    assert_eq!((f[0], &f[2..]), (0x88, &[0x03, 0xea][..]), "close 1002");
+}
+
+#[test]
+fn plaintext_and_old_tls_are_refused_cleanly() {
+    let cert = DevCert::ecdsa();
+    let server = tls_server(&cert, &["--echo"]);
+    let mut s = server.connect();
+    s.write_all(upgrade_request("/").as_bytes()).unwrap();
+    let resp = read_to_close(&mut s);
+    assert_eq!(status_of(&resp), 400);
+    assert!(
+        String::from_utf8_lossy(&resp).contains("TLS"),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
+    let mut s = server.connect();
+    s.write_all(&support::legacy_client_hello(0x0302)).unwrap();
+    let alert = read_to_close(&mut s);
+    assert_eq!(alert.first(), Some(&0x15), "a TLS alert record: {alert:?}");
+    assert!(tls_metric(&server, &cert, "ringcast_tls_failures_total") >= 2.0);
+    assert_eq!(tls_get(&server, &cert, "/healthz").0, 200, "still serving");
+}
+
+#[test]
+fn certificates_reload_under_connected_clients() {
+    let first = DevCert::ecdsa();
+    let second = DevCert::rsa();
+    // The server reads its files from a directory of its own, which the test rewrites.
+    let live = support::TempDir::new("live");
+    let (cert, key) = (live.0.join("cert.pem"), live.0.join("key.pem"));
+    std::fs::copy(first.cert(), &cert).unwrap();
+    std::fs::copy(first.key(), &key).unwrap();
+    let (cert_s, key_s) = (
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    );
+    let server = Server::start_tls(&[
+        "--workers",
+        "2",
+        "--echo",
+        "--tls-cert",
+        &cert_s,
+        "--tls-key",
+        &key_s,
+    ]);
+    // A fresh client config per connection: no session resumption, so each sees the served certificate.
+    let both = || client_config(&[&first, &second], &all_versions());
+    let (mut old, _) = tungstenite::client(
+        format!("wss://localhost:{}/", server.addr.port()),
+        tls_connect(&server, &both()),
+    )
+    .unwrap();
+    assert_eq!(
+        old.get_ref().conn.peer_certificates().unwrap()[0],
+        first.leaf()
+    );
+
+    std::fs::copy(second.cert(), &cert).unwrap();
+    std::fs::copy(second.key(), &key).unwrap();
+    server.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut new, _) = tungstenite::client(
+        format!("wss://localhost:{}/", server.addr.port()),
+        tls_connect(&server, &both()),
+    )
+    .unwrap();
+    assert_eq!(
+        new.get_ref().conn.peer_certificates().unwrap()[0],
+        second.leaf(),
+        "new connections get the new certificate"
+    );
+    old.send(Message::text("still here")).unwrap();
+    assert_eq!(
+        old.read().unwrap(),
+        Message::text("still here"),
+        "open connections are untouched"
+    );
+
+    // A broken certificate is refused; the server keeps the one it has.
+    std::fs::write(
+        &cert,
+        b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    server.signal("HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut after, _) = tungstenite::client(
+        format!("wss://localhost:{}/", server.addr.port()),
+        tls_connect(&server, &both()),
+    )
+    .unwrap();
+    assert_eq!(
+        after.get_ref().conn.peer_certificates().unwrap()[0],
+        second.leaf()
+    );
+    after.send(Message::text("ok")).unwrap();
+    assert_eq!(after.read().unwrap(), Message::text("ok"));
+    new.close(None).unwrap();
+}
