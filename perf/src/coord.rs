@@ -292,7 +292,13 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
     wait_until(Duration::from_secs(15), || healthz(target))
         .map_err(|_| format!("the server at {target} did not answer GET /healthz within 15 s"))?;
     if server_kind != "none" {
-        // descendants too (ringcast --processes supervisor)
+        // descendants too (ringcast --processes supervisor). /healthz answers as soon as the first child
+        // listens: wait for all of them (and their listeners), or their CPU and RSS would be missed.
+        if server_kind == "ringcast" && server_processes > 1 {
+            let root = server_pids[0];
+            let _ = wait_until(Duration::from_secs(30), || descendants(root).len() >= server_processes as usize);
+            std::thread::sleep(Duration::from_millis(500));
+        }
         let mut all = server_pids.clone();
         for p in descendants(server_pids[0]) {
             if !all.contains(&p) {
