@@ -116,6 +116,11 @@ pub struct ServeConfig {
     /// without a storm); the process exits when they are gone, or at the window plus the close timeout.
     #[arg(long, env = "RINGCAST_DRAIN_WINDOW", default_value = "10s", value_parser = parse_duration)]
     pub drain_window: Duration,
+    /// Per-socket coalescing: frames queued to a socket wait up to this long (e.g. `1ms`, `5ms`) so one
+    /// send carries several; trades that much latency for fewer system calls (see docs/coalescing.md).
+    /// `0ms` (default) sends at every loop iteration.
+    #[arg(long, env = "RINGCAST_COALESCE_DELAY", default_value = "0ms", value_parser = parse_duration)]
+    pub coalesce_delay: Duration,
     /// Kernel send buffer per connection, in bytes (SO_SNDBUF; 0 = the kernel's autotuning). Smaller
     /// values save kernel memory on idle sockets and make a slow client's backlog visible sooner.
     #[arg(long, env = "RINGCAST_SEND_BUFFER", default_value_t = 0)]
@@ -279,10 +284,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (examples: 250ms, 10s, 2m)"))?;
     match unit {
+        "us" | "µs" => Ok(Duration::from_micros(n)),
         "ms" => Ok(Duration::from_millis(n)),
         "s" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("`{text}`: unknown unit `{unit}` (use ms, s or m)")),
+        _ => Err(format!(
+            "`{text}`: unknown unit `{unit}` (use us, ms, s or m)"
+        )),
     }
 }
 

@@ -102,6 +102,8 @@ pub struct WorkerSettings {
     pub max_conns_per_ip: u32,
     pub handshake_rate: u32,
     pub message_limit: Option<MessageLimit>,
+    /// Per-socket coalescing delay, µs (0: flush every loop iteration).
+    pub coalesce_us: u64,
 }
 
 impl WorkerSettings {
@@ -125,6 +127,7 @@ impl WorkerSettings {
             gate: cfg.gate(),
             max_conns_per_ip: cfg.max_conns_per_ip,
             handshake_rate: cfg.handshake_rate,
+            coalesce_us: cfg.coalesce_delay.as_micros() as u64,
             message_limit: (cfg.max_msgs_per_s > 0 && !cfg.echo)
                 .then(|| MessageLimit::per_second(cfg.max_msgs_per_s)),
         }
@@ -222,6 +225,8 @@ struct State {
     per_ip: PerIpLimiter,
     /// Authenticated users' connections on this worker (per-user messages).
     users: HashMap<Box<str>, Vec<u32>>,
+    /// When the coalesced flush is due (µs since start), while bytes wait.
+    flush_at_us: Option<u64>,
     /// TLS (wss://) on this listener, and a scratch buffer for decrypted bytes.
     tls: Option<WorkerTls>,
     tls_plain: Vec<u8>,
@@ -269,6 +274,7 @@ impl Worker {
                 users: HashMap::new(),
                 tls: tls.map(WorkerTls::new),
                 tls_plain: Vec::new(),
+                flush_at_us: None,
                 sweep_cursor: 0,
                 next_upkeep_ms: 0,
                 drain: None,
@@ -319,7 +325,9 @@ impl Worker {
                 st.resume_accepts(&mut self.ring);
             }
             let drained = st.upkeep(&mut self.ring);
-            st.flush(&mut self.ring);
+            if st.flush_due() || drained {
+                st.flush(&mut self.ring);
+            }
             if drained {
                 // Submit the last closes before leaving.
                 self.ring.submit_and_wait(Duration::ZERO)?;
@@ -339,12 +347,40 @@ impl State {
     fn next_sleep(&self) -> Duration {
         let now = self.now_ms();
         let upkeep = Duration::from_millis(self.upkeep_due_ms().saturating_sub(now));
-        match self.timers.peek() {
+        let sleep = match self.timers.peek() {
             Some(Reverse((due, _, _))) => Duration::from_millis(due.saturating_sub(now))
                 .min(MAX_SLEEP)
                 .min(upkeep),
             None => MAX_SLEEP.min(upkeep),
+        };
+        match self.flush_at_us {
+            Some(at) => sleep.min(Duration::from_micros(at.saturating_sub(self.now_us()))),
+            None => sleep,
         }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    /// Per-socket coalescing (`--coalesce-delay`): bytes queued to a socket wait at most this long, so a
+    /// burst of ticks goes out in one send per socket instead of one per tick. With no delay, every loop
+    /// iteration flushes (one send per socket per iteration, however many frames it has).
+    fn flush_due(&mut self) -> bool {
+        if self.dirty.is_empty() {
+            return false;
+        }
+        let delay = self.settings.coalesce_us;
+        if delay == 0 {
+            return true;
+        }
+        let now = self.now_us();
+        let at = *self.flush_at_us.get_or_insert(now + delay);
+        if now >= at {
+            self.flush_at_us = None;
+            return true;
+        }
+        false
     }
 
     fn arm_accept(&mut self, ring: &mut Ring, i: usize) {
