@@ -254,6 +254,15 @@ fn admission_limits_and_message_rate() {
     }
     c.write_all(&flood).unwrap();
     assert_eq!(read_close_code(&mut c), Some(1008));
+    // A ping flood counts the same.
+    let pinged = Server::start(&["--workers", "1", "--max-msgs-per-s", "5"]);
+    let mut p = pinged.ws();
+    let mut pings = Vec::new();
+    for _ in 0..40 {
+        pings.extend(frame(true, 0x9, b"?"));
+    }
+    p.write_all(&pings).unwrap();
+    assert_eq!(read_close_code(&mut p), Some(1008), "ping flood");
 
     let limited = Server::start(&["--workers", "1", "--handshake-rate", "2"]);
     let codes: Vec<u16> = (0..6)

@@ -25,6 +25,9 @@ pub enum CommandError {
     TooManySymbols { limit: usize },
     /// The client's token does not allow this symbol.
     Forbidden(String),
+    /// Not an error: a ping the session already answered, queued only so it counts against the
+    /// connection's message rate. Never sent to the client.
+    Ping,
 }
 
 impl CommandError {
@@ -34,6 +37,7 @@ impl CommandError {
             CommandError::BadSymbol(_) => "bad_symbol",
             CommandError::TooManySymbols { .. } => "too_many_symbols",
             CommandError::Forbidden(_) => "forbidden_symbol",
+            CommandError::Ping => "ping",
         }
     }
 
@@ -47,6 +51,7 @@ impl CommandError {
                 format!("at most {limit} symbols per connection")
             }
             CommandError::Forbidden(s) => format!("your token does not allow `{s}`"),
+            CommandError::Ping => "ping".into(),
         }
     }
 

@@ -91,6 +91,8 @@ pub struct Session {
     in_frame: bool,
     /// The current data frame is the last of its message.
     frame_fin: bool,
+    /// Pings answered since the last `take_pings` (saturating), so the caller can rate-limit them.
+    pings: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +143,7 @@ impl Session {
             mask_offset: 0,
             in_frame: false,
             frame_fin: false,
+            pings: 0,
         }
     }
 
@@ -231,6 +234,12 @@ impl Session {
             self.enter_closed();
         }
         self.phase == Phase::Closed
+    }
+
+    /// How many pings were answered since the last call (ping floods count against the caller's
+    /// message-rate limit like data messages).
+    pub fn take_pings(&mut self) -> u8 {
+        std::mem::take(&mut self.pings)
     }
 
     /// True once the close exchange is over: flush `out`, then close TCP.
@@ -401,7 +410,10 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Result<(), ProtocolError> {
         match opcode {
-            OpCode::Ping => encode_frame(OpCode::Pong, payload, out),
+            OpCode::Ping => {
+                self.pings = self.pings.saturating_add(1);
+                encode_frame(OpCode::Pong, payload, out)
+            }
             OpCode::Close => {
                 match parse_close_payload(payload)? {
                     Some(code) => encode_close(code, "", out),

@@ -206,6 +206,7 @@ impl State {
                     self.reply(slot, command::unsubscribed_json(&symbols));
                 }
                 Ok(ClientCommand::Auth(token)) => self.refresh_auth(slot, &token),
+                Err(CommandError::Ping) => {}
                 Err(err) => {
                     WorkerStats::add(&self.control.stats.bad_commands, 1);
                     self.reply(slot, err.to_json());

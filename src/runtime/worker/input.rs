@@ -194,6 +194,10 @@ impl State {
             tracing::debug!(worker = self.id, slot, peer = ?conn.peer, code = err.close_code().0, reason = err.reason(), "protocol error; closing");
         }
         let state = session.state();
+        // Pings count against the message rate like data messages (a ping flood is closed with 1008).
+        for _ in 0..session.take_pings() {
+            self.inbox.push(Err(CommandError::Ping));
+        }
         if tail.is_empty() && tail.capacity() > 0 {
             *tail = Vec::new();
         }
