@@ -6,11 +6,10 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use ringcast::auth::sign_hs256;
-use ringcast::cli::redis_server::RedisServer;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
@@ -171,8 +170,7 @@ fn token_expiry_on_an_open_socket_with_and_without_refresh() {
 
 #[test]
 fn symbol_patterns_and_per_user_messages() {
-    let redis =
-        RedisServer::start(RedisServer::free_port().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let redis = start_redis();
     let server = Server::start(&[
         "--workers",
         "2",
@@ -183,11 +181,7 @@ fn symbol_patterns_and_per_user_messages() {
         "--prefix",
         "a:",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.metric("ringcast_feed_snapshots_total") < 1.0 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_feed_up();
     let (mut u1, _) = upgrade(
         &server,
         &format!("/?token={}", token("u1", now_s() + 600, Some(&["EF*"]))),

@@ -8,7 +8,6 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringcast::cli::redis_server::RedisServer;
 
 #[test]
 fn silent_connections_are_pinged_then_closed_at_the_idle_timeout() {
@@ -82,15 +81,6 @@ fn sigterm_drains_clients_with_1012_and_exits() {
     );
 }
 
-fn redis_con(url: &str) -> redis::Connection {
-    let con = redis::Client::open(url)
-        .unwrap()
-        .get_connection_with_timeout(Duration::from_secs(5))
-        .unwrap();
-    con.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    con
-}
-
 /// A client with a tiny receive buffer, so it falls behind as soon as it stops reading.
 fn small_window_client(server: &Server, symbols: &str) -> TcpStream {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -107,8 +97,7 @@ fn small_window_client(server: &Server, symbols: &str) -> TcpStream {
 
 #[test]
 fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
-    let redis =
-        RedisServer::start(RedisServer::free_port().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let redis = start_redis();
     let server = Server::start(&[
         "--workers",
         "1",
@@ -123,11 +112,7 @@ fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
         "--slow-grace",
         "60s",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.metric("ringcast_feed_snapshots_total") < 1.0 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_feed_up();
     let symbols = "S0,S1,S2,S3,S4";
     let mut slow = small_window_client(&server, symbols);
     let mut fast = server.ws();
@@ -194,8 +179,7 @@ fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
 
 #[test]
 fn a_client_over_its_backlog_past_the_grace_period_is_closed_with_1013() {
-    let redis =
-        RedisServer::start(RedisServer::free_port().unwrap()).unwrap_or_else(|e| panic!("{e}"));
+    let redis = start_redis();
     let server = Server::start(&[
         "--workers",
         "1",
@@ -212,11 +196,7 @@ fn a_client_over_its_backlog_past_the_grace_period_is_closed_with_1013() {
         "--close-timeout",
         "1s",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.metric("ringcast_feed_snapshots_total") < 1.0 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_feed_up();
     let mut stuck = small_window_client(&server, "G0,G1,G2,G3,G4,G5,G6,G7");
     let mut con = redis_con(&redis.url());
     let pad = "y".repeat(2000);

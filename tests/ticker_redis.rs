@@ -6,7 +6,7 @@ mod common;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, redis_con, start_redis};
 use ringcast::cli::redis_server::RedisServer;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket, connect};
@@ -14,20 +14,6 @@ use tungstenite::{Message, WebSocket, connect};
 type Client = WebSocket<MaybeTlsStream<TcpStream>>;
 
 const PREFIX: &str = "t:";
-
-fn redis() -> RedisServer {
-    let port = RedisServer::free_port().expect("a free port");
-    RedisServer::start(port).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn redis_con(url: &str) -> redis::Connection {
-    let con = redis::Client::open(url)
-        .unwrap()
-        .get_connection_with_timeout(Duration::from_secs(5))
-        .unwrap();
-    con.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    con
-}
 
 /// HSET the latest value and PUBLISH the message, as `ringcast publish` does.
 fn publish(con: &mut redis::Connection, ticks: &[&str]) {
@@ -81,23 +67,14 @@ fn next_json(ws: &mut Client) -> serde_json::Value {
     serde_json::from_str(&next_text(ws)).unwrap()
 }
 
-/// Wait until the server's feed is up (its snapshot taken), so ticks published next reach it.
-fn wait_feed_up(server: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while server.metric("ringcast_feed_snapshots_total") < 1.0 {
-        assert!(Instant::now() < deadline, "feed did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn snapshot_then_live_ticks_byte_for_byte_in_order_on_every_worker() {
-    let redis = redis();
+    let redis = start_redis();
     let mut con = redis_con(&redis.url());
     let efert0 = r#"{"symbol":"EFERT","open":"50.10","close":"60.10","low":"48.50","high":"48.00","price":"55.00"}"#;
     publish(&mut con, &[efert0]);
     let server = server(&redis, "2");
-    wait_feed_up(&server);
+    server.wait_feed_up();
 
     // Clients spread over both workers, half in the seed's plain form, half in JSON.
     let mut clients: Vec<Client> = (0..16).map(|_| client(&server)).collect();
@@ -165,10 +142,10 @@ fn snapshot_then_live_ticks_byte_for_byte_in_order_on_every_worker() {
 
 #[test]
 fn unsubscribe_bad_messages_and_retire() {
-    let redis = redis();
+    let redis = start_redis();
     let mut con = redis_con(&redis.url());
     let server = server(&redis, "1");
-    wait_feed_up(&server);
+    server.wait_feed_up();
     let mut ws = client(&server);
 
     // A bad subscribe gets an error and the connection stays.
@@ -238,7 +215,7 @@ fn redis_outage_clients_stay_and_converge() {
     let mut con = redis_con(&url);
     publish(&mut con, &[r#"{"symbol":"OGDC","price":"100"}"#]);
     let server = server(&redis1, "2");
-    wait_feed_up(&server);
+    server.wait_feed_up();
     let mut clients: Vec<Client> = (0..4).map(|_| client(&server)).collect();
     for ws in &mut clients {
         ws.send(Message::text("OGDC")).unwrap();

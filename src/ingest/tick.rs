@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 
 use crate::fanout::Symbol;
 
-/// Longest symbol accepted, in bytes.
-pub const MAX_SYMBOL_LEN: usize = 32;
+/// Longest symbol accepted, in bytes (the same rule as clients' subscribe messages).
+pub use crate::fanout::command::MAX_SYMBOL_LEN;
 
 /// Default for the largest single tick accepted, in bytes.
 pub const DEFAULT_MAX_TICK_BYTES: usize = 16 * 1024;
@@ -104,14 +104,8 @@ impl fmt::Display for BadTick {
     }
 }
 
-/// A symbol as the feed can publish it: 1–32 printable ASCII characters without whitespace, commas,
-/// quotes or backslashes.
-pub fn valid_symbol(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_SYMBOL_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b',' | b'"' | b'\'' | b'\\'))
-}
+/// One rule for what a symbol is, shared by the feed and the clients' subscribe messages.
+pub use crate::fanout::command::valid_symbol;
 
 /// The only fields of a tick the server looks at; every other field is carried through untouched.
 #[derive(Deserialize)]

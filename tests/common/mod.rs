@@ -133,6 +133,18 @@ impl Server {
             .collect()
     }
 
+    /// Wait until the server's feed is up (its first Redis snapshot taken), so ticks published next reach it.
+    pub fn wait_feed_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.metric("ringcast_feed_snapshots_total") < 1.0 {
+            assert!(
+                Instant::now() < deadline,
+                "the feed did not come up within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Raw TCP connection with timeouts.
     pub fn connect(&self) -> TcpStream {
         let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).expect("connect");
@@ -311,4 +323,21 @@ pub fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
             return false;
         }
     }
+}
+
+/// A real `redis-server` on a free port, stopped by PID when dropped.
+pub fn start_redis() -> ringcast::cli::redis_server::RedisServer {
+    use ringcast::cli::redis_server::RedisServer;
+    let port = RedisServer::free_port().expect("a free port");
+    RedisServer::start(port).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A Redis connection with timeouts.
+pub fn redis_con(url: &str) -> redis::Connection {
+    let client = redis::Client::open(url).unwrap();
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(5))
+        .unwrap();
+    con.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    con
 }
