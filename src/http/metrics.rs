@@ -26,7 +26,7 @@ impl Metrics {
     /// Render the exposition text.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
-        let per_worker: [(&str, &str, &str, WorkerCounter); 4] = [
+        let per_worker: [(&str, &str, &str, WorkerCounter); 5] = [
             (
                 "ringcast_connections_open",
                 "gauge",
@@ -44,6 +44,12 @@ impl Metrics {
                 "counter",
                 "Connections closed.",
                 |w| WorkerStats::get(&w.closed),
+            ),
+            (
+                "ringcast_worker_busy_nanoseconds_total",
+                "counter",
+                "Time each worker spent working rather than waiting (loop busy time; rate() / 1e9 = load).",
+                |w| WorkerStats::get(&w.busy_ns),
             ),
             (
                 "ringcast_deliveries_total",

@@ -20,6 +20,8 @@ pub struct WorkerStats {
     pub pings: AtomicU64,
     pub idle_timeouts: AtomicU64,
     pub admission_refused: AtomicU64,
+    /// Time the worker spent working (not waiting in the ring), ns.
+    pub busy_ns: AtomicU64,
     pub tls_handshakes: AtomicU64,
     pub tls_resumed: AtomicU64,
     pub tls_failures: AtomicU64,

@@ -298,9 +298,15 @@ impl Worker {
         }
         st.arm_wake(&mut self.ring);
         let mut completions = Vec::with_capacity(1024);
+        let mut busy_since = Instant::now();
         while !st.control.stop.load(Ordering::Acquire) {
             let sleep = st.next_sleep();
+            WorkerStats::add(
+                &st.control.stats.busy_ns,
+                busy_since.elapsed().as_nanos() as u64,
+            );
             self.ring.submit_and_wait(sleep)?;
+            busy_since = Instant::now();
             self.ring.reap(&mut completions);
             for (ud, res, flags) in completions.drain(..) {
                 let (op, generation, slot) = unpack(ud);
