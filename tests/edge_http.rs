@@ -244,3 +244,41 @@ fn health_and_metrics() {
         2
     );
 }
+
+#[test]
+fn listens_on_ipv6_and_ipv4_with_one_dual_stack_socket() {
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"))
+        .args([
+            "--log",
+            "warn",
+            "serve",
+            "--listen",
+            &format!("[::]:{port}"),
+            "--workers",
+            "1",
+            "--echo",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let get = |addr: &str| -> u16 {
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            return 0;
+        };
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        status_of(&read_to_close(&mut s))
+    };
+    while get(&format!("[::1]:{port}")) != 200 {
+        assert!(std::time::Instant::now() < deadline, "no answer on [::1]");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        get(&format!("127.0.0.1:{port}")),
+        200,
+        "IPv4 through the same socket"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
