@@ -167,12 +167,13 @@ fn run(args: &FeedArgs) -> Result<(), CliError> {
             opened = true;
         }
         if Instant::now() >= next_progress {
-            let secs = started.elapsed().as_secs_f64();
+            // The live rate: the market-opening tick of each symbol is not part of it.
+            let secs = epoch.elapsed().as_secs_f64().max(1e-3);
             tracing::info!(
                 ticks,
                 messages,
                 servers = subscribers,
-                rate = format!("{:.1}/s", ticks as f64 / secs),
+                rate = format!("{:.1}/s", sent_since_epoch as f64 / secs),
                 "demo feed running"
             );
             next_progress += PROGRESS_EVERY;
