@@ -33,6 +33,8 @@ struct Opts {
     warmup: f64,
     client_cores: Vec<usize>,
     per_client: u64,
+    /// fanout: run every step even past saturation (CPU per delivery at each offered rate).
+    all_steps: bool,
     connect_concurrency: u64,
     churn_frac: f64,
     churn_rate: f64,
@@ -162,6 +164,7 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
         prefix: flags.str("prefix", "perf:"),
         batch: !flags.bool("no-batch"),
         saturation_p99_ms: flags.num("saturation-p99-ms", 100.0),
+        all_steps: flags.bool("all-steps"),
         timeout: flags.secs("timeout", 0.0),
         out: flags.str("out", &format!("ringcast-load-{scenario}.json")),
         svg: flags.str("svg", &format!("ringcast-load-{scenario}.svg")),
@@ -469,10 +472,14 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
                 let p = run.phase(&format!("{r}/s"), r, o.warmup, o.step_duration)?;
                 if let Some(reason) = p["saturated"].as_str() {
                     run.eprint_line(&format!("server saturated at {r} ticks/s: {reason}"));
-                    saturated_at = json!({"rate": r, "reason": reason});
-                    break;
+                    if saturated_at.is_null() {
+                        saturated_at = json!({"rate": r, "reason": reason});
+                    }
+                    if !o.all_steps {
+                        break;
+                    }
                 }
-                if p["client_saturated"].as_bool() == Some(true) {
+                if p["client_saturated"].as_bool() == Some(true) && !o.all_steps {
                     run.eprint_line("load generator saturated: stopping the steps");
                     break;
                 }
