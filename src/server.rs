@@ -31,6 +31,8 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         ingest: ingest_stats.clone(),
     });
     let settings = Arc::new(WorkerSettings::from_config(&cfg, metrics));
+    let nofile = crate::runtime::uring::raise_nofile_limit();
+    let per_worker = u64::from(cfg.max_conns_per_worker).min(nofile.min(1 << 20));
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
             let paths = TlsConfig {
@@ -112,6 +114,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     tracing::info!(
         listen = %cfg.listen,
         workers = cfg.workers,
+        connections_per_worker = per_worker,
         echo = cfg.echo,
         tls = tls.is_some(),
         pid = std::process::id(),

@@ -52,6 +52,10 @@ pub struct Conn {
     pub dirty: bool,
     /// The descriptor close was submitted.
     pub close_submitted: bool,
+    /// Shutdown or cancel operations in flight on the slot. The close must wait for them too: the kernel
+    /// resolves a fixed slot when the operation runs (a shutdown runs later, on io-wq), so one still
+    /// pending when the slot is reused would hit the next connection.
+    pub aux_pending: u8,
     /// Symbols subscribed to (ids in the worker's symbol map).
     pub subs: Vec<SymbolId>,
     /// When data last arrived, in seconds since the worker started (heartbeats and idle timeout).

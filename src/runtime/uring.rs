@@ -336,6 +336,20 @@ pub fn eventfd_signal(fd: RawFd) {
     }
 }
 
+/// Raise the soft `RLIMIT_NOFILE` to the hard limit (each ring's direct-descriptor table is capped by
+/// it, so a shell's default soft limit of 1,024 would otherwise cap every worker). Returns the new limit.
+pub fn raise_nofile_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit read and write a live struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+    nofile_limit()
+}
+
 /// The process's soft `RLIMIT_NOFILE`, which also caps each ring's direct-descriptor table.
 pub fn nofile_limit() -> u64 {
     // SAFETY: getrlimit writes into a live struct.

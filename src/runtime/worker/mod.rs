@@ -322,7 +322,11 @@ impl Worker {
                         st.arm_wake(&mut self.ring);
                         st.drain_feed();
                     }
-                    _ => {} // cancel and shutdown results carry nothing we act on
+                    // Their results need no action, but the slot may only close once they are done.
+                    x if x == Op::Cancel as u8 || x == Op::Shutdown as u8 => {
+                        st.on_aux_done(&mut self.ring, slot, generation)
+                    }
+                    _ => {}
                 }
             }
             self.bufs.publish();
@@ -430,15 +434,24 @@ impl State {
             self.conns.resize_with(slot as usize + 1, Conn::default);
         }
         let deadline = self.now_ms() + self.settings.handshake_timeout_ms;
+        if !matches!(self.conns[slot as usize].phase, Phase::Free) {
+            // The slot's previous connection was closed by the kernel but its completion is not reaped
+            // yet: account for it now (its late completion is recognised as stale by generation).
+            self.release_identity(slot);
+            WorkerStats::sub(&self.control.stats.open, 1);
+            WorkerStats::add(&self.control.stats.closed, 1);
+        }
         let conn = &mut self.conns[slot as usize];
-        conn.generation = conn.generation.wrapping_add(1);
-        conn.phase = Phase::Handshake {
-            head: Vec::new(),
-            scanned: 0,
+        *conn = Conn {
+            generation: conn.generation.wrapping_add(1),
+            phase: Phase::Handshake {
+                head: Vec::new(),
+                scanned: 0,
+            },
+            peer: self.accept_addrs[i].peer(),
+            recv_armed: true,
+            ..Conn::default()
         };
-        conn.peer = self.accept_addrs[i].peer();
-        conn.recv_armed = true;
-        conn.close_submitted = false;
         if let Some(tls) = self.tls.as_mut() {
             match tls.session() {
                 Ok(session) => {

@@ -55,6 +55,7 @@ impl State {
     pub(super) fn linger(&mut self, ring: &mut Ring, slot: u32) {
         let conn = &mut self.conns[slot as usize];
         conn.phase = Phase::Lingering;
+        conn.aux_pending += 1;
         ring.shutdown(slot, user_data(Op::Shutdown, conn.generation, slot));
     }
 
@@ -71,6 +72,7 @@ impl State {
         }
         let conn = &mut self.conns[slot as usize];
         if conn.recv_armed || conn.sending {
+            conn.aux_pending += 1;
             ring.cancel_all(slot, user_data(Op::Cancel, conn.generation, slot));
         }
         self.finish_close(ring, slot);
@@ -79,7 +81,7 @@ impl State {
     /// Close the descriptor once no operation on it is in flight.
     pub(super) fn finish_close(&mut self, ring: &mut Ring, slot: u32) {
         let conn = &mut self.conns[slot as usize];
-        if conn.recv_armed || conn.sending || conn.close_submitted {
+        if conn.recv_armed || conn.sending || conn.aux_pending > 0 || conn.close_submitted {
             return;
         }
         conn.close_submitted = true;
@@ -87,6 +89,17 @@ impl State {
             self.backlog -= outbox.pending_bytes() as i64;
         }
         ring.close(slot, user_data(Op::Close, conn.generation, slot));
+    }
+
+    /// A shutdown or cancel completed (its result needs no action): the close may now proceed.
+    pub(super) fn on_aux_done(&mut self, ring: &mut Ring, slot: u32, generation: u16) {
+        let Some(conn) = live(&mut self.conns, slot, generation) else {
+            return;
+        };
+        conn.aux_pending = conn.aux_pending.saturating_sub(1);
+        if matches!(conn.phase, Phase::Closing) {
+            self.finish_close(ring, slot);
+        }
     }
 
     pub(super) fn on_closed(&mut self, ring: &mut Ring, slot: u32, generation: u16) {
