@@ -9,6 +9,7 @@
 //! - `server`: starting and stopping workers and processes;
 //! - `tls`: sans-IO TLS termination (rustls) for `wss://`, driven by the workers.
 pub mod admission;
+pub mod alloc;
 pub mod auth;
 pub mod cli;
 pub mod config;

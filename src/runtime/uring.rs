@@ -242,6 +242,7 @@ impl BufRing {
             memory: vec![0u8; entries as usize * buf_size].into_boxed_slice(),
             tail: 0,
         };
+
         for bid in 0..entries {
             bufs.give_back(bid);
         }
