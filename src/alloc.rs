@@ -1,11 +1,9 @@
-//! The allocator: mimalloc, told to return freed pages to the OS at once.
+//! The allocator: mimalloc (set as the global allocator in `main.rs`, so tests may install their own),
+//! told to return freed pages to the OS at once.
 //!
 //! A connect wave allocates an outbox per connection (101, ack, snapshot) and frees it a moment later; by
 //! default mimalloc keeps those pages resident for a while, which showed as ~220 B of RSS per idle
 //! connection at 10k connections (perf/RESULTS.md). Purging at once costs a few madvise calls per burst.
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in mimalloc's option enum (between `eager_commit_delay` = 14 and
 /// `use_numa_nodes` = 16, as libmimalloc-sys lists them).

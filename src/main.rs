@@ -1,6 +1,9 @@
 use clap::Parser;
 use ringcast::config::{Cli, Command};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     ringcast::alloc::configure();
     let cli = Cli::parse();
