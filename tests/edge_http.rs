@@ -6,6 +6,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
+use common::cases::{self, GOOD, request, with};
 use common::*;
 
 fn respond(server: &Server, request: &str) -> String {
@@ -14,120 +15,12 @@ fn respond(server: &Server, request: &str) -> String {
     String::from_utf8_lossy(&read_to_close(&mut s)).into_owned()
 }
 
-fn request(method: &str, version: &str, headers: &[(&str, &str)]) -> String {
-    let mut r = format!("{method} / {version}\r\n");
-    for (k, v) in headers {
-        r.push_str(&format!("{k}: {v}\r\n"));
-    }
-    r.push_str("\r\n");
-    r
-}
-
-const GOOD: &[(&str, &str)] = &[
-    ("Host", "localhost"),
-    ("Upgrade", "websocket"),
-    ("Connection", "Upgrade"),
-    ("Sec-WebSocket-Key", KEY),
-    ("Sec-WebSocket-Version", "13"),
-];
-
-fn without(name: &str) -> Vec<(&'static str, &'static str)> {
-    GOOD.iter().copied().filter(|(k, _)| *k != name).collect()
-}
-
-fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static str)> {
-    let mut h = without(name);
-    h.push((name, value));
-    h
-}
-
 #[test]
 fn bad_upgrades_get_precise_statuses() {
     let server = Server::start(&["--workers", "1"]);
-    let cases: Vec<(&str, String, u16, Option<&str>)> = vec![
-        (
-            "non-GET method",
-            request("POST", "HTTP/1.1", GOOD),
-            405,
-            Some("Allow: GET"),
-        ),
-        ("HTTP/1.0", request("GET", "HTTP/1.0", GOOD), 400, None),
-        (
-            "missing Host",
-            request("GET", "HTTP/1.1", &without("Host")),
-            400,
-            None,
-        ),
-        (
-            "missing Upgrade",
-            request("GET", "HTTP/1.1", &without("Upgrade")),
-            426,
-            None,
-        ),
-        (
-            "wrong Upgrade",
-            request("GET", "HTTP/1.1", &with("Upgrade", "h2c")),
-            426,
-            None,
-        ),
-        (
-            "Connection without upgrade",
-            request("GET", "HTTP/1.1", &with("Connection", "keep-alive")),
-            400,
-            None,
-        ),
-        (
-            "missing key",
-            request("GET", "HTTP/1.1", &without("Sec-WebSocket-Key")),
-            400,
-            None,
-        ),
-        (
-            "key not 16 bytes",
-            request("GET", "HTTP/1.1", &with("Sec-WebSocket-Key", "c2hvcnQ=")),
-            400,
-            None,
-        ),
-        (
-            "key not base64",
-            request(
-                "GET",
-                "HTTP/1.1",
-                &with("Sec-WebSocket-Key", "!!!!!!!!!!!!!!!!!!!!!!=="),
-            ),
-            400,
-            None,
-        ),
-        (
-            "repeated key",
-            request(
-                "GET",
-                "HTTP/1.1",
-                &[GOOD, &[("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAA==")]].concat(),
-            ),
-            400,
-            None,
-        ),
-        (
-            "version 8",
-            request("GET", "HTTP/1.1", &with("Sec-WebSocket-Version", "8")),
-            426,
-            Some("Sec-WebSocket-Version: 13"),
-        ),
-        (
-            "not HTTP at all",
-            "\x16\x03\x01\x02\x00garbage\r\n\r\n".to_string(),
-            400,
-            None,
-        ),
-    ];
-    for (what, req, status, header) in cases {
-        let resp = respond(&server, &req);
-        assert_eq!(status_of(resp.as_bytes()), status, "{what}: {resp}");
-        assert!(resp.contains("Connection: close"), "{what}: {resp}");
-        if let Some(h) = header {
-            assert!(resp.contains(h), "{what}: expected header {h} in {resp}");
-        }
+    for case in cases::bad_upgrades() {
+        let resp = respond(&server, &case.request);
+        case.check(&resp);
     }
     // Still serving.
     assert_eq!(server.get("/healthz").0, 200);

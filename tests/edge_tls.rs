@@ -12,6 +12,7 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::cases;
 use common::*;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
@@ -95,30 +96,24 @@ fn wss_upgrade_echo_and_health_over_tls_1_2_and_1_3() {
 }
 
 #[test]
-fn bad_input_over_tls_gets_the_same_answers() {
+fn the_bad_input_table_gets_the_same_answers_over_tls() {
     let cert = DevCert::ecdsa();
-    let server = tls_server(&cert, &["--echo"]);
+    let mut extra = vec!["--echo"];
+    extra.extend_from_slice(cases::FRAME_LIMITS);
+    let server = tls_server(&cert, &extra);
     let cfg = client_config(&[&cert], &all_versions());
-    // A bad upgrade: 426 with the version header.
-    let mut s = tls_connect(&server, &cfg);
-    s.write_all(upgrade_request("/").replace("13", "8").as_bytes())
-        .unwrap();
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    assert_eq!(status_of(&resp), 426);
-    // An unmasked frame after a good upgrade: close 1002.
-    let mut s = tls_connect(&server, &cfg);
-    s.write_all(upgrade_request("/").as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut b).unwrap();
-        head.push(b[0]);
+    for case in cases::bad_upgrades() {
+        let mut s = tls_connect(&server, &cfg);
+        s.write_all(case.request.as_bytes()).unwrap();
+        case.check(&String::from_utf8_lossy(&read_to_close(&mut s)));
     }
-    s.write_all(&unmasked_frame(0x1, b"x")).unwrap();
-    let mut f = [0u8; 4];
-    s.read_exact(&mut f).unwrap();
-    assert_eq!((f[0], &f[2..]), (0x88, &[0x03, 0xea][..]), "close 1002");
+    for (what, bytes, code) in cases::bad_frames() {
+        let mut s = tls_connect(&server, &cfg);
+        s.write_all(upgrade_request("/").as_bytes()).unwrap();
+        assert!(read_head(&mut s).starts_with("HTTP/1.1 101"), "{what}");
+        s.write_all(&bytes).unwrap();
+        assert_eq!(read_close_code(&mut s), Some(code), "{what} (over TLS)");
+    }
 }
 
 #[test]

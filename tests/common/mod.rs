@@ -2,6 +2,8 @@
 //! WebSocket frames to it over real sockets. Every wait is bounded; the server is killed on drop.
 #![allow(dead_code)]
 
+pub mod cases;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -182,7 +184,7 @@ pub fn upgrade_request(path: &str) -> String {
 }
 
 /// Everything until the peer closes (or 5 s pass).
-pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
+pub fn read_to_close<S: Read>(s: &mut S) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -198,7 +200,7 @@ pub fn read_to_close(s: &mut TcpStream) -> Vec<u8> {
 }
 
 /// Read an HTTP response head byte by byte (so nothing after it is consumed).
-pub fn read_head(s: &mut TcpStream) -> String {
+pub fn read_head<S: Read>(s: &mut S) -> String {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -268,7 +270,7 @@ pub fn unmasked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Read one server frame: (fin, opcode, payload). None on EOF or timeout.
-pub fn read_frame(s: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
+pub fn read_frame<S: Read>(s: &mut S) -> Option<(bool, u8, Vec<u8>)> {
     let mut h = [0u8; 2];
     s.read_exact(&mut h).ok()?;
     assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
@@ -291,7 +293,7 @@ pub fn read_frame(s: &mut TcpStream) -> Option<(bool, u8, Vec<u8>)> {
 }
 
 /// Read frames until a Close; returns its status code (None if the payload was empty or the stream ended).
-pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
+pub fn read_close_code<S: Read>(s: &mut S) -> Option<u16> {
     loop {
         let (_, opcode, payload) = read_frame(s)?;
         if opcode == 0x8 {
@@ -301,7 +303,7 @@ pub fn read_close_code(s: &mut TcpStream) -> Option<u16> {
 }
 
 /// Read one text frame's payload.
-pub fn read_text(s: &mut TcpStream) -> String {
+pub fn read_text<S: Read>(s: &mut S) -> String {
     let (_, opcode, payload) = read_frame(s).expect("a frame");
     assert_eq!(opcode, 0x1, "expected a text frame");
     String::from_utf8(payload).unwrap()
