@@ -150,6 +150,8 @@ if [[ "$(id -u)" -eq 0 ]]; then
 else
     skip "kernel-tuning apply/check/revert" "not root"
 fi
+# A fixed fuzz seed keeps the test command reproducible (run fuzz/smoke.sh with FUZZ_SEED=… to explore).
+export FUZZ_SEED="${FUZZ_SEED:-42}"
 for smoke in fuzz/smoke.sh perf/smoke.sh; do
     if [[ -f "$smoke" ]]; then
         step "$smoke" bash "$smoke"
