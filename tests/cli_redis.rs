@@ -9,23 +9,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ringcast::cli::redis_server::RedisServer;
+mod common;
+
+use common::{redis_con as con, start_redis as redis};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringcast");
-
-fn redis() -> RedisServer {
-    let port = RedisServer::free_port().expect("a free port");
-    RedisServer::start(port).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn con(url: &str) -> redis::Connection {
-    let client = redis::Client::open(url).unwrap();
-    let con = client
-        .get_connection_with_timeout(Duration::from_secs(5))
-        .unwrap();
-    con.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    con
-}
 
 /// Run `ringcast <args> --redis <url>` (with `stdin`), killed if it takes longer than `limit`.
 fn ringcast(url: &str, args: &[&str], stdin: Option<&str>, limit: Duration) -> Output {

@@ -140,15 +140,16 @@ impl State {
         let before = outbox.pending_bytes();
         outbox.complete(res as usize);
         self.backlog -= (before - outbox.pending_bytes()) as i64;
-        if outbox.is_empty() {
-            conn.outbox = None;
-        }
-        let frames = conn.frames();
+        // The slow-consumer clock runs on where frames queue: TLS plaintext, or this outbox itself.
+        let frames = match conn.tls.as_mut() {
+            Some(tls) => &mut tls.plain,
+            None => &mut **outbox,
+        };
         if frames.pending_bytes() <= self.settings.max_backlog {
             frames.over_limit_since_ms = None;
         }
-        let more = !frames.is_empty() || conn.outbox.as_ref().is_some_and(|o| !o.is_empty());
-        if conn.outbox.as_ref().is_some_and(|o| o.is_empty()) {
+        let more = !outbox.is_empty() || conn.tls.as_ref().is_some_and(|t| !t.plain.is_empty());
+        if outbox.is_empty() {
             conn.outbox = None;
         }
         if more {
