@@ -211,7 +211,9 @@ pub struct BufRing {
     ring: *mut types::BufRingEntry,
     entries: u16,
     buf_size: usize,
-    memory: Box<[u8]>,
+    /// The buffers: mapped and faulted in at start, so this fixed cost is resident from the first
+    /// moment instead of growing into RSS as the ring cycles (docs/memory.md).
+    memory: *mut u8,
     /// Our tail (buffers handed back), published to the kernel by `publish`.
     tail: u16,
 }
@@ -221,25 +223,20 @@ impl BufRing {
     pub fn new(entries: u16, buf_size: usize) -> io::Result<BufRing> {
         assert!(entries.is_power_of_two());
         let ring_bytes = entries as usize * size_of::<types::BufRingEntry>();
-        // SAFETY: a fresh anonymous private mapping; checked for failure below.
-        let ring = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                ring_bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
+        let ring = map_populated(ring_bytes)?;
+        let memory = match map_populated(entries as usize * buf_size) {
+            Ok(memory) => memory,
+            Err(e) => {
+                // SAFETY: unmapping the mapping made just above, once.
+                unsafe { libc::munmap(ring.cast(), ring_bytes) };
+                return Err(e);
+            }
         };
-        if ring == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         let mut bufs = BufRing {
             ring: ring.cast(),
             entries,
             buf_size,
-            memory: vec![0u8; entries as usize * buf_size].into_boxed_slice(),
+            memory,
             tail: 0,
         };
 
@@ -252,14 +249,21 @@ impl BufRing {
 
     /// The `len` received bytes of buffer `bid`, mutable so frames can be unmasked in place.
     pub fn get(&mut self, bid: u16, len: usize) -> &mut [u8] {
-        let start = bid as usize * self.buf_size;
-        &mut self.memory[start..start + len.min(self.buf_size)]
+        assert!(bid < self.entries, "buffer id {bid} out of range");
+        // SAFETY: buffer `bid` lies inside the mapping (checked above); `&mut self` makes the slice the
+        // only reference to it, and the kernel does not write a buffer it has not been given back.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.memory.add(bid as usize * self.buf_size),
+                len.min(self.buf_size),
+            )
+        }
     }
 
     /// Hand buffer `bid` back to the kernel (visible after `publish`).
     pub fn give_back(&mut self, bid: u16) {
         let mask = self.entries - 1;
-        let addr = self.memory.as_ptr() as u64 + bid as u64 * self.buf_size as u64;
+        let addr = self.memory as u64 + bid as u64 * self.buf_size as u64;
         // SAFETY: `tail & mask` < entries, inside the mapping; the kernel does not read entries between
         // its head and our (unpublished) tail.
         let entry = unsafe { &mut *self.ring.add((self.tail & mask) as usize) };
@@ -282,14 +286,34 @@ impl BufRing {
 
 impl Drop for BufRing {
     fn drop(&mut self) {
-        // SAFETY: unmapping the mapping made in `new`, once; the ring using it is already dropped.
+        // SAFETY: unmapping the two mappings made in `new`, once; the ring using them is already dropped.
         unsafe {
             libc::munmap(
                 self.ring.cast(),
                 self.entries as usize * size_of::<types::BufRingEntry>(),
             );
+            libc::munmap(self.memory.cast(), self.entries as usize * self.buf_size);
         }
     }
+}
+
+/// A fresh anonymous private mapping of `len` bytes, faulted in (`MAP_POPULATE`).
+fn map_populated(len: usize) -> io::Result<*mut u8> {
+    // SAFETY: a new anonymous mapping references no existing memory; failure is checked.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(p.cast())
 }
 
 /// Which provided buffer a receive completion carries.

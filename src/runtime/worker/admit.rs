@@ -59,7 +59,7 @@ impl State {
         let conn = &mut self.conns[slot as usize];
         conn.phase = Phase::Open {
             session: Session::new(),
-            tail: Vec::new(),
+            tail: None,
         };
         if let Some(limit) = limit {
             conn.rate = MessageRate::new(&limit, now);
@@ -144,9 +144,9 @@ impl State {
                 let json = auth::refreshed_json(identity.expires_at);
                 // Symbols the new token no longer allows are dropped.
                 let subs = self.conns[slot as usize].subs.clone();
-                for id in subs {
+                for id in subs.iter() {
                     if !identity.allows(&self.symbols.entry(id).symbol) {
-                        self.conns[slot as usize].subs.retain(|&s| s != id);
+                        self.conns[slot as usize].subs.remove(id);
                         self.symbols.unsubscribe(id, slot);
                     }
                 }

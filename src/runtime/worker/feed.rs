@@ -72,7 +72,7 @@ impl State {
                 };
                 let frame: LocalFrame = Rc::new(frame);
                 for slot in self.symbols.remove(id) {
-                    self.conns[slot as usize].subs.retain(|&s| s != id);
+                    self.conns[slot as usize].subs.remove(id);
                     self.deliver(slot, &frame, None);
                 }
             }
@@ -170,7 +170,7 @@ impl State {
     }
 
     pub(super) fn unsubscribe_all(&mut self, slot: u32) {
-        for id in std::mem::take(&mut self.conns[slot as usize].subs) {
+        for &id in self.conns[slot as usize].subs.take().iter() {
             self.symbols.unsubscribe(id, slot);
         }
     }
@@ -195,12 +195,10 @@ impl State {
                 Ok(ClientCommand::Subscribe(symbols)) => self.subscribe(slot, symbols),
                 Ok(ClientCommand::Unsubscribe(symbols)) => {
                     for symbol in &symbols {
-                        if let Some(id) = self.symbols.get(symbol) {
-                            let conn = &mut self.conns[slot as usize];
-                            if let Some(pos) = conn.subs.iter().position(|&s| s == id) {
-                                conn.subs.swap_remove(pos);
-                                self.symbols.unsubscribe(id, slot);
-                            }
+                        if let Some(id) = self.symbols.get(symbol)
+                            && self.conns[slot as usize].subs.remove(id)
+                        {
+                            self.symbols.unsubscribe(id, slot);
                         }
                     }
                     self.reply(slot, command::unsubscribed_json(&symbols));
@@ -221,11 +219,7 @@ impl State {
         let conn = &self.conns[slot as usize];
         let new = symbols
             .iter()
-            .filter(|s| {
-                self.symbols
-                    .get(s)
-                    .is_none_or(|id| !conn.subs.contains(&id))
-            })
+            .filter(|s| self.symbols.get(s).is_none_or(|id| !conn.subs.contains(id)))
             .count();
         if let Some(denied) = symbols.iter().find(|s| !self.allowed(slot, s)) {
             WorkerStats::add(&self.control.stats.bad_commands, 1);
@@ -237,16 +231,18 @@ impl State {
         }
         let mut snapshot = Vec::with_capacity(symbols.len());
         let mut unknown = Vec::new();
+        let mut added = Vec::with_capacity(new);
         for symbol in &symbols {
             let id = self.symbols.intern(symbol);
             if self.symbols.subscribe(id, slot) {
-                self.conns[slot as usize].subs.push(id);
+                added.push(id);
             }
             match &self.symbols.entry(id).latest {
                 Some(frame) => snapshot.push((id, frame.clone())),
                 None => unknown.push(symbol.as_str()),
             }
         }
+        self.conns[slot as usize].subs.extend(&added);
         let ack = command::subscribed_json(&symbols, &unknown);
         self.reply(slot, ack);
         let conn = &mut self.conns[slot as usize];

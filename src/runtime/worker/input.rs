@@ -79,7 +79,7 @@ impl State {
 
     pub(super) fn on_handshake_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
         let max_head = self.settings.head_limits.max_head_bytes;
-        let Phase::Handshake { head, scanned } = &mut self.conns[slot as usize].phase else {
+        let Phase::Handshake { head, scanned, .. } = &mut self.conns[slot as usize].phase else {
             return;
         };
         // Fast path: the whole head arrived in one read; parse it straight from the receive buffer.
@@ -172,24 +172,25 @@ impl State {
         let was_open = session.state() == CloseState::Open;
         let inbox = &mut self.inbox;
         let on_message = |msg: Message<'_>, out: &mut Vec<u8>| handle_message(app, msg, out, inbox);
-        let result = if tail.is_empty() {
-            session
+        let result = match tail {
+            None => session
                 .receive(data, limits, now, &mut self.scratch, on_message)
                 .map(|n| {
                     if n < data.len() {
-                        tail.extend_from_slice(&data[n..]);
+                        *tail = Some(Box::new(data[n..].to_vec()));
                     }
-                })
-        } else {
-            tail.extend_from_slice(data);
-            session
-                .receive(tail, limits, now, &mut self.scratch, on_message)
-                .map(|n| {
-                    tail.drain(..n);
-                })
+                }),
+            Some(carried) => {
+                carried.extend_from_slice(data);
+                session
+                    .receive(carried, limits, now, &mut self.scratch, on_message)
+                    .map(|n| {
+                        carried.drain(..n);
+                    })
+            }
         };
         if let Err(err) = result {
-            tail.clear();
+            *tail = None;
             WorkerStats::add(&self.control.stats.protocol_errors, 1);
             tracing::debug!(worker = self.id, slot, peer = ?conn.peer, code = err.close_code().0, reason = err.reason(), "protocol error; closing");
         }
@@ -198,8 +199,8 @@ impl State {
         for _ in 0..session.take_pings() {
             self.inbox.push(Err(CommandError::Ping));
         }
-        if tail.is_empty() && tail.capacity() > 0 {
-            *tail = Vec::new();
+        if tail.as_ref().is_some_and(|t| t.is_empty()) {
+            *tail = None;
         }
         match state {
             CloseState::Open => {

@@ -203,8 +203,11 @@ struct State {
     /// Accepts failed (no free slot, or an error); retried when a connection closes or at this time (ms).
     accept_paused: bool,
     accept_retry_at: u64,
-    /// Min-heap of (deadline ms, slot, generation).
+    /// Min-heap of (deadline ms, slot, generation): close deadlines and token expiry.
     timers: BinaryHeap<Reverse<(u64, u32, u16)>>,
+    /// Slots accepted and possibly still in their HTTP handshake; upkeep closes the ones past their
+    /// deadline and forgets the rest (no per-connection timer entry outlives its handshake by long).
+    handshaking: Vec<u32>,
     dirty: Vec<u32>,
     /// Bytes produced while handling input (101, pongs, echoes, closes), moved into an outbox after.
     scratch: Vec<u8>,
@@ -256,12 +259,14 @@ impl Worker {
                 settings,
                 control,
                 listener,
-                conns: Vec::new(),
+                // Reserved (not touched) up front: no pause to copy the table as connections arrive.
+                conns: Vec::with_capacity(files as usize),
                 accept_addrs: (0..ACCEPTS).map(|_| AcceptAddr::default()).collect(),
                 accept_armed: [false; ACCEPTS],
                 accept_paused: false,
                 accept_retry_at: 0,
                 timers: BinaryHeap::new(),
+                handshaking: Vec::new(),
                 dirty: Vec::new(),
                 scratch: Vec::new(),
                 wake_buf: Box::new(0),
@@ -447,6 +452,7 @@ impl State {
             phase: Phase::Handshake {
                 head: Vec::new(),
                 scanned: 0,
+                deadline_ms: deadline,
             },
             peer: self.accept_addrs[i].peer(),
             recv_armed: true,
@@ -468,7 +474,7 @@ impl State {
         }
         let generation = conn.generation;
         ring.recv_multishot(slot, user_data(Op::Recv, generation, slot));
-        self.timers.push(Reverse((deadline, slot, generation)));
+        self.handshaking.push(slot);
         WorkerStats::add(&self.control.stats.accepted, 1);
         WorkerStats::add(&self.control.stats.open, 1);
         tracing::trace!(worker = self.id, slot, peer = ?conn.peer, "accepted");
@@ -555,7 +561,7 @@ impl State {
                 continue;
             };
             let expired = match &mut conn.phase {
-                Phase::Handshake { .. } => true,
+                Phase::Handshake { .. } => false,
                 Phase::Open { session, .. } => session.on_timeout(now),
                 Phase::Finishing | Phase::Lingering => true,
                 Phase::Closing | Phase::Free => false,
@@ -566,15 +572,8 @@ impl State {
                 }
                 continue;
             }
-            let handshaking = matches!(conn.phase, Phase::Handshake { .. });
-            let stats = &self.control.stats;
-            if handshaking {
-                WorkerStats::add(&stats.handshake_timeouts, 1);
-                tracing::debug!(worker = self.id, slot, "handshake timeout");
-            } else {
-                WorkerStats::add(&stats.close_timeouts, 1);
-                tracing::debug!(worker = self.id, slot, "close timeout");
-            }
+            WorkerStats::add(&self.control.stats.close_timeouts, 1);
+            tracing::debug!(worker = self.id, slot, "close timeout");
             self.close_now(ring, slot);
         }
     }

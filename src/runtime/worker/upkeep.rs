@@ -43,8 +43,37 @@ impl State {
         if self.drain.is_some() {
             return self.drain_step(now);
         }
+        self.sweep_handshakes(ring, now);
         self.sweep_heartbeats(ring, now);
         false
+    }
+
+    /// Close connections still in their HTTP handshake past its deadline (slowloris), and forget the
+    /// ones that finished it. Runs every `UPKEEP_MS`, so a timeout fires up to that much late.
+    fn sweep_handshakes(&mut self, ring: &mut Ring, now_ms: u64) {
+        let mut expired = Vec::new();
+        let conns = &self.conns;
+        self.handshaking
+            .retain(|&slot| match conns[slot as usize].phase {
+                Phase::Handshake { deadline_ms, .. } if deadline_ms <= now_ms => {
+                    expired.push(slot);
+                    false
+                }
+                Phase::Handshake { .. } => true,
+                _ => false,
+            });
+        for slot in expired {
+            // A slot listed twice (closed and reused within one sweep) is closed once.
+            if matches!(self.conns[slot as usize].phase, Phase::Handshake { .. }) {
+                WorkerStats::add(&self.control.stats.handshake_timeouts, 1);
+                tracing::debug!(worker = self.id, slot, "handshake timeout");
+                self.close_now(ring, slot);
+            }
+        }
+        let cap = self.handshaking.capacity();
+        if cap > 1024 && self.handshaking.len() < cap / 4 {
+            self.handshaking.shrink_to(cap / 2);
+        }
     }
 
     fn sweep_heartbeats(&mut self, ring: &mut Ring, now_ms: u64) {
