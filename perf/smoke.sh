@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Smoke run of the load harness: a few seconds, a few hundred connections, against a freshly started
-# ringcast (target/release/ringcast) and a Redis of its own. Asserts ticks were delivered and none lost.
+# Smoke runs of the load harness against a freshly started ringcast (target/release/ringcast) and a
+# Redis of its own: a few seconds and a few hundred connections over ws://, then the same over wss://
+# (--tls: a throwaway certificate from certs/make-dev-cert.sh). Each asserts that ticks were delivered
+# and none was lost, duplicated or out of order.
 # Last line: `perf-smoke: N passed, N failed`.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 out="${PERF_SMOKE_OUT:-$(mktemp -d)}"
-fail() { echo "perf-smoke: FAIL: $*"; echo "perf-smoke: 0 passed, 1 failed"; exit 1; }
+runs=2
+fail() { echo "perf-smoke: FAIL: $*"; echo "perf-smoke: 0 passed, $runs failed"; exit 1; }
 
 command -v redis-server >/dev/null || fail "redis-server is not on PATH (apt-get install -y redis-server)"
+command -v openssl >/dev/null || fail "openssl is not on PATH (apt-get install -y openssl; certs/make-dev-cert.sh needs it)"
 if [ ! -x "$root/target/release/ringcast" ]; then
   echo "perf-smoke: building ringcast (release)"
   (cd "$root" && cargo build --release --bin ringcast) || fail "cargo build --release of ringcast failed"
@@ -16,16 +20,27 @@ fi
 echo "perf-smoke: building ringcast-load (release)"
 (cd "$here" && cargo build --release --quiet) || fail "cargo build --release of perf/ failed"
 
-"$here/target/release/ringcast-load" run --scenario latency --server ringcast --start-redis \
-  --conns "${PERF_SMOKE_CONNS:-300}" --symbols 20 --per-conn 2 --rate 200 --warmup 1 --duration 4 \
-  --timeout 90 --out "$out/smoke.json" --svg "$out/smoke.svg"
-rc=$?
-[ $rc -eq 0 ] || fail "ringcast-load exited with $rc"
-python3 - "$out/smoke.json" <<'PY' || { echo "perf-smoke: 0 passed, 1 failed"; exit 1; }
+passed=0 failed=0
+
+# smoke NAME CONNS DURATION [EXTRA FLAGS...]: one latency run and its checks.
+smoke() {
+  local name="$1" conns="$2" duration="$3"
+  shift 3
+  echo "perf-smoke: [$name] $conns connections, $duration s $*"
+  "$here/target/release/ringcast-load" run --scenario latency --server ringcast --start-redis \
+    --conns "$conns" --symbols 20 --per-conn 2 --rate 200 --warmup 1 --duration "$duration" \
+    --timeout 90 --out "$out/smoke-$name.json" --svg "$out/smoke-$name.svg" "$@"
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "perf-smoke: FAIL: [$name] ringcast-load exited with $rc"
+    failed=$((failed + 1))
+    return
+  fi
+  if python3 - "$out/smoke-$name.json" "$name" <<'PY'; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 import json, sys
 r = json.load(open(sys.argv[1]))
+name = sys.argv[2]
 p = r["phases"][0]
-c = p["counters"]
 t = r["totals"]
 errs = []
 if r["connect"]["open"] != r["connect"]["requested"]:
@@ -39,13 +54,30 @@ if t.get("lost", 0) != 0:
     errs.append(f"{t['lost']} ticks lost")
 if t.get("duplicated", 0) or t.get("out_of_order", 0):
     errs.append(f"{t['duplicated']} duplicated and {t['out_of_order']} out-of-order ticks")
-if t.get("protocol_errors", 0) or t.get("handshake_errors", 0):
-    errs.append(f"{t['protocol_errors']} protocol and {t['handshake_errors']} handshake errors")
+if t.get("protocol_errors", 0) or t.get("handshake_errors", 0) or t.get("tls_errors", 0):
+    errs.append(f"{t['protocol_errors']} protocol, {t['handshake_errors']} upgrade and {t.get('tls_errors', 0)} TLS errors")
+tls = r.get("tls", {})
+want_tls = name == "wss"
+if bool(tls.get("enabled")) != want_tls or bool(r["config"].get("tls")) != want_tls:
+    errs.append(f"the result says tls={tls.get('enabled')}, expected {want_tls}")
+if want_tls and not (tls.get("negotiated") or {}).get("version"):
+    errs.append("no TLS session recorded in the result")
+for w in r["warnings"]:
+    if w.startswith("first client error"):
+        errs.append(w)
 for e in errs:
-    print("perf-smoke: FAIL:", e)
+    print(f"perf-smoke: FAIL: [{name}]", e)
 if errs:
     sys.exit(1)
-print(f"perf-smoke: ok: {p['deliveries']} deliveries ({p['deliveries_per_s']:.0f}/s), ratio {p['delivery_ratio']:.3f}, "
-      f"p50 {p['latency_us']['p50']} µs p99 {p['latency_us']['p99']} µs, lost 0")
+neg = tls.get("negotiated") or {}
+via = f" over {neg.get('version')} {neg.get('cipher_suite')}" if want_tls else ""
+print(f"perf-smoke: ok: [{name}] {p['deliveries']} deliveries ({p['deliveries_per_s']:.0f}/s){via}, "
+      f"ratio {p['delivery_ratio']:.3f}, p50 {p['latency_us']['p50']} µs p99 {p['latency_us']['p99']} µs, lost 0")
 PY
-echo "perf-smoke: 1 passed, 0 failed"
+}
+
+smoke ws "${PERF_SMOKE_CONNS:-300}" 4
+smoke wss "${PERF_SMOKE_TLS_CONNS:-200}" 3 --tls
+
+echo "perf-smoke: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -8,22 +8,36 @@
 //! - `stop`         — close everything, emit the `final` line and exit
 //!
 //! Stdin reaching EOF (the coordinator went away) also stops the process.
+//!
+//! With `--tls` (and `--ca FILE`, `--server-name localhost`) every connection does a TLS handshake
+//! after connect() and before the HTTP upgrade (wss://); see `tls.rs`.
+//!
+//! Split: this file has the configuration, the event loop and the commands; `client/net.rs` the
+//! sockets (connect, upgrade, TLS, writes, reads, closes); `client/frames.rs` the WebSocket frames and
+//! tick accounting; `client/stats.rs` the counters.
+
+mod frames;
+mod net;
+mod stats;
 
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use hdrhistogram::Histogram;
+use rustls::ClientConnection;
 use serde_json::{Value, json};
 
 use crate::common::*;
-use crate::tick::{Item, for_each_item};
-use crate::ws;
+use crate::{tls, ws};
+use stats::{Counters, Stats};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
     Idle,
     Connecting,
+    /// --tls: connected, TLS handshake in progress (the upgrade is not written yet).
+    TlsHandshaking,
+    /// Upgrade request written, waiting for the 101.
     Handshaking,
     Open,
     Closing,
@@ -47,92 +61,10 @@ struct Conn {
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     frag: Vec<u8>,
-}
-
-#[derive(Default, Clone)]
-struct Counters {
-    deliveries: u64,
-    snapshots: u64,
-    lost: u64,
-    duplicated: u64,
-    out_of_order: u64,
-    unsubscribed: u64,
-    unknown: u64,
-    acks: u64,
-    control_errors: u64,
-    bytes: u64,
-    frames: u64,
-    reads: u64,
-    connects: u64,
-    connect_errors: u64,
-    handshake_errors: u64,
-    protocol_errors: u64,
-    server_closed: u64,
-    server_closed_churners: u64,
-    churn_closes: u64,
-    churn_deliveries: u64,
-}
-
-impl Counters {
-    fn add(&mut self, o: &Counters) {
-        macro_rules! a { ($($f:ident),*) => { $( self.$f += o.$f; )* } }
-        a!(
-            deliveries,
-            snapshots,
-            lost,
-            duplicated,
-            out_of_order,
-            unsubscribed,
-            unknown,
-            acks,
-            control_errors,
-            bytes,
-            frames,
-            reads,
-            connects,
-            connect_errors,
-            handshake_errors,
-            protocol_errors,
-            server_closed,
-            server_closed_churners,
-            churn_closes,
-            churn_deliveries
-        );
-    }
-    fn to_json(&self) -> Value {
-        json!({
-            "deliveries": self.deliveries, "snapshots": self.snapshots, "lost": self.lost,
-            "duplicated": self.duplicated, "out_of_order": self.out_of_order,
-            "unsubscribed": self.unsubscribed, "unknown": self.unknown, "acks": self.acks,
-            "control_errors": self.control_errors, "bytes": self.bytes, "frames": self.frames,
-            "reads": self.reads, "connects": self.connects, "connect_errors": self.connect_errors,
-            "handshake_errors": self.handshake_errors, "protocol_errors": self.protocol_errors,
-            "server_closed": self.server_closed, "server_closed_churners": self.server_closed_churners, "churn_closes": self.churn_closes,
-            "churn_deliveries": self.churn_deliveries,
-        })
-    }
-}
-
-struct Stats {
-    c: Counters,
-    hist: Histogram<u64>,       // publish→receive latency, stable (non-churning, reading) connections
-    churn_hist: Histogram<u64>, // the same for churning connections
-    connect_hist: Histogram<u64>, // connect() → upgrade done, µs
-    since_wall: u64,
-    since_cpu: u64,
-}
-
-impl Stats {
-    fn new() -> Stats {
-        Stats {
-            c: Counters::default(),
-            hist: new_hist(),
-            churn_hist: new_hist(),
-            connect_hist: new_hist(),
-            since_wall: monotonic_ns(),
-            since_cpu: self_cpu_ns(),
-        }
-    }
+    /// --tls: the session (None before the connect completes and after the close).
+    tls: Option<Box<ClientConnection>>,
+    /// --tls: EPOLLOUT is armed because rustls holds records the socket did not take.
+    out_armed: bool,
 }
 
 pub struct Config {
@@ -186,12 +118,20 @@ pub fn main(flags: &Flags) -> Result<(), String> {
         connect_timeout_s: flags.secs("connect-timeout", 10.0),
         max_frame: 16 << 20,
     };
+    let tls = if flags.bool("tls") {
+        let Some(ca) = flags.get("ca") else {
+            return Err("--tls needs --ca FILE (the PEM certificate(s) to trust)".into());
+        };
+        Some(tls::Tls::new(ca, &flags.str("server-name", "localhost"))?)
+    } else {
+        None
+    };
     let unknown = flags.unknown();
     if !unknown.is_empty() {
         return Err(format!("unknown flags: --{}", unknown.join(", --")));
     }
     raise_nofile();
-    Client::new(cfg).run()
+    Client::new(cfg, tls).run()
 }
 
 fn raise_nofile() {
@@ -212,6 +152,14 @@ pub fn nofile_limit() -> u64 {
 }
 
 const STDIN_TOKEN: u64 = u64::MAX;
+
+/// Where a connection attempt failed (counted as connect_errors, tls_errors or handshake_errors).
+#[derive(Clone, Copy, Debug)]
+enum Fail {
+    Connect,
+    Tls,
+    Upgrade,
+}
 
 struct Client {
     cfg: Config,
@@ -237,17 +185,25 @@ struct Client {
     out: std::io::Stdout,
     stdin_buf: Vec<u8>,
     stop: bool,
+    /// --tls: the client configuration (trust, server name) every session is made from.
+    tls: Option<tls::Tls>,
+    /// --tls: decrypted bytes of the current read (reused).
+    plain: Vec<u8>,
+    /// What the first TLS session negotiated (version, suite, key exchange), for the result file.
+    tls_info: Value,
+    /// The first connect/TLS/upgrade/protocol failure, reported to the coordinator.
+    first_error: Option<String>,
 }
 
 impl Client {
-    fn new(cfg: Config) -> Client {
+    fn new(cfg: Config, tls: Option<tls::Tls>) -> Client {
         let mut conns = Vec::with_capacity(cfg.conns as usize);
         let mut churners = Vec::new();
         for i in 0..cfg.conns {
             let global = cfg.offset + i;
             let syms = subscriptions(global, cfg.k, &cfg.dist, cfg.seed).into_boxed_slice();
-            let churner = cfg.churn_frac > 0.0
-                && (Rng::new(global ^ 0xC4u64).unit() < cfg.churn_frac);
+            let churner =
+                cfg.churn_frac > 0.0 && (Rng::new(global ^ 0xC4u64).unit() < cfg.churn_frac);
             if churner {
                 churners.push(i as usize);
             }
@@ -268,6 +224,8 @@ impl Client {
                 rbuf: Vec::new(),
                 wbuf: Vec::new(),
                 frag: Vec::new(),
+                tls: None,
+                out_armed: false,
             });
         }
         let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -297,6 +255,10 @@ impl Client {
             out: std::io::stdout(),
             stdin_buf: Vec::new(),
             stop: false,
+            tls,
+            plain: Vec::new(),
+            tls_info: Value::Null,
+            first_error: None,
         }
     }
 
@@ -324,8 +286,10 @@ impl Client {
             vec![libc::epoll_event { events: 0, u64: 0 }; 1024];
         let mut rb = vec![0u8; 256 * 1024];
         let mut next_progress = start + 1_000_000_000;
-        self.emit(json!({"kind": "started", "conns": self.cfg.conns, "offset": self.cfg.offset,
-            "nofile": nofile_limit(), "churners": self.churners.len()}));
+        self.emit(
+            json!({"kind": "started", "conns": self.cfg.conns, "offset": self.cfg.offset,
+            "nofile": nofile_limit(), "churners": self.churners.len()}),
+        );
         while !self.stop {
             let now = monotonic_ns();
             if now >= deadline {
@@ -339,7 +303,8 @@ impl Client {
                 self.connected_sent = true;
                 let v = json!({"kind": "connected", "open": self.open,
                     "first_ns": self.initial_first, "last_ns": self.initial_last,
-                    "errors": self.st.c.connect_errors + self.st.c.handshake_errors});
+                    "errors": self.st.c.connect_errors + self.st.c.handshake_errors + self.st.c.tls_errors,
+                    "tls": self.tls_info, "first_error": self.first_error});
                 self.emit(v);
             }
             if now >= next_progress {
@@ -349,15 +314,16 @@ impl Client {
                 c.add(&self.st.c);
                 let v = json!({"kind": "progress", "open": self.open, "inflight": self.inflight,
                     "deliveries": c.deliveries, "lost": c.lost, "connects": c.connects,
-                    "errors": c.connect_errors + c.handshake_errors + c.protocol_errors,
+                    "errors": c.connect_errors + c.handshake_errors + c.tls_errors + c.protocol_errors,
                     "cpu_ns": self_cpu_ns(), "wall_ns": now - start});
                 self.emit(v);
             }
-            let timeout = if self.queue.is_empty() && self.churn_rate == 0.0 && self.closing.is_empty() {
-                50
-            } else {
-                2
-            };
+            let timeout =
+                if self.queue.is_empty() && self.churn_rate == 0.0 && self.closing.is_empty() {
+                    50
+                } else {
+                    2
+                };
             let n = unsafe {
                 libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout)
             };
@@ -393,6 +359,7 @@ impl Client {
             }
         }
         let v = json!({"kind": "final", "open": self.open, "counters": c.to_json(),
+            "tls": self.tls_info, "first_error": self.first_error,
             "cpu_ns": self_cpu_ns(), "wall_ns": monotonic_ns() - start});
         self.emit(v);
         Ok(())
@@ -469,473 +436,7 @@ impl Client {
         }
     }
 
-    fn start_connects(&mut self, now: u64) {
-        while self.inflight < self.cfg.concurrency {
-            let Some(idx) = self.queue.pop_front() else { break };
-            self.connect(idx, now);
-        }
-    }
-
-    fn connect(&mut self, idx: usize, now: u64) {
-        let addr_idx = (self.conns[idx].global - self.cfg.offset) / self.cfg.per_addr;
-        let src = Ipv4Addr::from(self.cfg.src_base + addr_idx as u32);
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_INET,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if fd < 0 {
-            self.connect_failed(idx, false);
-            return;
-        }
-        let one: libc::c_int = 1;
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_IP,
-                libc::IP_BIND_ADDRESS_NO_PORT,
-                &one as *const _ as *const _,
-                4,
-            );
-            libc::setsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                &one as *const _ as *const _,
-                4,
-            );
-        }
-        let sa = sockaddr(SocketAddrV4::new(src, 0));
-        let rc = unsafe {
-            libc::bind(
-                fd,
-                &sa as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
-        if rc != 0 {
-            unsafe { libc::close(fd) };
-            self.connect_failed(idx, false);
-            return;
-        }
-        let da = sockaddr(self.cfg.target);
-        let rc = unsafe {
-            libc::connect(
-                fd,
-                &da as *const _ as *const libc::sockaddr,
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
-        if rc != 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINPROGRESS) {
-            unsafe { libc::close(fd) };
-            self.connect_failed(idx, false);
-            return;
-        }
-        if self.initial_first == 0 {
-            self.initial_first = realtime_ns();
-        }
-        let c = &mut self.conns[idx];
-        c.generation = c.generation.wrapping_add(1);
-        c.fd = fd;
-        c.state = State::Connecting;
-        c.t0 = now;
-        c.acked = false;
-        c.rbuf.clear();
-        c.wbuf.clear();
-        c.frag.clear();
-        c.last.iter_mut().for_each(|x| *x = 0);
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLOUT | libc::EPOLLIN) as u32,
-            u64: (c.generation as u64) << 32 | idx as u64,
-        };
-        unsafe { libc::epoll_ctl(self.ep, libc::EPOLL_CTL_ADD, fd, &mut ev) };
-        self.inflight += 1;
-    }
-
-    fn connect_failed(&mut self, idx: usize, handshake: bool) {
-        if handshake {
-            self.st.c.handshake_errors += 1;
-        } else {
-            self.st.c.connect_errors += 1;
-        }
-        let c = &mut self.conns[idx];
-        if c.initial {
-            c.initial = false;
-            self.initial_pending -= 1;
-        }
-        c.state = State::Closed;
-        if c.churner && self.churn_rate > 0.0 {
-            // keep churning: try again later
-            self.queue.push_back(idx);
-        }
-    }
-
-    fn close_fd(&mut self, idx: usize, abort: bool) {
-        let c = &mut self.conns[idx];
-        if c.fd >= 0 {
-            if abort {
-                let l = libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                };
-                unsafe {
-                    libc::setsockopt(
-                        c.fd,
-                        libc::SOL_SOCKET,
-                        libc::SO_LINGER,
-                        &l as *const _ as *const _,
-                        std::mem::size_of::<libc::linger>() as u32,
-                    )
-                };
-            }
-            unsafe { libc::close(c.fd) };
-            c.fd = -1;
-        }
-        match c.state {
-            State::Connecting | State::Handshaking => self.inflight -= 1,
-            State::Open | State::Closing => self.open -= 1,
-            _ => {}
-        }
-        c.state = State::Closed;
-        c.generation = c.generation.wrapping_add(1);
-    }
-
-    fn set_events(&self, idx: usize, events: u32) {
-        let c = &self.conns[idx];
-        let mut ev = libc::epoll_event {
-            events,
-            u64: (c.generation as u64) << 32 | idx as u64,
-        };
-        unsafe { libc::epoll_ctl(self.ep, libc::EPOLL_CTL_MOD, c.fd, &mut ev) };
-    }
-
-    fn on_event(&mut self, idx: usize, flags: u32, rb: &mut [u8]) {
-        let state = self.conns[idx].state;
-        match state {
-            State::Connecting => {
-                let mut err: libc::c_int = 0;
-                let mut len = 4u32;
-                unsafe {
-                    libc::getsockopt(
-                        self.conns[idx].fd,
-                        libc::SOL_SOCKET,
-                        libc::SO_ERROR,
-                        &mut err as *mut _ as *mut _,
-                        &mut len,
-                    )
-                };
-                if err != 0 || flags & (libc::EPOLLERR as u32) != 0 {
-                    self.close_fd(idx, true);
-                    self.connect_failed(idx, false);
-                    return;
-                }
-                if flags & (libc::EPOLLOUT as u32) == 0 {
-                    return;
-                }
-                let key = ws::make_key(
-                    (self.rng.next() as u128) << 64 | self.rng.next() as u128,
-                );
-                self.conns[idx].key = key;
-                let req = ws::upgrade_request(&self.cfg.host, &self.cfg.path, &key);
-                self.conns[idx].state = State::Handshaking;
-                self.set_events(idx, libc::EPOLLIN as u32);
-                if !self.send(idx, &req) {
-                    self.close_fd(idx, true);
-                    self.connect_failed(idx, true);
-                }
-            }
-            State::Handshaking | State::Open | State::Closing => {
-                if flags & (libc::EPOLLOUT as u32) != 0 {
-                    self.flush(idx);
-                }
-                if self.conns[idx].slow {
-                    if flags & ((libc::EPOLLERR | libc::EPOLLHUP) as u32) != 0 {
-                        self.st.c.server_closed += 1;
-                        self.close_fd(idx, true);
-                    }
-                    return;
-                }
-                if flags & ((libc::EPOLLIN | libc::EPOLLERR | libc::EPOLLHUP) as u32) != 0 {
-                    self.read_conn(idx, rb);
-                }
-            }
-            State::Idle | State::Closed => {}
-        }
-    }
-
-    /// Writes now, or keeps the rest and waits for EPOLLOUT. False on a hard error.
-    fn send(&mut self, idx: usize, data: &[u8]) -> bool {
-        let c = &mut self.conns[idx];
-        if !c.wbuf.is_empty() {
-            c.wbuf.extend_from_slice(data);
-            return true;
-        }
-        let n = unsafe { libc::write(c.fd, data.as_ptr() as *const _, data.len()) };
-        let n = if n < 0 {
-            if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
-                0
-            } else {
-                return false;
-            }
-        } else {
-            n as usize
-        };
-        if n < data.len() {
-            c.wbuf.extend_from_slice(&data[n..]);
-            let ev = if c.slow { 0 } else { libc::EPOLLIN as u32 } | libc::EPOLLOUT as u32;
-            self.set_events(idx, ev);
-        }
-        true
-    }
-
-    fn flush(&mut self, idx: usize) {
-        let c = &mut self.conns[idx];
-        if c.wbuf.is_empty() {
-            return;
-        }
-        let n = unsafe { libc::write(c.fd, c.wbuf.as_ptr() as *const _, c.wbuf.len()) };
-        if n > 0 {
-            c.wbuf.drain(..n as usize);
-        }
-        if c.wbuf.is_empty() {
-            let ev = if c.slow { 0 } else { libc::EPOLLIN as u32 };
-            self.set_events(idx, ev);
-        }
-    }
-
-    fn read_conn(&mut self, idx: usize, rb: &mut [u8]) {
-        // A few reads at most, then back to epoll (level-triggered) so one busy connection cannot starve
-        // the others or the command pipe.
-        for _ in 0..4 {
-            let fd = self.conns[idx].fd;
-            if fd < 0 {
-                return;
-            }
-            let n = unsafe { libc::read(fd, rb.as_mut_ptr() as *mut _, rb.len()) };
-            if n > 0 {
-                let n = n as usize;
-                self.st.c.reads += 1;
-                self.st.c.bytes += n as u64;
-                let now_rt = realtime_ns();
-                let mut buf = std::mem::take(&mut self.conns[idx].rbuf);
-                let res = if buf.is_empty() {
-                    let r = self.consume(idx, &rb[..n], now_rt);
-                    if let Ok(used) = r {
-                        buf.extend_from_slice(&rb[used..n]);
-                    }
-                    r
-                } else {
-                    buf.extend_from_slice(&rb[..n]);
-                    let r = self.consume(idx, &buf, now_rt);
-                    if let Ok(used) = r {
-                        buf.drain(..used);
-                    }
-                    r
-                };
-                if self.conns[idx].fd < 0 || self.conns[idx].generation_changed_marker() {
-                    return;
-                }
-                self.conns[idx].rbuf = buf;
-                match res {
-                    Ok(_) => {}
-                    Err(Closed::Protocol) => {
-                        self.st.c.protocol_errors += 1;
-                        self.after_close(idx, true);
-                        return;
-                    }
-                    Err(Closed::Handshake) => {
-                        self.close_fd(idx, true);
-                        self.connect_failed(idx, true);
-                        return;
-                    }
-                    Err(Closed::CloseFrame) => {
-                        // Server sent Close (we answered): a churner that asked for it, or the server
-                        // dropping us.
-                        self.after_close(idx, false);
-                        return;
-                    }
-                }
-                if n < rb.len() {
-                    return;
-                }
-            } else if n == 0 {
-                self.after_close(idx, false);
-                return;
-            } else {
-                let e = std::io::Error::last_os_error().raw_os_error();
-                if e == Some(libc::EAGAIN) || e == Some(libc::EINTR) {
-                    return;
-                }
-                self.after_close(idx, true);
-                return;
-            }
-        }
-    }
-
-    /// The connection ended (EOF, Close frame, error).
-    fn after_close(&mut self, idx: usize, abort: bool) {
-        let was = self.conns[idx].state;
-        let handshaking = was == State::Handshaking;
-        self.close_fd(idx, abort);
-        if handshaking {
-            self.connect_failed(idx, true);
-            return;
-        }
-        let c = &self.conns[idx];
-        if was == State::Closing {
-            // we asked for it (churn)
-        } else if c.churner {
-            self.st.c.server_closed_churners += 1;
-        } else {
-            self.st.c.server_closed += 1;
-        }
-        if c.churner && self.churn_rate > 0.0 {
-            self.queue.push_back(idx);
-        }
-    }
-
-    /// Parses frames in `data`; returns the bytes used.
-    fn consume(&mut self, idx: usize, data: &[u8], now_rt: u64) -> Result<usize, Closed> {
-        let mut pos = 0;
-        if self.conns[idx].state == State::Handshaking {
-            let key = self.conns[idx].key;
-            match ws::check_response(data, &key) {
-                ws::Handshake::Partial => return Ok(0),
-                ws::Handshake::Failed(_) => return Err(Closed::Handshake),
-                ws::Handshake::Done(n) => {
-                    pos = n;
-                    self.opened(idx);
-                }
-            }
-        }
-        while pos < data.len() {
-            match ws::parse_frame(&data[pos..], self.cfg.max_frame) {
-                ws::Parsed::Partial => break,
-                ws::Parsed::Error(_) => return Err(Closed::Protocol),
-                ws::Parsed::Frame(f, used) => {
-                    pos += used;
-                    self.st.c.frames += 1;
-                    match f.opcode {
-                        ws::OP_TEXT | ws::OP_BINARY => {
-                            if f.fin {
-                                self.on_message(idx, f.payload, now_rt);
-                            } else {
-                                self.conns[idx].frag.clear();
-                                self.conns[idx].frag.extend_from_slice(f.payload);
-                            }
-                        }
-                        ws::OP_CONT => {
-                            self.conns[idx].frag.extend_from_slice(f.payload);
-                            if f.fin {
-                                let msg = std::mem::take(&mut self.conns[idx].frag);
-                                self.on_message(idx, &msg, now_rt);
-                            }
-                        }
-                        ws::OP_PING => {
-                            let mut out = Vec::with_capacity(f.payload.len() + 8);
-                            ws::encode_frame(&mut out, ws::OP_PONG, f.payload, self.rng.next() as u32);
-                            self.send(idx, &out);
-                        }
-                        ws::OP_PONG => {}
-                        ws::OP_CLOSE => {
-                            if self.conns[idx].state != State::Closing {
-                                let mut out = Vec::with_capacity(8);
-                                let code = if f.payload.len() >= 2 { &f.payload[..2] } else { &[] };
-                                ws::encode_frame(&mut out, ws::OP_CLOSE, code, self.rng.next() as u32);
-                                self.send(idx, &out);
-                            }
-                            return Err(Closed::CloseFrame);
-                        }
-                        _ => return Err(Closed::Protocol),
-                    }
-                }
-            }
-        }
-        Ok(pos)
-    }
-
-    fn opened(&mut self, idx: usize) {
-        let now = monotonic_ns();
-        self.inflight -= 1;
-        self.open += 1;
-        self.st.c.connects += 1;
-        let c = &mut self.conns[idx];
-        c.state = State::Open;
-        let us = ((now - c.t0) / 1000).clamp(1, 60_000_000);
-        let _ = self.st.connect_hist.record(us);
-        // subscribe
-        let names: Vec<String> = c.syms.iter().map(|&s| symbol_name(s)).collect();
-        let msg = if self.cfg.json_form {
-            serde_json::to_string(&json!({"op": "subscribe", "symbols": names})).unwrap()
-        } else {
-            names.join(",")
-        };
-        c.sub_ns = realtime_ns();
-        if c.initial {
-            c.initial = false;
-            self.initial_pending -= 1;
-            self.initial_last = c.sub_ns;
-        }
-        let mut out = Vec::with_capacity(msg.len() + 14);
-        ws::encode_frame(&mut out, ws::OP_TEXT, msg.as_bytes(), self.rng.next() as u32);
-        self.send(idx, &out);
-    }
-
-    #[inline]
-    fn on_message(&mut self, idx: usize, msg: &[u8], now_rt: u64) {
-        let c = &mut self.conns[idx];
-        let st = &mut self.st;
-        let churner = c.churner;
-        for_each_item(msg, |item| match item {
-            Item::Tick { symbol, seq, ts_ns } => {
-                let Ok(i) = c.syms.binary_search(&symbol) else {
-                    st.c.unsubscribed += 1;
-                    return;
-                };
-                let seq = seq as u32;
-                let last = c.last[i];
-                st.c.deliveries += 1;
-                if churner {
-                    st.c.churn_deliveries += 1;
-                }
-                if last == 0 {
-                    c.last[i] = seq;
-                    if ts_ns < c.sub_ns {
-                        st.c.snapshots += 1;
-                        return;
-                    }
-                } else if seq == last.wrapping_add(1) {
-                    c.last[i] = seq;
-                } else if seq > last {
-                    st.c.lost += (seq - last - 1) as u64;
-                    c.last[i] = seq;
-                } else if seq == last {
-                    st.c.duplicated += 1;
-                } else {
-                    st.c.out_of_order += 1;
-                }
-                let us = (now_rt.saturating_sub(ts_ns) / 1000).clamp(1, 60_000_000);
-                if churner {
-                    let _ = st.churn_hist.record(us);
-                } else {
-                    let _ = st.hist.record(us);
-                }
-            }
-            Item::Control { error } => {
-                if error {
-                    st.c.control_errors += 1;
-                } else if !c.acked {
-                    c.acked = true;
-                    st.c.acks += 1;
-                }
-            }
-            Item::Unknown => st.c.unknown += 1,
-        });
-    }
-
-    /// Connects and upgrades that take longer than --connect-timeout fail.
+    /// Connects, TLS handshakes and upgrades that take longer than --connect-timeout fail.
     fn expire_connects(&mut self, now: u64) {
         if self.inflight == 0 {
             return;
@@ -943,9 +444,19 @@ impl Client {
         let limit = (self.cfg.connect_timeout_s * 1e9) as u64;
         for idx in 0..self.conns.len() {
             let st = self.conns[idx].state;
-            if (st == State::Connecting || st == State::Handshaking) && now - self.conns[idx].t0 > limit {
+            let fail = match st {
+                State::Connecting => Fail::Connect,
+                State::TlsHandshaking => Fail::Tls,
+                State::Handshaking => Fail::Upgrade,
+                _ => continue,
+            };
+            if now - self.conns[idx].t0 > limit {
                 self.close_fd(idx, true);
-                self.connect_failed(idx, st == State::Handshaking);
+                self.note_error(format!(
+                    "{fail:?} timed out after {} s",
+                    self.cfg.connect_timeout_s
+                ));
+                self.connect_failed(idx, fail);
             }
         }
     }
@@ -967,7 +478,12 @@ impl Client {
             // Polite close: send Close, wait for the server's Close / EOF (so TIME_WAIT stays on the
             // server side), give up after 2 s.
             let mut out = Vec::with_capacity(8);
-            ws::encode_frame(&mut out, ws::OP_CLOSE, &1000u16.to_be_bytes(), self.rng.next() as u32);
+            ws::encode_frame(
+                &mut out,
+                ws::OP_CLOSE,
+                &1000u16.to_be_bytes(),
+                self.rng.next() as u32,
+            );
             self.conns[idx].state = State::Closing;
             if !self.send(idx, &out) {
                 self.after_close(idx, true);
@@ -998,29 +514,5 @@ impl Client {
                 }
             }
         }
-    }
-}
-
-enum Closed {
-    Protocol,
-    Handshake,
-    CloseFrame,
-}
-
-impl Conn {
-    #[inline]
-    fn generation_changed_marker(&self) -> bool {
-        self.state == State::Closed
-    }
-}
-
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
     }
 }

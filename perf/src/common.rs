@@ -64,7 +64,9 @@ impl Flags {
         match self.get(k) {
             None => d,
             Some(v) => parse_secs(v).unwrap_or_else(|| {
-                eprintln!("ringcast-load: --{k}: `{v}` is not a duration (e.g. 10, 10s, 500ms, 2m)");
+                eprintln!(
+                    "ringcast-load: --{k}: `{v}` is not a duration (e.g. 10, 10s, 500ms, 2m)"
+                );
                 std::process::exit(2)
             }),
         }
@@ -167,7 +169,9 @@ impl Dist {
                 }
                 Ok(Dist::Zipf(cdf))
             }
-            other => Err(format!("distribution must be uniform or zipf, got `{other}`")),
+            other => Err(format!(
+                "distribution must be uniform or zipf, got `{other}`"
+            )),
         }
     }
     pub fn symbols(&self) -> u32 {
@@ -270,7 +274,10 @@ pub fn parse_cores(list: &str) -> Result<Vec<usize>, String> {
             let b: usize = b.parse().map_err(|_| format!("bad core list `{list}`"))?;
             v.extend(a..=b);
         } else {
-            v.push(part.parse().map_err(|_| format!("bad core list `{list}`"))?);
+            v.push(
+                part.parse()
+                    .map_err(|_| format!("bad core list `{list}`"))?,
+            );
         }
     }
     if v.is_empty() {
@@ -284,7 +291,10 @@ pub fn parse_cores(list: &str) -> Result<Vec<usize>, String> {
 /// `pin_to(pid)` after `spawn()` races with threads and children created before it runs), with its soft
 /// RLIMIT_NOFILE raised to the hard limit (the server sizes each worker's direct-descriptor table from
 /// its soft limit; inheriting a low shell soft limit silently caps connections).
-pub fn pinned_with_nofile<'a>(cmd: &'a mut std::process::Command, cores: &[usize]) -> &'a mut std::process::Command {
+pub fn pinned_with_nofile<'a>(
+    cmd: &'a mut std::process::Command,
+    cores: &[usize],
+) -> &'a mut std::process::Command {
     use std::os::unix::process::CommandExt;
     let cores = cores.to_vec();
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe system calls

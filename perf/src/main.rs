@@ -7,6 +7,7 @@ mod publisher;
 mod selftest;
 mod svg;
 mod tick;
+mod tls;
 mod ws;
 
 const USAGE: &str = "usage:
@@ -56,21 +57,34 @@ fn plot(flags: &common::Flags) -> Result<(), String> {
     let mut series = Vec::new();
     let many = p.len() > 2;
     for f in &p[..p.len() - 1] {
-        let v: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?,
-        )
-        .map_err(|e| format!("{f}: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?)
+                .map_err(|e| format!("{f}: {e}"))?;
         for ph in v["phases"].as_array().cloned().unwrap_or_default() {
-            let Some(h) = ph["latency_hist"].as_str().and_then(common::hist_from_b64) else { continue };
+            let Some(h) = ph["latency_hist"].as_str().and_then(common::hist_from_b64) else {
+                continue;
+            };
             let name = ph["name"].as_str().unwrap_or("").to_string();
             let label = if many {
-                format!("{} {}", v["server"].as_str().unwrap_or(f).split(' ').next().unwrap_or(""), name)
+                format!(
+                    "{} {}",
+                    v["server"]
+                        .as_str()
+                        .unwrap_or(f)
+                        .split(' ')
+                        .next()
+                        .unwrap_or(""),
+                    name
+                )
             } else {
                 name
             };
             series.push((label, h));
         }
     }
-    std::fs::write(&p[p.len() - 1], svg::percentile_plot("ringcast-load latency", &series))
-        .map_err(|e| e.to_string())
+    std::fs::write(
+        &p[p.len() - 1],
+        svg::percentile_plot("ringcast-load latency", &series),
+    )
+    .map_err(|e| e.to_string())
 }

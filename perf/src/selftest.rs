@@ -47,8 +47,19 @@ pub fn main(flags: &Flags) -> Result<(), String> {
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = Command::new(exe)
-        .args(["client", "--target", &addr.to_string(), "--conns", &conns.to_string(),
-               "--symbols", "100", "--per-conn", "1", "--deadline", &format!("{}", secs + 60.0)])
+        .args([
+            "client",
+            "--target",
+            &addr.to_string(),
+            "--conns",
+            &conns.to_string(),
+            "--symbols",
+            "100",
+            "--per-conn",
+            "1",
+            "--deadline",
+            &format!("{}", secs + 60.0),
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -58,7 +69,8 @@ pub fn main(flags: &Flags) -> Result<(), String> {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut next = |kind: &str| -> Result<Value, String> {
         for l in lines.by_ref() {
-            let v: Value = serde_json::from_str(&l.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+            let v: Value =
+                serde_json::from_str(&l.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
             if v["kind"] == kind {
                 return Ok(v);
             }
@@ -72,7 +84,10 @@ pub fn main(flags: &Flags) -> Result<(), String> {
     std::thread::sleep(Duration::from_secs_f64(secs));
     writeln!(stdin, "report selftest").map_err(|e| e.to_string())?;
     let r = next("report")?;
-    if std::env::var("SELFTEST_DEBUG").is_ok() { eprintln!("{}", serde_json::to_string(&r["counters"]).unwrap()); eprintln!("wall_ns {} cpu_ns {}", r["wall_ns"], r["cpu_ns"]); }
+    if std::env::var("SELFTEST_DEBUG").is_ok() {
+        eprintln!("{}", serde_json::to_string(&r["counters"]).unwrap());
+        eprintln!("wall_ns {} cpu_ns {}", r["wall_ns"], r["cpu_ns"]);
+    }
     let _ = t;
     let wall = r["wall_ns"].as_f64().unwrap_or(1.0) / 1e9;
     stop.store(true, Ordering::Relaxed);
@@ -85,7 +100,14 @@ pub fn main(flags: &Flags) -> Result<(), String> {
     let per_core = frames / wall / cpu.max(0.01);
     println!(
         "selftest: {conns} connections, {batch} frames per server write: {:.0} frames/s received, client CPU {:.0}% → {:.2} M frames/s per client core ({:.0} ns/frame), {} reads, lost {} dup {} ooo {}",
-        frames / wall, cpu * 100.0, per_core / 1e6, 1e9 / per_core.max(1.0), c["reads"], c["lost"], c["duplicated"], c["out_of_order"]
+        frames / wall,
+        cpu * 100.0,
+        per_core / 1e6,
+        1e9 / per_core.max(1.0),
+        c["reads"],
+        c["lost"],
+        c["duplicated"],
+        c["out_of_order"]
     );
     Ok(())
 }
@@ -120,7 +142,11 @@ fn blast(mut s: TcpStream, batch: usize, stop: &AtomicBool) -> std::io::Result<(
     let mut rest = vec![0u8; 4 + len];
     s.read_exact(&mut rest)?;
     let mask = [rest[0], rest[1], rest[2], rest[3]];
-    let name: Vec<u8> = rest[4..].iter().enumerate().map(|(i, b)| b ^ mask[i & 3]).collect();
+    let name: Vec<u8> = rest[4..]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i & 3])
+        .collect();
     let sym = symbol_id(name.split(|&c| c == b',').next().unwrap_or(b"")).unwrap_or(0);
     let mut seq = 0u64;
     let mut out = Vec::with_capacity(batch * 110);

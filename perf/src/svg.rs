@@ -15,12 +15,17 @@ pub fn percentile_plot(title: &str, series: &[(String, Histogram<u64>)]) -> Stri
     let pw = w - ml - mr;
     let ph = h - mt - mb;
     // x: nines, 0 (p0) .. max_nines
-    let max_count = series.iter().map(|(_, h)| h.len()).max().unwrap_or(1).max(10);
+    let max_count = series
+        .iter()
+        .map(|(_, h)| h.len())
+        .max()
+        .unwrap_or(1)
+        .max(10);
     let max_nines = ((max_count as f64).log10().floor()).clamp(2.0, 6.0);
     // y: log10 µs
     let lo = series
         .iter()
-        .filter(|(_, h)| h.len() > 0)
+        .filter(|(_, h)| !h.is_empty())
         .map(|(_, h)| h.min().max(1))
         .min()
         .unwrap_or(1);
@@ -92,7 +97,7 @@ pub fn percentile_plot(title: &str, series: &[(String, Histogram<u64>)]) -> Stri
         mt + ph / 2.0
     );
     for (i, (name, hist)) in series.iter().enumerate() {
-        if hist.len() == 0 {
+        if hist.is_empty() {
             continue;
         }
         let color = COLORS[i % COLORS.len()];
@@ -127,7 +132,7 @@ pub fn percentile_plot(title: &str, series: &[(String, Histogram<u64>)]) -> Stri
             fmt_axis(hist.max() as f64)
         );
     }
-    if series.iter().all(|(_, h)| h.len() == 0) {
+    if series.iter().all(|(_, h)| h.is_empty()) {
         let _ = writeln!(
             s,
             r##"<text x="{}" y="{}" text-anchor="middle" fill="#a00">no latency samples</text>"##,
@@ -155,5 +160,7 @@ fn trim(v: f64) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

@@ -223,7 +223,10 @@ mod tests {
                 }
                 _ => panic!("not parsed"),
             }
-            assert!(matches!(parse_frame(&f[..f.len() - 1], 1 << 20), Parsed::Partial));
+            assert!(matches!(
+                parse_frame(&f[..f.len() - 1], 1 << 20),
+                Parsed::Partial
+            ));
         }
     }
 }
