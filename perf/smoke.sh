@@ -56,6 +56,11 @@ if t.get("duplicated", 0) or t.get("out_of_order", 0):
     errs.append(f"{t['duplicated']} duplicated and {t['out_of_order']} out-of-order ticks")
 if t.get("protocol_errors", 0) or t.get("handshake_errors", 0) or t.get("tls_errors", 0):
     errs.append(f"{t['protocol_errors']} protocol, {t['handshake_errors']} upgrade and {t.get('tls_errors', 0)} TLS errors")
+arr = p.get("arrival_latency_us") or {}
+if p["deliveries"] > 0 and not arr.get("count"):
+    errs.append("no kernel receive timestamps (SO_TIMESTAMPNS): the publish→arrival split is missing")
+elif arr.get("p50", 0) > p["latency_us"].get("p50", 0):
+    errs.append(f"publish→arrival p50 {arr.get('p50')} µs is later than publish→read p50 {p['latency_us'].get('p50')} µs")
 tls = r.get("tls", {})
 want_tls = name == "wss"
 if bool(tls.get("enabled")) != want_tls or bool(r["config"].get("tls")) != want_tls:

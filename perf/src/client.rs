@@ -193,6 +193,10 @@ struct Client {
     tls_info: Value,
     /// The first connect/TLS/upgrade/protocol failure, reported to the coordinator.
     first_error: Option<String>,
+    /// Kernel receive time (CLOCK_REALTIME ns, `SO_TIMESTAMPNS`) of the data being parsed, 0 if none:
+    /// splits each delivery's latency into the part before the bytes reached this client's socket and
+    /// the part they waited there for this process to read them.
+    arrival_rt: u64,
 }
 
 impl Client {
@@ -259,6 +263,7 @@ impl Client {
             plain: Vec::new(),
             tls_info: Value::Null,
             first_error: None,
+            arrival_rt: 0,
         }
     }
 
@@ -399,6 +404,7 @@ impl Client {
                     "counters": st.c.to_json(),
                     "hist": hist_to_b64(&st.hist), "churn_hist": hist_to_b64(&st.churn_hist),
                     "connect_hist": hist_to_b64(&st.connect_hist),
+                    "arrival_hist": hist_to_b64(&st.arrival_hist),
                     "cpu_ns": cpu - st.since_cpu, "wall_ns": now - st.since_wall,
                     "slow": self.slow_count});
                 self.emit(v);

@@ -124,6 +124,7 @@ impl Client {
         let c = &mut self.conns[idx];
         let st = &mut self.st;
         let churner = c.churner;
+        let arrival_rt = self.arrival_rt;
         for_each_item(msg, |item| match item {
             Item::Tick { symbol, seq, ts_ns } => {
                 let Ok(i) = c.syms.binary_search(&symbol) else {
@@ -157,6 +158,10 @@ impl Client {
                     let _ = st.churn_hist.record(us);
                 } else {
                     let _ = st.hist.record(us);
+                    if arrival_rt > 0 {
+                        let us = (arrival_rt.saturating_sub(ts_ns) / 1000).clamp(1, 60_000_000);
+                        let _ = st.arrival_hist.record(us);
+                    }
                 }
             }
             Item::Control { error } => {

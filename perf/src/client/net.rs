@@ -47,6 +47,14 @@ impl Client {
                 &one as *const _ as *const _,
                 4,
             );
+            // Kernel receive timestamps on every read (see `Client::arrival_rt`).
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                &one as *const _ as *const _,
+                4,
+            );
         }
         let sa = sockaddr(SocketAddrV4::new(src, 0));
         let rc = unsafe {
@@ -341,12 +349,13 @@ impl Client {
             if fd < 0 {
                 return;
             }
-            let n = unsafe { libc::read(fd, rb.as_mut_ptr() as *mut _, rb.len()) };
+            let (n, arrival_rt) = read_stamped(fd, rb);
             if n > 0 {
                 let n = n as usize;
                 self.st.c.reads += 1;
                 self.st.c.bytes += n as u64;
                 let now_rt = realtime_ns();
+                self.arrival_rt = arrival_rt;
                 let more = if self.conns[idx].tls.is_some() {
                     self.tls_input(idx, &rb[..n], now_rt)
                 } else {
@@ -511,4 +520,39 @@ fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
         },
         sin_zero: [0; 8],
     }
+}
+
+/// `read` that also returns the kernel's receive timestamp of the data (CLOCK_REALTIME ns; 0 when the
+/// socket gave none). For TCP it is the time the newest segment in the read reached the socket.
+fn read_stamped(fd: i32, buf: &mut [u8]) -> (isize, u64) {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut _,
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; all-zero is an empty message, filled in below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut _;
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: `msg` points at `iov` (over `buf`) and `control`, all alive and writable for the call.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    let mut stamp = 0;
+    if n > 0 {
+        // SAFETY (this loop): CMSG_* walk the control buffer the kernel filled, within msg_controllen;
+        // a SCM_TIMESTAMPNS payload is a timespec, read unaligned.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            let h = unsafe { &*cmsg };
+            if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = unsafe {
+                    std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::timespec)
+                };
+                stamp = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+            }
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+        }
+    }
+    (n, stamp)
 }

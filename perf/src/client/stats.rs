@@ -76,6 +76,9 @@ pub(super) struct Stats {
     pub(super) c: Counters,
     /// publish→receive latency, stable (non-churning, reading) connections
     pub(super) hist: Histogram<u64>,
+    /// publish→arrival in the client's socket (kernel receive timestamp), the same connections: the
+    /// latency without the time deliveries waited for the load generator to read them
+    pub(super) arrival_hist: Histogram<u64>,
     /// the same for churning connections
     pub(super) churn_hist: Histogram<u64>,
     /// connect() → upgrade done (TLS handshake included), µs
@@ -89,6 +92,7 @@ impl Stats {
         Stats {
             c: Counters::default(),
             hist: new_hist(),
+            arrival_hist: new_hist(),
             churn_hist: new_hist(),
             connect_hist: new_hist(),
             since_wall: monotonic_ns(),

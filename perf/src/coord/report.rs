@@ -130,6 +130,20 @@ pub(super) fn print_summary(r: &Value) {
             p["server_cpu_ns_per_delivery"].as_f64().unwrap_or(0.0),
             cli
         );
+        if let Some(a) = p["arrival_latency_us"].as_object()
+            && a.get("count").and_then(|x| x.as_u64()).unwrap_or(0) > 0
+        {
+            let at = |k: &str| fmt_us(a.get(k).and_then(|x| x.as_u64()));
+            println!(
+                "{:<12} publish→arrival in the clients' sockets (kernel timestamps, the harness's read delay excluded): p50 {} p90 {} p99 {} p99.9 {} max {}",
+                "",
+                at("p50"),
+                at("p90"),
+                at("p99"),
+                at("p99.9"),
+                at("max")
+            );
+        }
         if let Some(cl) = p["churn_latency_us"].as_object()
             && p["connects_per_s"].as_f64().unwrap_or(0.0) > 0.0
         {

@@ -209,6 +209,7 @@ impl Run<'_> {
         let reports = self.wait_kind("report", Duration::from_secs(30))?;
 
         let mut hist = new_hist();
+        let mut arrival_hist = new_hist();
         let mut churn_hist = new_hist();
         let mut connect_hist = new_hist();
         let mut c = json!({});
@@ -218,6 +219,9 @@ impl Run<'_> {
         for r in &reports {
             if let Some(h) = r["hist"].as_str().and_then(hist_from_b64) {
                 let _ = hist.add(&h);
+            }
+            if let Some(h) = r["arrival_hist"].as_str().and_then(hist_from_b64) {
+                let _ = arrival_hist.add(&h);
             }
             if let Some(h) = r["churn_hist"].as_str().and_then(hist_from_b64) {
                 let _ = churn_hist.add(&h);
@@ -260,6 +264,21 @@ impl Run<'_> {
             warnings.push(format!("publisher fell behind: {achieved:.0} ticks/s of {rate:.0} offered (max backlog {backlog})"));
         }
         let lat = latency_json(&hist);
+        // Publish→arrival in the clients' sockets (kernel timestamps): the server's side of the latency.
+        // When deliveries also waited long in those sockets before a client read them, the load
+        // generator (not the server) made the difference between the two.
+        let arrival = (!arrival_hist.is_empty()).then(|| latency_json(&arrival_hist));
+        let total_p99_ms = hist.value_at_quantile(0.99) as f64 / 1000.0;
+        let server_p99_ms = match &arrival {
+            Some(_) => arrival_hist.value_at_quantile(0.99) as f64 / 1000.0,
+            None => total_p99_ms,
+        };
+        let read_delay_ms = total_p99_ms - server_p99_ms;
+        let client_lagging = arrival.is_some() && read_delay_ms > 5.0_f64.max(0.25 * total_p99_ms);
+        if client_lagging {
+            warnings.push(format!(
+                "load generator read delay: p99 {total_p99_ms:.1} ms publish→read, of which {read_delay_ms:.1} ms waiting in the clients' sockets (publish→arrival p99 {server_p99_ms:.1} ms): the latency tail is partly the harness's"));
+        }
         let ratio = if expected > 0 {
             stable as f64 / expected as f64
         } else {
@@ -267,7 +286,7 @@ impl Run<'_> {
         };
         let mut saturated = Value::Null;
         if rate > 0.0 && expected > 0 && !client_saturated {
-            let p99_ms = hist.value_at_quantile(0.99) as f64 / 1000.0;
+            let p99_ms = server_p99_ms;
             if ratio < 0.9 {
                 saturated = json!(format!(
                     "delivered {:.0}% of the expected deliveries",
@@ -297,6 +316,9 @@ impl Run<'_> {
             "deliveries_per_s": deliveries as f64 / wall,
             "latency_us": lat,
             "latency_hist": hist_to_b64(&hist),
+            "arrival_latency_us": arrival.unwrap_or(Value::Null),
+            "client_read_delay_p99_ms": read_delay_ms,
+            "client_lagging": client_lagging,
             "churn_latency_us": if !churn_hist.is_empty() { latency_json(&churn_hist) } else { Value::Null },
             "connect_latency_us": if !connect_hist.is_empty() { latency_json(&connect_hist) } else { Value::Null },
             "connects_per_s": c["connects"].as_u64().unwrap_or(0) as f64 / wall,
