@@ -92,6 +92,20 @@ install_redis() {
     echo "redis-server: $(command -v redis-server) ($(redis-server --version | grep -oE 'v=[0-9.]+'))"
 }
 
+install_openssl() {
+    # certs/make-dev-cert.sh (the TLS tests and the wss perf smoke run) needs the openssl CLI.
+    if ! command -v openssl >/dev/null 2>&1; then
+        if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+            echo "openssl: missing; install it (apt-get install -y openssl)"
+            return 1
+        fi
+        apt-get install -y openssl >"$LOGDIR/apt-openssl.log" 2>&1 ||
+            { apt-get update >/dev/null 2>&1 && apt-get install -y openssl >"$LOGDIR/apt-openssl.log" 2>&1; } ||
+            { tail -n 20 "$LOGDIR/apt-openssl.log"; return 1; }
+    fi
+    echo "openssl: $(openssl version)"
+}
+
 install_python() {
     local venv="$CACHE/py3"
     if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
@@ -118,6 +132,7 @@ install_autobahn() {
 step "install redis-server" install_redis
 RINGCAST_REDIS_SERVER="$(command -v redis-server)"
 export RINGCAST_REDIS_SERVER
+step "install openssl" install_openssl
 step "install python venv (websockets)" install_python
 export RINGCAST_PYTHON="$CACHE/py3/bin/python"
 export RINGCAST_BIN="${RINGCAST_BIN:-$ROOT/target/release/ringcast}"
