@@ -83,15 +83,35 @@ pub struct Conn {
 #[derive(Debug)]
 pub struct TlsConn {
     pub session: TlsSession,
-    pub plain: Outbox,
+    /// Frames waiting to be sealed; like `Conn::outbox`, allocated only while there are some (or while
+    /// the slow-consumer clock runs), so an idle connection does not carry an empty queue.
+    pub plain: Option<Box<Outbox>>,
     pub handshake_done: bool,
+}
+
+impl TlsConn {
+    /// Frames are waiting to be sealed.
+    pub fn has_plain(&self) -> bool {
+        self.plain.as_ref().is_some_and(|p| !p.is_empty())
+    }
+
+    /// Drop the plaintext queue if it holds nothing worth keeping (no frames, no slow-consumer clock).
+    pub fn release_plain(&mut self) {
+        if self
+            .plain
+            .as_ref()
+            .is_some_and(|p| p.is_empty() && p.over_limit_since_ms.is_none())
+        {
+            self.plain = None;
+        }
+    }
 }
 
 impl Conn {
     /// Where frames for the peer queue: the plaintext side of TLS, or the outbox itself.
     pub fn frames(&mut self) -> &mut Outbox {
         match self.tls.as_mut() {
-            Some(tls) => &mut tls.plain,
+            Some(tls) => tls.plain.get_or_insert_with(Box::default),
             None => self.outbox.get_or_insert_with(Box::default),
         }
     }
@@ -102,10 +122,11 @@ impl Conn {
         let Some(tls) = self.tls.as_mut() else {
             return Ok((0, 0));
         };
-        if tls.plain.is_empty() {
+        let Some(plain) = tls.plain.as_mut().filter(|p| !p.is_empty()) else {
             return Ok((0, 0));
-        }
-        let chunks = tls.plain.take_all();
+        };
+        let chunks = plain.take_all();
+        tls.release_plain();
         let slices: Vec<&[u8]> = chunks.iter().map(Chunk::bytes).collect();
         let plain: usize = slices.iter().map(|s| s.len()).sum();
         let mut cipher = Vec::with_capacity(plain + 64);
@@ -196,6 +217,16 @@ impl Chunk {
     }
 }
 
+/// What to submit for a connection's next send. The memory behind both stays put until the send
+/// completes (the outbox is boxed; chunks are not dropped while in flight).
+#[derive(Clone, Copy, Debug)]
+pub enum SendOp {
+    /// One contiguous run of bytes (`send`).
+    Bytes(*const u8, usize),
+    /// Several chunks (`sendmsg`).
+    Msg(*const libc::msghdr),
+}
+
 /// Most chunks one send carries (writev-style batching: many frames, one system call).
 const MAX_IOV: usize = 64;
 
@@ -284,11 +315,17 @@ impl Outbox {
         self.queue.is_empty()
     }
 
-    /// Build the next send from the queued chunks: the `msghdr` to submit, or `None` when a send is
-    /// already in flight or nothing is queued.
-    pub fn prepare_send(&mut self) -> Option<*const libc::msghdr> {
+    /// Build the next send from the queued chunks, or `None` when a send is already in flight or nothing
+    /// is queued. One chunk (the common case: one tick) goes as a plain send of its bytes; several as
+    /// one `sendmsg` over their iovecs.
+    pub fn prepare_send(&mut self) -> Option<SendOp> {
         if self.in_flight > 0 || self.queue.is_empty() {
             return None;
+        }
+        if self.queue.len() == 1 {
+            let bytes = &self.queue[0].bytes()[self.offset..];
+            self.in_flight = 1;
+            return Some(SendOp::Bytes(bytes.as_ptr(), bytes.len()));
         }
         self.iov.clear();
         for (i, chunk) in self.queue.iter().take(MAX_IOV).enumerate() {
@@ -301,7 +338,7 @@ impl Outbox {
         self.in_flight = self.iov.len();
         self.msg.msg_iov = self.iov.as_mut_ptr();
         self.msg.msg_iovlen = self.iov.len();
-        Some(&raw const self.msg)
+        Some(SendOp::Msg(&raw const self.msg))
     }
 
     /// The in-flight send completed having sent `sent` bytes: drop what went out.
@@ -321,11 +358,12 @@ impl Outbox {
     }
 
     /// Take every chunk (none may be in flight: used on the plaintext side of TLS, never sent directly).
-    pub fn take_all(&mut self) -> Vec<Chunk> {
+    /// The queue's allocation goes with them, so an emptied queue holds no memory.
+    pub fn take_all(&mut self) -> VecDeque<Chunk> {
         debug_assert_eq!(self.in_flight, 0);
         self.pending = 0;
         self.offset = 0;
-        self.queue.drain(..).collect()
+        std::mem::take(&mut self.queue)
     }
 
     /// The in-flight send failed: nothing more will be sent.
@@ -351,14 +389,18 @@ mod tests {
         out.push_owned(b"hello ".to_vec());
         out.push_shared(std::rc::Rc::new(std::sync::Arc::from(&b"world"[..])));
         assert_eq!(out.pending_bytes(), 11);
-        let msg = out.prepare_send().unwrap();
+        let Some(SendOp::Msg(msg)) = out.prepare_send() else {
+            panic!("two chunks go as one sendmsg");
+        };
         // SAFETY (test): reading the iovec count of our own msghdr.
         assert_eq!(unsafe { (*msg).msg_iovlen }, 2);
         assert!(out.prepare_send().is_none(), "one send in flight at a time");
         out.complete(8);
         assert_eq!(out.pending_bytes(), 3);
-        out.prepare_send().unwrap();
-        assert_eq!(out.iov[0].iov_len, 3);
+        let Some(SendOp::Bytes(_, len)) = out.prepare_send() else {
+            panic!("one chunk left goes as a plain send");
+        };
+        assert_eq!(len, 3, "from where the last send stopped");
         out.complete(3);
         assert!(out.is_empty());
     }
@@ -414,7 +456,11 @@ mod tests {
         out.push_owned(b"c".to_vec());
         assert_eq!(out.queue.len(), 2);
         out.complete(1);
-        out.prepare_send().unwrap();
-        assert_eq!(out.iov[0].iov_len, 2);
+        let Some(SendOp::Bytes(_, len)) = out.prepare_send() else {
+            panic!("\"bc\" is one chunk, sent as plain bytes");
+        };
+        assert_eq!(len, 2);
     }
 }
+#[cfg(test)]
+mod probe_size { #[test] fn p() { println!("TlsConn {} TlsSession {} Outbox {} USC {}", size_of::<super::TlsConn>(), size_of::<crate::tls::TlsSession>(), size_of::<super::Outbox>(), size_of::<rustls::server::UnbufferedServerConnection>()); } }

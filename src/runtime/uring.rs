@@ -106,10 +106,23 @@ impl Ring {
         unsafe { self.push(entry) }
     }
 
-    /// Send the iovecs of `msg` on a connection.
+    /// Send `len` bytes at `ptr` on a connection.
     ///
     /// # Safety
-    /// `msg` and the iovecs and buffers it points to must stay valid and unmoved until the completion.
+    /// The bytes must stay valid and unchanged until the completion.
+    pub unsafe fn send(&mut self, slot: u32, ptr: *const u8, len: usize, user_data: u64) {
+        let entry = opcode::Send::new(types::Fixed(slot), ptr, len as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(user_data);
+        // SAFETY: forwarded to the caller.
+        unsafe { self.push(entry) }
+    }
+
+    /// Queue a `sendmsg` of `msg` on a connection.
+    ///
+    /// # Safety
+    /// `msg`, its iovecs and the memory they point to must stay valid and unchanged until the completion.
     pub unsafe fn send_msg(&mut self, slot: u32, msg: *const libc::msghdr, user_data: u64) {
         let entry = opcode::SendMsg::new(types::Fixed(slot), msg)
             .flags(libc::MSG_NOSIGNAL as u32)

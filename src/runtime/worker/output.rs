@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 
 use super::{ACCEPTS, Op, Ring, State, WorkerStats, live, user_data};
-use crate::runtime::conn::{Conn, Phase};
+use crate::runtime::conn::{Conn, Phase, SendOp};
 
 impl State {
     /// Move the bytes produced while handling input into the connection's outbox.
@@ -142,13 +142,18 @@ impl State {
         self.backlog -= (before - outbox.pending_bytes()) as i64;
         // The slow-consumer clock runs on where frames queue: TLS plaintext, or this outbox itself.
         let frames = match conn.tls.as_mut() {
-            Some(tls) => &mut tls.plain,
-            None => &mut **outbox,
+            Some(tls) => tls.plain.as_deref_mut(),
+            None => Some(&mut **outbox),
         };
-        if frames.pending_bytes() <= self.settings.max_backlog {
+        if let Some(frames) = frames
+            && frames.pending_bytes() <= self.settings.max_backlog
+        {
             frames.over_limit_since_ms = None;
         }
-        let more = !outbox.is_empty() || conn.tls.as_ref().is_some_and(|t| !t.plain.is_empty());
+        if let Some(tls) = conn.tls.as_mut() {
+            tls.release_plain();
+        }
+        let more = !outbox.is_empty() || conn.tls.as_ref().is_some_and(|t| t.has_plain());
         if outbox.is_empty() {
             conn.outbox = None;
         }
@@ -184,11 +189,18 @@ impl State {
                 }
             }
             let conn = &mut self.conns[slot as usize];
-            if let Some(msg) = conn.outbox.as_mut().and_then(|o| o.prepare_send()) {
+            if let Some(op) = conn.outbox.as_mut().and_then(|o| o.prepare_send()) {
                 conn.sending = true;
-                // SAFETY: the outbox is boxed and stays in `conn.outbox` while `conn.sending` is set: it is
-                // dropped only by `on_send` (after the completion) or `finish_close` (which waits for it).
-                unsafe { ring.send_msg(slot, msg, user_data(Op::Send, conn.generation, slot)) };
+                let ud = user_data(Op::Send, conn.generation, slot);
+                // SAFETY: the outbox is boxed and stays in `conn.outbox` while `conn.sending` is set, with
+                // the chunks the send points into: it is dropped only by `on_send` (after the completion)
+                // or `finish_close` (which waits for it).
+                unsafe {
+                    match op {
+                        SendOp::Bytes(ptr, len) => ring.send(slot, ptr, len, ud),
+                        SendOp::Msg(msg) => ring.send_msg(slot, msg, ud),
+                    }
+                }
             }
         }
     }
