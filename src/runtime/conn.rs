@@ -462,5 +462,3 @@ mod tests {
         assert_eq!(len, 2);
     }
 }
-#[cfg(test)]
-mod probe_size { #[test] fn p() { println!("TlsConn {} TlsSession {} Outbox {} USC {}", size_of::<super::TlsConn>(), size_of::<crate::tls::TlsSession>(), size_of::<super::Outbox>(), size_of::<rustls::server::UnbufferedServerConnection>()); } }

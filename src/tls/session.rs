@@ -1,12 +1,12 @@
 //! One TLS connection, sans IO: ciphertext in, plaintext and records to send out.
 
-use std::io::{IoSlice, Read, Write};
 use std::sync::Arc;
 
-use rustls::{
-    AlertDescription, HandshakeKind, PeerIncompatible, ProtocolVersion, ServerConfig,
-    ServerConnection,
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, UnbufferedStatus, WriteTraffic,
 };
+use rustls::{AlertDescription, HandshakeKind, PeerIncompatible, ProtocolVersion, ServerConfig};
 
 use super::error::{TlsError, TlsFailure};
 
@@ -26,8 +26,16 @@ this port speaks TLS (wss://)\n";
 /// (1), handshake length (3), client_version (2).
 const HELLO_PREFIX: usize = 11;
 
-/// Plaintext is handed to rustls in pieces of this size, so its send buffer stays small.
+/// Small frames are copied together (into one contiguous piece, as rustls encrypts one slice at a
+/// time) up to this size; a larger frame is encrypted where it is.
 const ENCRYPT_STEP: usize = 64 * 1024;
+
+/// Payload bytes per TLS record (rustls' default maximum fragment size).
+const RECORD_PAYLOAD: usize = 16 * 1024;
+
+/// More than any suite's per-record overhead (TLS 1.3: header 5, content type 1, tag 16; TLS 1.2
+/// AES-GCM: header 5, explicit nonce 8, tag 16).
+const RECORD_OVERHEAD: usize = 32;
 
 /// What the first bytes of the connection said, before rustls sees them.
 #[derive(Debug)]
@@ -43,23 +51,43 @@ enum Sniff {
 /// Call [`receive`](Self::receive) with every received chunk and send whatever it appended to
 /// `out`; pass all outgoing application bytes through [`encrypt`](Self::encrypt). After any
 /// [`TlsFailure`] send `out`, then close: the session is finished.
-#[derive(Debug)]
+///
+/// Built on rustls' unbuffered API, so the session holds no buffers of its own while idle: received
+/// ciphertext is kept only while it ends in a partial record (or a handshake message rustls is still
+/// joining), and records to send go straight into the caller's `out` (docs/tls.md, memory).
 pub struct TlsSession {
-    conn: ServerConnection,
+    conn: UnbufferedServerConnection,
+    /// Received ciphertext rustls has not consumed yet: empty (no allocation) between records.
+    incoming: Vec<u8>,
+    /// Plaintext given to `encrypt` before the handshake allows application data; sent as soon as it
+    /// does. Empty (no allocation) in normal use.
+    unsent: Vec<u8>,
     sniff: Sniff,
     peer_closed: bool,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("handshaking", &self.conn.is_handshaking())
+            .field("version", &self.conn.protocol_version())
+            .field("incoming", &self.incoming.len())
+            .field("unsent", &self.unsent.len())
+            .field("sniff", &self.sniff)
+            .field("peer_closed", &self.peer_closed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsSession {
     /// A session for one new connection using `config` (from [`super::TlsAcceptor`] or
     /// [`super::WorkerTls`]).
     pub fn new(config: Arc<ServerConfig>) -> Result<TlsSession, TlsError> {
-        let mut conn = ServerConnection::new(config).map_err(TlsError::Config)?;
-        // `encrypt` feeds rustls at most ENCRYPT_STEP bytes at a time and drains it right away,
-        // so its own limit would only make writes before the handshake ends fail.
-        conn.set_buffer_limit(None);
+        let conn = UnbufferedServerConnection::new(config).map_err(TlsError::Config)?;
         Ok(TlsSession {
             conn,
+            incoming: Vec::new(),
+            unsent: Vec::new(),
             sniff: Sniff::Pending {
                 seen: [0; HELLO_PREFIX],
                 len: 0,
@@ -75,7 +103,7 @@ impl TlsSession {
     /// [`TlsFailure::PlaintextOnTlsPort`] the [`plaintext_rejection`] response.
     pub fn receive(
         &mut self,
-        mut ciphertext: &[u8],
+        ciphertext: &[u8],
         plaintext: &mut Vec<u8>,
         out: &mut Vec<u8>,
     ) -> Result<(), TlsFailure> {
@@ -86,21 +114,28 @@ impl TlsSession {
             }
             return Err(failure);
         }
-        let result = self.pump(&mut ciphertext, plaintext);
-        self.flush(out);
+        if self.peer_closed {
+            // After close_notify the peer sends nothing more; anything that still comes is ignored.
+            return Ok(());
+        }
+        self.incoming.extend_from_slice(ciphertext);
+        let result = self.drive(plaintext, out, &[]).map(drop);
+        if self.peer_closed {
+            self.incoming = Vec::new();
+        }
         result
     }
 
-    /// Encrypts `plaintext` and appends the records to `out`. Any size works: rustls gets
-    /// [`ENCRYPT_STEP`] bytes at a time, so only `out` grows with the input. Before the handshake
-    /// completes rustls keeps the plaintext and sends it once it can.
+    /// Encrypts `plaintext` and appends the records to `out`. Any size works. Before the handshake
+    /// allows application data the plaintext is kept and sent once it does.
     pub fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsFailure> {
-        for piece in plaintext.chunks(ENCRYPT_STEP) {
-            let written = self.conn.writer().write_all(piece);
-            self.flush(out);
-            written.map_err(|e| self.io_failure(e))?;
-        }
-        Ok(())
+        let mut read = Vec::new();
+        let result = self.drive(&mut read, out, plaintext);
+        debug_assert!(
+            read.is_empty(),
+            "every received record is read in `receive`"
+        );
+        result.map(drop)
     }
 
     /// Encrypts several chunks as one stream (e.g. every frame queued for a connection since its
@@ -111,29 +146,51 @@ impl TlsSession {
         chunks: &[&[u8]],
         out: &mut Vec<u8>,
     ) -> Result<(), TlsFailure> {
-        let mut group: Vec<IoSlice<'_>> = Vec::new();
-        let mut group_len = 0;
+        if let [single] = chunks {
+            return self.encrypt(single, out);
+        }
+        let mut group: Vec<u8> = Vec::new();
         for chunk in chunks {
             if chunk.len() >= ENCRYPT_STEP {
                 self.encrypt_group(&mut group, out)?;
-                group_len = 0;
                 self.encrypt(chunk, out)?;
                 continue;
             }
-            group.push(IoSlice::new(chunk));
-            group_len += chunk.len();
-            if group_len >= ENCRYPT_STEP {
+            if group.is_empty() {
+                let total: usize = chunks.iter().map(|c| c.len()).sum();
+                group.reserve_exact(total.min(ENCRYPT_STEP + chunk.len()));
+            }
+            group.extend_from_slice(chunk);
+            if group.len() >= ENCRYPT_STEP {
                 self.encrypt_group(&mut group, out)?;
-                group_len = 0;
             }
         }
         self.encrypt_group(&mut group, out)
     }
 
-    /// Queues a `close_notify` alert and appends it to `out`.
+    /// Appends a `close_notify` alert to `out` (nothing before the handshake has completed).
     pub fn send_close_notify(&mut self, out: &mut Vec<u8>) {
-        self.conn.send_close_notify();
-        self.flush(out);
+        let mut read = Vec::new();
+        let _ = self.drive_to(&mut read, out, |write, out| {
+            let start = out.len();
+            let mut need = RECORD_OVERHEAD;
+            loop {
+                out.resize(start + need, 0);
+                match write.queue_close_notify(&mut out[start..]) {
+                    Ok(n) => {
+                        out.truncate(start + n);
+                        return Ok(());
+                    }
+                    Err(EncryptError::InsufficientSize(e)) if e.required_size > need => {
+                        need = e.required_size;
+                    }
+                    Err(e) => {
+                        out.truncate(start);
+                        return Err(rustls::Error::General(e.to_string()));
+                    }
+                }
+            }
+        });
     }
 
     /// True until the handshake completes (no application data can flow yet).
@@ -156,78 +213,186 @@ impl TlsSession {
         self.conn.handshake_kind() == Some(HandshakeKind::Resumed)
     }
 
-    /// The SNI host name the client sent, if any (for logs).
-    pub fn server_name(&self) -> Option<&str> {
-        self.conn.server_name()
-    }
-
     /// True once the peer sent `close_notify`: it will send nothing more.
     pub fn peer_closed(&self) -> bool {
         self.peer_closed
     }
 
-    /// Reads from `ciphertext` until it is consumed, decrypting as it goes.
-    fn pump(&mut self, ciphertext: &mut &[u8], plaintext: &mut Vec<u8>) -> Result<(), TlsFailure> {
-        loop {
-            let read = if ciphertext.is_empty() {
-                0
-            } else {
-                // Reads at most one buffer's worth (4 KiB or one record); loop for the rest.
-                // Ok(0) with bytes left: the peer already sent close_notify; the rest is ignored.
-                self.conn
-                    .read_tls(ciphertext)
-                    .map_err(|e| self.io_failure(e))?
-            };
-            let state = self
-                .conn
-                .process_new_packets()
-                .map_err(|e| self.classify(e))?;
-            let available = state.plaintext_bytes_to_read();
-            self.peer_closed |= state.peer_has_closed();
-            if available > 0 {
-                let start = plaintext.len();
-                plaintext.resize(start + available, 0);
-                if let Err(e) = self.conn.reader().read_exact(&mut plaintext[start..]) {
-                    plaintext.truncate(start);
-                    return Err(self.io_failure(e));
-                }
+    /// Runs rustls until it waits for input, then encrypts `send` (after anything kept in `unsent`)
+    /// into `out` if application data may flow, else keeps it in `unsent`.
+    fn drive(
+        &mut self,
+        plaintext: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        send: &[u8],
+    ) -> Result<bool, TlsFailure> {
+        if send.is_empty() && self.unsent.is_empty() {
+            return self.drive_to(plaintext, out, |_, _| Ok(()));
+        }
+        let mut unsent = std::mem::take(&mut self.unsent);
+        let sent = self.drive_to(plaintext, out, |write, out| {
+            if !unsent.is_empty() {
+                seal(write, &unsent, out)?;
+                unsent = Vec::new();
             }
-            if read == 0 && available == 0 {
-                return Ok(());
+            seal(write, send, out)
+        });
+        // Kept only while the handshake is under way; after a close nothing more is sent.
+        if let Ok(false) = sent
+            && self.conn.is_handshaking()
+        {
+            unsent.extend_from_slice(send);
+        }
+        self.unsent = unsent;
+        sent
+    }
+
+    /// Runs rustls over the received ciphertext until it needs more: decrypted application data is
+    /// appended to `plaintext`, records rustls wants sent (handshake, tickets, key updates, alerts)
+    /// to `out`. Then, if application data may be sent, calls `write` (true), else not (false).
+    /// Consumed ciphertext is dropped, and the buffer freed once it is empty.
+    fn drive_to(
+        &mut self,
+        plaintext: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+        write: impl FnOnce(
+            &mut WriteTraffic<'_, ServerConnectionData>,
+            &mut Vec<u8>,
+        ) -> Result<(), rustls::Error>,
+    ) -> Result<bool, TlsFailure> {
+        let mut write = Some(write);
+        let mut consumed = 0;
+        let result = loop {
+            let UnbufferedStatus { discard, state } = self
+                .conn
+                .process_tls_records(&mut self.incoming[consumed..]);
+            let mut discard = discard;
+            let step = match state {
+                Err(e) => Err(e),
+                Ok(ConnectionState::ReadTraffic(mut read)) => {
+                    let mut step = Ok(None);
+                    while let Some(record) = read.next_record() {
+                        match record {
+                            Ok(record) => {
+                                plaintext.extend_from_slice(record.payload);
+                                discard += record.discard;
+                            }
+                            Err(e) => {
+                                step = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    step
+                }
+                Ok(ConnectionState::ReadEarlyData(mut read)) => {
+                    // Never offered (max_early_data_size 0); read like application data all the same.
+                    let mut step = Ok(None);
+                    while let Some(record) = read.next_record() {
+                        match record {
+                            Ok(record) => {
+                                plaintext.extend_from_slice(record.payload);
+                                discard += record.discard;
+                            }
+                            Err(e) => {
+                                step = Err(e);
+                                break;
+                            }
+                        }
+                    }
+                    step
+                }
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    let start = out.len();
+                    let mut need = 0;
+                    loop {
+                        out.resize(start + need, 0);
+                        match encode.encode(&mut out[start..]) {
+                            Ok(n) => {
+                                out.truncate(start + n);
+                                break Ok(None);
+                            }
+                            Err(EncodeError::InsufficientSize(e)) if e.required_size > need => {
+                                need = e.required_size;
+                            }
+                            Err(e) => {
+                                out.truncate(start);
+                                break Err(rustls::Error::General(e.to_string()));
+                            }
+                        }
+                    }
+                }
+                // What was encoded is in `out`, which the caller sends.
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                    transmit.done();
+                    Ok(None)
+                }
+                Ok(ConnectionState::PeerClosed) => {
+                    self.peer_closed = true;
+                    Ok(None)
+                }
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => match write.take() {
+                    Some(write) => write(&mut traffic, out).map(|()| Some(true)),
+                    None => Ok(Some(true)),
+                },
+                Ok(ConnectionState::Closed) => {
+                    self.peer_closed = true;
+                    Ok(Some(false))
+                }
+                // BlockedHandshake (needs more input), or a state this version does not know.
+                Ok(_) => Ok(Some(false)),
+            };
+            consumed += discard;
+            match step {
+                Ok(None) => {}
+                Ok(Some(done)) => break Ok(done),
+                Err(e) => break Err(e),
+            }
+        };
+        self.incoming.drain(..consumed);
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        } else if self.incoming.capacity() > 2 * self.incoming.len() + 4096 {
+            self.incoming.shrink_to_fit();
+        }
+        result.map_err(|e| {
+            let failure = self.classify(e);
+            self.flush_alert(out);
+            failure
+        })
+    }
+
+    /// After an error: appends the alert rustls queued (if any) to `out`.
+    fn flush_alert(&mut self, out: &mut Vec<u8>) {
+        // Each round either encodes a queued record or reports a resting state; a few suffice.
+        for _ in 0..8 {
+            match self.conn.process_tls_records(&mut []).state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    let start = out.len();
+                    let need = match encode.encode(&mut []) {
+                        Err(EncodeError::InsufficientSize(e)) => e.required_size,
+                        _ => continue,
+                    };
+                    out.resize(start + need, 0);
+                    match encode.encode(&mut out[start..]) {
+                        Ok(n) => out.truncate(start + n),
+                        Err(_) => out.truncate(start),
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+                _ => return,
             }
         }
     }
 
     /// Encrypts `group` (at most about [`ENCRYPT_STEP`] bytes) into `out` and empties it.
-    fn encrypt_group(
-        &mut self,
-        group: &mut Vec<IoSlice<'_>>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), TlsFailure> {
-        let mut rest = &mut group[..];
-        while !rest.is_empty() {
-            // No buffer limit (see `new`): rustls takes everything in one call.
-            let written = self.conn.writer().write_vectored(rest);
-            match written {
-                Ok(0) => return Err(self.io_failure(std::io::ErrorKind::WriteZero.into())),
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
-                Err(e) => return Err(self.io_failure(e)),
-            }
+    fn encrypt_group(&mut self, group: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<(), TlsFailure> {
+        if group.is_empty() {
+            return Ok(());
         }
-        self.flush(out);
+        let result = self.encrypt(group, out);
         group.clear();
-        Ok(())
-    }
-
-    /// Moves every pending TLS record into `out`.
-    fn flush(&mut self, out: &mut Vec<u8>) {
-        while self.conn.wants_write() {
-            // Writing into a Vec cannot fail; stop on Ok(0) all the same.
-            match self.conn.write_tls(out) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+        result
     }
 
     /// Checks the first bytes of the connection for plain HTTP and for a TLS ≤ 1.1 ClientHello.
@@ -294,9 +459,35 @@ impl TlsSession {
             e => TlsFailure::Connection(e),
         }
     }
+}
 
-    fn io_failure(&self, e: std::io::Error) -> TlsFailure {
-        self.classify(rustls::Error::General(e.to_string()))
+/// Encrypts `plaintext` into records appended to `out`.
+fn seal(
+    write: &mut WriteTraffic<'_, ServerConnectionData>,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), rustls::Error> {
+    if plaintext.is_empty() {
+        return Ok(());
+    }
+    let start = out.len();
+    let mut need = plaintext.len() + (plaintext.len() / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD;
+    loop {
+        out.resize(start + need, 0);
+        match write.encrypt(plaintext, &mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            // Records rustls had queued (a key update) go out first and may not fit the estimate.
+            Err(EncryptError::InsufficientSize(e)) if e.required_size > need => {
+                need = e.required_size;
+            }
+            Err(e) => {
+                out.truncate(start);
+                return Err(rustls::Error::General(e.to_string()));
+            }
+        }
     }
 }
 

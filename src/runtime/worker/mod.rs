@@ -463,7 +463,7 @@ impl State {
                 Ok(session) => {
                     conn.tls = Some(Box::new(TlsConn {
                         session,
-                        plain: Outbox::default(),
+                        plain: None,
                         handshake_done: false,
                     }))
                 }
