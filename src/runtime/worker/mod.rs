@@ -34,6 +34,8 @@ use crate::tls::{TlsReloader, WorkerTls};
 
 /// Accepts kept in flight per worker (each with its own peer-address slot).
 const ACCEPTS: usize = 16;
+/// Connection slots reserved when a worker starts (~10 MB of address space at 152 B each).
+const CONN_TABLE_RESERVE: usize = 65_536;
 /// Longest the loop sleeps without a timer due (also the retry delay of a paused accept).
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 
@@ -259,8 +261,10 @@ impl Worker {
                 settings,
                 control,
                 listener,
-                // Reserved (not touched) up front: no pause to copy the table as connections arrive.
-                conns: Vec::with_capacity(files as usize),
+                // Reserved (address space, not memory) up front, so the table does not pause to copy
+                // itself while a connect wave grows it; capped so a strict-overcommit host is not asked
+                // to commit a million slots at start (past the cap it grows by doubling).
+                conns: Vec::with_capacity((files as usize).min(CONN_TABLE_RESERVE)),
                 accept_addrs: (0..ACCEPTS).map(|_| AcceptAddr::default()).collect(),
                 accept_armed: [false; ACCEPTS],
                 accept_paused: false,
