@@ -10,6 +10,27 @@ use rustls::{AlertDescription, HandshakeKind, PeerIncompatible, ProtocolVersion,
 
 use super::error::{TlsError, TlsFailure};
 
+/// Append every decrypted record of a `ReadTraffic` / `ReadEarlyData` state to `plaintext`, adding what
+/// each lets the caller discard; the first error stops. (Two rustls types with the same `next_record`.)
+macro_rules! read_records {
+    ($read:ident, $plaintext:ident, $discard:ident) => {{
+        let mut step = Ok(None);
+        while let Some(record) = $read.next_record() {
+            match record {
+                Ok(record) => {
+                    $plaintext.extend_from_slice(record.payload);
+                    $discard += record.discard;
+                }
+                Err(e) => {
+                    step = Err(e);
+                    break;
+                }
+            }
+        }
+        step
+    }};
+}
+
 /// The complete response to plain HTTP on the TLS port (see [`TlsFailure::PlaintextOnTlsPort`]).
 pub fn plaintext_rejection() -> &'static [u8] {
     PLAINTEXT_REJECTION
@@ -270,37 +291,11 @@ impl TlsSession {
             let step = match state {
                 Err(e) => Err(e),
                 Ok(ConnectionState::ReadTraffic(mut read)) => {
-                    let mut step = Ok(None);
-                    while let Some(record) = read.next_record() {
-                        match record {
-                            Ok(record) => {
-                                plaintext.extend_from_slice(record.payload);
-                                discard += record.discard;
-                            }
-                            Err(e) => {
-                                step = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                    step
+                    read_records!(read, plaintext, discard)
                 }
                 Ok(ConnectionState::ReadEarlyData(mut read)) => {
                     // Never offered (max_early_data_size 0); read like application data all the same.
-                    let mut step = Ok(None);
-                    while let Some(record) = read.next_record() {
-                        match record {
-                            Ok(record) => {
-                                plaintext.extend_from_slice(record.payload);
-                                discard += record.discard;
-                            }
-                            Err(e) => {
-                                step = Err(e);
-                                break;
-                            }
-                        }
-                    }
-                    step
+                    read_records!(read, plaintext, discard)
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     let start = out.len();
