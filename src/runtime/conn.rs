@@ -384,6 +384,14 @@ mod tests {
     }
 
     #[test]
+    fn tls_state_fits_mimallocs_1280_byte_class() {
+        // Box<TlsConn> is 1,168 B today; past 1,280 the allocator's next class is 1,536 B, which costs
+        // every idle wss connection ~256 B more (docs/tls.md, "Memory per idle wss connection").
+        let size = size_of::<TlsConn>();
+        assert!(size <= 1280, "TlsConn is {size} bytes");
+    }
+
+    #[test]
     fn partial_sends_resume_where_they_stopped() {
         let mut out = Outbox::default();
         out.push_owned(b"hello ".to_vec());
