@@ -193,24 +193,7 @@ impl TlsSession {
     pub fn send_close_notify(&mut self, out: &mut Vec<u8>) {
         let mut read = Vec::new();
         let _ = self.drive_to(&mut read, out, |write, out| {
-            let start = out.len();
-            let mut need = RECORD_OVERHEAD;
-            loop {
-                out.resize(start + need, 0);
-                match write.queue_close_notify(&mut out[start..]) {
-                    Ok(n) => {
-                        out.truncate(start + n);
-                        return Ok(());
-                    }
-                    Err(EncryptError::InsufficientSize(e)) if e.required_size > need => {
-                        need = e.required_size;
-                    }
-                    Err(e) => {
-                        out.truncate(start);
-                        return Err(rustls::Error::General(e.to_string()));
-                    }
-                }
-            }
+            append_sized(out, RECORD_OVERHEAD, |room| write.queue_close_notify(room))
         });
     }
 
@@ -465,16 +448,26 @@ fn seal(
     if plaintext.is_empty() {
         return Ok(());
     }
+    let need = plaintext.len() + (plaintext.len() / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD;
+    append_sized(out, need, |room| write.encrypt(plaintext, room))
+}
+
+/// Append what `write` produces to `out`, giving it `need` bytes of room first and more when rustls
+/// says that was too little (records it had queued, e.g. a key update, go out first and may not fit
+/// an estimate).
+fn append_sized(
+    out: &mut Vec<u8>,
+    mut need: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> Result<(), rustls::Error> {
     let start = out.len();
-    let mut need = plaintext.len() + (plaintext.len() / RECORD_PAYLOAD + 1) * RECORD_OVERHEAD;
     loop {
         out.resize(start + need, 0);
-        match write.encrypt(plaintext, &mut out[start..]) {
+        match write(&mut out[start..]) {
             Ok(n) => {
                 out.truncate(start + n);
                 return Ok(());
             }
-            // Records rustls had queued (a key update) go out first and may not fit the estimate.
             Err(EncryptError::InsufficientSize(e)) if e.required_size > need => {
                 need = e.required_size;
             }

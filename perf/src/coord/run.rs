@@ -286,7 +286,6 @@ impl Run<'_> {
         };
         let mut saturated = Value::Null;
         if rate > 0.0 && expected > 0 && !client_saturated {
-            let p99_ms = server_p99_ms;
             if ratio < 0.9 {
                 saturated = json!(format!(
                     "delivered {:.0}% of the expected deliveries",
@@ -294,9 +293,9 @@ impl Run<'_> {
                 ));
             } else if c["lost"].as_u64().unwrap_or(0) > 0 {
                 saturated = json!(format!("{} ticks lost", c["lost"]));
-            } else if p99_ms > self.o.saturation_p99_ms {
+            } else if server_p99_ms > self.o.saturation_p99_ms {
                 saturated = json!(format!(
-                    "p99 {p99_ms:.1} ms > {} ms",
+                    "p99 {server_p99_ms:.1} ms > {} ms",
                     self.o.saturation_p99_ms
                 ));
             }
