@@ -141,7 +141,7 @@ fn health_and_metrics() {
 #[test]
 fn listens_on_ipv6_and_ipv4_with_one_dual_stack_socket() {
     let port = free_port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"))
+    let mut child = std::process::Command::new(common::bin())
         .args([
             "--log",
             "warn",

@@ -184,7 +184,7 @@ fn unsubscribe_bad_messages_and_retire() {
     );
 
     // Retire: subscribers are told, the symbol is gone from Redis.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringcast"))
+    let out = std::process::Command::new(common::bin())
         .args([
             "retire",
             "LUCK",

@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 
 pub const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
+/// The `ringcast` binary under test: cargo's build, or `RINGCAST_TEST_BIN` (e.g. an older build, to show
+/// that a new regression test fails on it).
+pub fn bin() -> String {
+    std::env::var("RINGCAST_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringcast").to_string())
+}
+
 /// A running `ringcast serve`, stopped (SIGKILL) when dropped.
 pub struct Server {
     child: Child,
@@ -35,7 +42,7 @@ impl Server {
     pub fn start_tls(args: &[&str]) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::var("RINGCAST_TEST_LOG").unwrap_or_else(|_| "warn".into());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        let mut cmd = Command::new(bin());
         cmd.args(["--log", &log, "serve", "--listen", &addr.to_string()])
             .args(args);
         let child = cmd.stdin(Stdio::null()).spawn().expect("start ringcast");
@@ -53,7 +60,7 @@ impl Server {
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::var("RINGCAST_TEST_LOG").unwrap_or_else(|_| "warn".into());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        let mut cmd = Command::new(bin());
         cmd.args(["--log", &log, "serve", "--listen", &addr.to_string()])
             .args(args);
         for (k, v) in env {
