@@ -294,6 +294,42 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// clap's message for a bad value names the flag and the value; when the value came from the flag's
+/// environment variable (the flag is not in `argv`), this is the line that names the variable too.
+pub fn env_source_note(err: &clap::Error, argv: &[String]) -> Option<String> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        err.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    // "--workers <WORKERS>" → "--workers"
+    let flag = arg.split_whitespace().next()?;
+    let long = flag.strip_prefix("--")?;
+    let given = argv
+        .iter()
+        .any(|a| a == flag || a.starts_with(&format!("{flag}=")));
+    if given {
+        return None;
+    }
+    let cli = Cli::command();
+    let var = std::iter::once(&cli)
+        .chain(cli.get_subcommands())
+        .flat_map(|c| c.get_arguments())
+        .find(|a| a.get_long() == Some(long))?
+        .get_env()?
+        .to_string_lossy()
+        .into_owned();
+    Some(format!(
+        "  (the value of {flag} comes from the environment variable {var})"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,5 +366,23 @@ mod tests {
                 .unwrap_err()
                 .contains("RINGCAST_RECV_BUFFERS")
         );
+    }
+
+    #[test]
+    fn a_bad_value_from_the_environment_names_the_variable() {
+        let err = Cli::try_parse_from(["ringcast", "serve", "--workers", "x"]).unwrap_err();
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            env_source_note(&err, &argv(&["ringcast", "serve", "--workers", "x"])),
+            None,
+            "the flag was given: clap's message is enough"
+        );
+        let note = env_source_note(&err, &argv(&["ringcast", "serve"])).unwrap();
+        assert!(
+            note.contains("--workers") && note.contains("RINGCAST_WORKERS"),
+            "{note}"
+        );
+        let other = Cli::try_parse_from(["ringcast", "serve", "--nope"]).unwrap_err();
+        assert_eq!(env_source_note(&other, &argv(&["ringcast", "serve"])), None);
     }
 }

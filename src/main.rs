@@ -6,7 +6,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     ringcast::alloc::configure();
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|err| {
+        let argv: Vec<String> = std::env::args().collect();
+        match ringcast::config::env_source_note(&err, &argv) {
+            Some(note) => {
+                // clap's first line, then which variable the value came from, then the rest.
+                let text = err.render().to_string();
+                let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
+                eprintln!("{first}\n{note}\n{rest}");
+                std::process::exit(err.exit_code());
+            }
+            None => err.exit(),
+        }
+    });
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
         eprintln!(
             "ringcast: --log (RINGCAST_LOG): `{}` is not a log level or filter: {e}",

@@ -39,9 +39,9 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
                 cert_path: cert.clone(),
                 key_path: key.clone(),
             };
-            Some(Arc::new(
-                TlsReloader::new(&paths).map_err(|e| format!("--tls-cert/--tls-key: {e}"))?,
-            ))
+            Some(Arc::new(TlsReloader::new(&paths).map_err(|e| {
+                format!("--tls-cert/--tls-key (RINGCAST_TLS_CERT/RINGCAST_TLS_KEY): {e}")
+            })?))
         }
         _ => None,
     };
