@@ -350,3 +350,192 @@ pub fn redis_con(url: &str) -> redis::Connection {
     con.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     con
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers for the behaviour_* tests (one test per documented behaviour): other subcommands and process
+// trees, captured output, polling with a deadline.
+
+/// Stdout and stderr of a child, collected on threads as it runs.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// Take `child`'s piped stdout and stderr and collect them (interleaved by line arrival).
+    pub fn of(child: &mut Child) -> Captured {
+        let out = Captured::default();
+        let pipes: Vec<Box<dyn Read + Send>> = [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for mut pipe in pipes {
+            let sink = out.0.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            });
+        }
+        out
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// `ringcast <args>` with extra environment, stdout and stderr piped (use `Captured::of`).
+pub fn ringcast_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+impl Server {
+    /// A server started by the test itself (e.g. without `--listen`, or `--processes N`), reachable at
+    /// `addr`, killed when dropped; returns once `/healthz` answers 200.
+    pub fn adopt(child: Child, addr: SocketAddr) -> Server {
+        let server = Server { child, addr };
+        poll_until(Duration::from_secs(10), "/healthz answers 200", || {
+            matches!(server.try_get("/healthz"), Ok((200, _)))
+        });
+        server
+    }
+
+    /// `GET path` that may fail (e.g. while the server is stopping).
+    pub fn try_status(&self, path: &str) -> Option<u16> {
+        self.try_get(path).ok().map(|(status, _)| status)
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+/// Poll `ready` every 20 ms; panics naming `what` if it is not true within `within`.
+pub fn poll_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The PIDs of `pid`'s children.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// `pid` and all its descendants.
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(children_of(all[i]));
+        i += 1;
+    }
+    all
+}
+
+/// Whether `pid` is a running process (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Send `sig` to `pid`.
+pub fn kill_pid(pid: u32, sig: i32) {
+    ringcast::runtime::signals::kill(pid, sig);
+}
+
+/// SIGKILLs every descendant of a process (found when dropped), for processes a test starts indirectly
+/// (a supervisor's children, the demo's redis-server/server/feed). Declare it after the parent's handle
+/// so it drops first, while the parent still holds them.
+pub struct ReapDescendants(pub u32);
+
+impl Drop for ReapDescendants {
+    fn drop(&mut self) {
+        for pid in process_tree(self.0).into_iter().skip(1) {
+            kill_pid(pid, 9);
+        }
+    }
+}
+
+/// HSET the tick as the latest of its symbol and PUBLISH it, atomically (what `ringcast publish` does).
+pub fn publish_tick(con: &mut redis::Connection, prefix: &str, tick: &str) {
+    let v: serde_json::Value = serde_json::from_str(tick).unwrap();
+    let symbol = v["symbol"].as_str().unwrap();
+    let () = redis::pipe()
+        .atomic()
+        .hset(format!("{prefix}ticks"), symbol, tick)
+        .ignore()
+        .publish(format!("{prefix}ticks"), tick)
+        .ignore()
+        .query(con)
+        .unwrap();
+}
+
+/// Send one text message on a raw WebSocket connection.
+pub fn send_text<S: Write>(s: &mut S, text: &str) {
+    s.write_all(&frame(true, 0x1, text.as_bytes())).unwrap();
+}
+
+/// The next text message as JSON, skipping pings.
+pub fn read_json<S: Read>(s: &mut S) -> serde_json::Value {
+    loop {
+        let (_, opcode, payload) = read_frame(s).expect("a message in time");
+        match opcode {
+            0x1 => return serde_json::from_slice(&payload).unwrap(),
+            0x9 | 0xA => {}
+            other => panic!("expected a text message, got opcode {other:#x}: {payload:?}"),
+        }
+    }
+}
+
+impl Server {
+    /// A child that serves no port (e.g. `ringcast feed`), handled like a server: signals, exit, killed
+    /// when dropped.
+    pub fn process(child: Child) -> Server {
+        Server {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The server's life as docs/config.md, docs/runtime.md and docs/tls.md state it: `--processes N` runs N
+//! processes on one port (each with its own Redis subscriber), restarts a killed one and stops them all on
+//! SIGTERM; the SIGTERM drain refuses upgrades (503 + Retry-After), turns /healthz to 503, spreads its 1012
+//! closes over `--drain-window` and exits when the clients are gone, or at the window plus the close timeout;
+//! a certificate replaced on disk is picked up without a signal.
+
+mod common;
+#[allow(dead_code)]
+#[path = "tls_adapter/support.rs"]
+mod support;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
+use support::{DevCert, client_config};
+use tungstenite::Message;
+
+fn numsub(con: &mut redis::Connection, channel: &str) -> i64 {
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query(con)
+        .unwrap();
+    n
+}
+
+/// A subscribed client of `server`; None if the connection is gone.
+fn subscribe(s: &mut TcpStream, symbol: &str) -> Option<()> {
+    s.write_all(&frame(true, 0x1, symbol.as_bytes())).ok()?;
+    let (_, opcode, payload) = read_frame(s)?;
+    let v: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+    (opcode == 0x1 && v["type"] == "subscribed").then_some(())
+}
+
+#[test]
+fn processes_share_the_port_a_killed_one_is_restarted_and_sigterm_stops_all() {
+    let redis = start_redis();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = addr.to_string();
+    let child = ringcast_command(
+        &[
+            "--log",
+            "warn",
+            "serve",
+            "--listen",
+            &listen,
+            "--processes",
+            "2",
+            "--workers",
+            "1",
+            "--redis",
+            &redis.url(),
+            "--prefix",
+            "pp:",
+            "--drain-window",
+            "1s",
+            "--close-timeout",
+            "1s",
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    let mut server = Server::adopt(child, addr);
+    let _reap = ReapDescendants(server.pid());
+    let supervisor = server.pid();
+    poll_until(Duration::from_secs(10), "2 server processes", || {
+        children_of(supervisor).len() == 2
+    });
+    let first = children_of(supervisor);
+    let mut con = redis_con(&redis.url());
+    poll_until(
+        Duration::from_secs(10),
+        "one Redis subscriber per process",
+        || numsub(&mut con, "pp:ticks") == 2,
+    );
+
+    // Connections spread over both processes: killing one closes some of them, the others keep working.
+    let mut clients: Vec<TcpStream> = (0..16).map(|_| server.ws()).collect();
+    for c in &mut clients {
+        subscribe(c, "P1").expect("subscribed");
+    }
+    let tick = r#"{"symbol":"P1","n":1}"#;
+    publish_tick(&mut con, "pp:", tick);
+    for c in &mut clients {
+        assert_eq!(read_text(c), tick, "every process delivers ticks");
+    }
+    // (The supervisor treats a child dying within 2 s of its start as a start-up failure.)
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed()));
+    let victim = first[0];
+    kill_pid(victim, libc::SIGKILL);
+    poll_until(Duration::from_secs(5), "the killed process is gone", || {
+        !alive(victim)
+    });
+    let alive_clients = clients
+        .iter_mut()
+        .filter_map(|c| subscribe(c, "P2"))
+        .count();
+    assert!(
+        (1..16).contains(&alive_clients),
+        "connections were spread: {alive_clients} of 16 survived one process's death"
+    );
+
+    poll_until(
+        Duration::from_secs(10),
+        "the killed process is replaced",
+        || {
+            let now = children_of(supervisor);
+            now.len() == 2 && !now.contains(&victim) && now.iter().all(|&p| alive(p))
+        },
+    );
+    poll_until(
+        Duration::from_secs(10),
+        "the new process subscribes to Redis",
+        || numsub(&mut con, "pp:ticks") == 2,
+    );
+    let mut fresh: Vec<TcpStream> = (0..8).map(|_| server.ws()).collect();
+    for c in &mut fresh {
+        subscribe(c, "P3").expect("subscribed");
+    }
+    let tick = r#"{"symbol":"P3","n":2}"#;
+    publish_tick(&mut con, "pp:", tick);
+    for c in &mut fresh {
+        assert_eq!(read_text(c), tick);
+    }
+
+    drop(clients);
+    drop(fresh);
+    let children = children_of(supervisor);
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "the supervisor stops"
+    );
+    for pid in children {
+        assert!(
+            !alive(pid),
+            "server process {pid} stopped with the supervisor"
+        );
+    }
+}
+
+#[test]
+fn sigterm_refuses_upgrades_spreads_1012_over_the_window_and_exits() {
+    const WINDOW: Duration = Duration::from_secs(2);
+    let mut server = Server::start(&[
+        "--workers",
+        "1",
+        "--echo",
+        "--drain-window",
+        "2s",
+        "--close-timeout",
+        "2s",
+    ]);
+    let clients: Vec<TcpStream> = (0..20).map(|_| server.ws()).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    for mut c in clients {
+        let tx = tx.clone();
+        c.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        std::thread::spawn(move || {
+            let code = read_close_code(&mut c);
+            let at = Instant::now();
+            let _ = c.write_all(&frame(true, 0x8, &1000u16.to_be_bytes()));
+            let _ = tx.send((code, at));
+        });
+    }
+    drop(tx);
+    let sigterm = Instant::now();
+    server.signal("TERM");
+    poll_until(
+        Duration::from_secs(2),
+        "/healthz answers 503 while draining",
+        || server.try_status("/healthz") == Some(503),
+    );
+    let mut s = server.connect();
+    s.write_all(upgrade_request("/").as_bytes()).unwrap();
+    let refused = String::from_utf8_lossy(&read_to_close(&mut s)).into_owned();
+    assert_eq!(status_of(refused.as_bytes()), 503, "{refused}");
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after:"),
+        "{refused}"
+    );
+
+    let closes: Vec<(Option<u16>, Instant)> = rx.iter().collect();
+    assert_eq!(closes.len(), 20);
+    assert!(
+        closes.iter().all(|(code, _)| *code == Some(1012)),
+        "{closes:?}"
+    );
+    let offsets: Vec<Duration> = closes
+        .iter()
+        .map(|(_, at)| at.duration_since(sigterm))
+        .collect();
+    let (first, last) = (offsets.iter().min().unwrap(), offsets.iter().max().unwrap());
+    assert!(
+        *last - *first >= WINDOW / 2,
+        "closes spread over the window, not all at once: {first:?}..{last:?}"
+    );
+    assert!(
+        *last <= WINDOW + Duration::from_secs(1),
+        "all closed within the window: last at {last:?}"
+    );
+    // Every client answered: the process exits without waiting for the close timeout.
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(3)),
+        Some(0),
+        "exits once drained"
+    );
+    assert!(
+        sigterm.elapsed() < WINDOW + Duration::from_secs(2),
+        "{:?}",
+        sigterm.elapsed()
+    );
+}
+
+#[test]
+fn a_client_that_never_answers_the_close_does_not_hold_the_drain() {
+    let (window, close_timeout) = (Duration::from_secs(1), Duration::from_secs(2));
+    let mut server = Server::start(&[
+        "--workers",
+        "1",
+        "--echo",
+        "--drain-window",
+        "1s",
+        "--close-timeout",
+        "2s",
+    ]);
+    let mut mute = server.ws();
+    let sigterm = Instant::now();
+    server.signal("TERM");
+    assert_eq!(read_close_code(&mut mute), Some(1012));
+    // It never sends its Close: the process waits for it up to the close timeout, then exits anyway.
+    assert_eq!(
+        server.wait_exit(window + close_timeout + Duration::from_secs(2)),
+        Some(0),
+        "exits at the window plus the close timeout"
+    );
+    let took = sigterm.elapsed();
+    assert!(
+        took >= close_timeout * 3 / 4,
+        "waited for the client's Close: exited after {took:?}"
+    );
+    assert!(
+        closed_within(&mut mute, Duration::from_secs(1)),
+        "its connection is closed"
+    );
+}
+
+#[test]
+fn a_certificate_replaced_on_disk_is_served_to_new_handshakes() {
+    let first = DevCert::ecdsa();
+    let second = DevCert::rsa();
+    let live = support::TempDir::new("file-reload");
+    let (cert, key) = (live.0.join("cert.pem"), live.0.join("key.pem"));
+    std::fs::copy(first.cert(), &cert).unwrap();
+    std::fs::copy(first.key(), &key).unwrap();
+    let (cert_s, key_s) = (
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    );
+    let server = Server::start_tls(&[
+        "--workers",
+        "1",
+        "--echo",
+        "--tls-cert",
+        &cert_s,
+        "--tls-key",
+        &key_s,
+    ]);
+    let url = format!("wss://localhost:{}/", server.addr.port());
+    // A fresh client config per connection (no resumption): each handshake shows the served certificate.
+    let connect = || {
+        let tcp = server.connect();
+        let cfg = client_config(&[&first, &second], &[&rustls::version::TLS13]);
+        let conn = ClientConnection::new(cfg, ServerName::try_from("localhost").unwrap()).unwrap();
+        tungstenite::client(url.as_str(), StreamOwned::new(conn, tcp))
+            .unwrap()
+            .0
+    };
+    let mut old = connect();
+    assert_eq!(
+        old.get_ref().conn.peer_certificates().unwrap()[0],
+        first.leaf()
+    );
+
+    // Replace both files the way a deploy does (write aside, rename into place); no SIGHUP.
+    for (from, to) in [(second.key(), &key), (second.cert(), &cert)] {
+        let tmp = to.with_extension("new");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    }
+    poll_until(
+        Duration::from_secs(15),
+        "new handshakes get the new certificate",
+        || {
+            let ws = connect();
+            let renewed = ws.get_ref().conn.peer_certificates().unwrap()[0] == second.leaf();
+            if !renewed {
+                std::thread::sleep(Duration::from_millis(200)); // a handshake every ~200 ms, not every 20
+            }
+            renewed
+        },
+    );
+    old.send(Message::text("still here")).unwrap();
+    assert_eq!(
+        old.read().unwrap(),
+        Message::text("still here"),
+        "open connections stay open"
+    );
+    assert_eq!(
+        old.get_ref().conn.peer_certificates().unwrap()[0],
+        first.leaf()
+    );
+}

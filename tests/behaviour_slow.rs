@@ -1,0 +1,221 @@
+//! Slow consumers and coalescing, as docs/config.md states them: `--slow-policy drop` drops the ticks of a
+//! client over `--max-backlog` (counted in /metrics) and keeps it connected; `--slow-policy close` closes it
+//! with 1013 at once (long before `--slow-grace`); `--coalesce-delay` delivers every tick, in order, each at
+//! most the delay late. Real redis-server, real `ringcast serve`, raw sockets.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A subscribed client with a tiny receive buffer that does not read, so it falls behind at once.
+fn stuck_client(server: &Server, symbols: &str) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&server.addr.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(upgrade_request("/").as_bytes()).unwrap();
+    assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
+    send_text(&mut s, symbols);
+    assert_eq!(read_json(&mut s)["type"], "subscribed");
+    s
+}
+
+fn slow_server(
+    redis: &ringcast::cli::redis_server::RedisServer,
+    prefix: &str,
+    policy: &str,
+) -> Server {
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--redis",
+        &redis.url(),
+        "--prefix",
+        prefix,
+        "--max-backlog",
+        "8192",
+        "--send-buffer",
+        "4096",
+        "--slow-policy",
+        policy,
+        // Far beyond the test: what happens here is the policy's doing, not the grace period's.
+        "--slow-grace",
+        "60s",
+        "--close-timeout",
+        "5s",
+    ]);
+    server.wait_feed_up();
+    server
+}
+
+/// Publish batches of 1 KB ticks (`seq` numbered, 4 symbols) until `metric` counts at least one, then 3
+/// more batches; returns the ticks published, in order.
+fn flood_until(
+    server: &Server,
+    con: &mut redis::Connection,
+    prefix: &str,
+    metric: &str,
+) -> Vec<String> {
+    let pad = "p".repeat(1000);
+    let mut published = Vec::new();
+    let mut after = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while after != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "{metric} still 0 after {} ticks",
+            published.len()
+        );
+        let mut pipe = redis::pipe();
+        for sym in 0..4 {
+            let tick = format!(
+                r#"{{"symbol":"S{sym}","seq":{},"pad":"{pad}"}}"#,
+                published.len()
+            );
+            pipe.cmd("PUBLISH")
+                .arg(format!("{prefix}ticks"))
+                .arg(&tick)
+                .ignore();
+            published.push(tick);
+        }
+        let () = pipe.query(con).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        after = match after {
+            None if server.metric(metric) >= 1.0 => Some(3),
+            None => None,
+            Some(n) => Some(n - 1),
+        };
+    }
+    published
+}
+
+#[test]
+fn slow_policy_drop_drops_ticks_and_keeps_the_connection() {
+    let redis = start_redis();
+    let server = slow_server(&redis, "d:", "drop");
+    let mut stuck = stuck_client(&server, "S0,S1,S2,S3");
+    let mut con = redis_con(&redis.url());
+    let published = flood_until(&server, &mut con, "d:", "ringcast_dropped_frames_total");
+    assert_eq!(
+        server.metric("ringcast_conflated_frames_total"),
+        0.0,
+        "drop, not conflate"
+    );
+    assert_eq!(
+        server.metric("ringcast_slow_consumers_total"),
+        0.0,
+        "not closed"
+    );
+
+    // It reads what waited: ticks in publish order, with the dropped ones missing, and no Close.
+    stuck
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some((_, opcode, payload)) = read_frame(&mut stuck) {
+        assert_eq!(opcode, 0x1, "only ticks: the connection is not closed");
+        got.push(String::from_utf8(payload).unwrap());
+    }
+    let mut rest = published.iter();
+    for tick in &got {
+        assert!(
+            rest.any(|p| p == tick),
+            "ticks arrive in publish order, unchanged"
+        );
+    }
+    assert!(
+        !got.is_empty() && got.len() < published.len(),
+        "dropped: got {} of {}",
+        got.len(),
+        published.len()
+    );
+    let dropped = server.metric("ringcast_dropped_frames_total");
+    assert_eq!(
+        dropped as usize,
+        published.len() - got.len(),
+        "every missing tick is counted"
+    );
+
+    // Caught up, it gets live ticks again.
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let last = r#"{"symbol":"S2","seq":"last"}"#;
+    publish_tick(&mut con, "d:", last);
+    assert_eq!(read_text(&mut stuck), last);
+}
+
+#[test]
+fn slow_policy_close_closes_with_1013_at_once() {
+    let redis = start_redis();
+    let server = slow_server(&redis, "c:", "close");
+    let mut stuck = stuck_client(&server, "S0,S1,S2,S3");
+    let mut con = redis_con(&redis.url());
+    let started = Instant::now();
+    flood_until(&server, &mut con, "c:", "ringcast_slow_consumers_total");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "closed by the policy, not by the 60 s grace period"
+    );
+    assert_eq!(server.metric("ringcast_dropped_frames_total"), 0.0);
+    assert_eq!(server.metric("ringcast_conflated_frames_total"), 0.0);
+    // Reading now, it finds the Close behind the ticks that were already queued.
+    assert_eq!(read_close_code(&mut stuck), Some(1013), "try again later");
+}
+
+#[test]
+fn coalesce_delay_delivers_every_tick_in_order_within_the_delay() {
+    const DELAY_MS: u64 = 300;
+    // What a loaded 2-core test box may add to a publish → receive trip, beyond the delay.
+    const MARGIN_MS: u64 = 700;
+    let redis = start_redis();
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--redis",
+        &redis.url(),
+        "--prefix",
+        "k:",
+        "--coalesce-delay",
+        &format!("{DELAY_MS}ms"),
+    ]);
+    server.wait_feed_up();
+    let mut client = server.ws();
+    send_text(&mut client, "K0,K1,K2");
+    assert_eq!(read_json(&mut client)["type"], "subscribed");
+
+    // Three bursts of 10 ticks, 50 ms apart within a burst, a pause between bursts.
+    let total = 30;
+    let reader = std::thread::spawn(move || {
+        (0..total)
+            .map(|_| (read_text(&mut client), Instant::now()))
+            .collect::<Vec<_>>()
+    });
+    let mut con = redis_con(&redis.url());
+    let mut sent = Vec::new();
+    for i in 0..total {
+        let tick = format!(r#"{{"symbol":"K{}","seq":{i}}}"#, i % 3);
+        sent.push((tick.clone(), Instant::now()));
+        publish_tick(&mut con, "k:", &tick);
+        std::thread::sleep(Duration::from_millis(if i % 10 == 9 { 400 } else { 50 }));
+    }
+    let got = reader.join().expect("every tick arrives");
+    let texts: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+    let expected: Vec<&str> = sent.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(texts, expected, "all ticks, in order");
+    let worst = sent
+        .iter()
+        .zip(&got)
+        .map(|((_, at), (_, seen))| seen.duration_since(*at))
+        .max()
+        .unwrap();
+    assert!(
+        worst <= Duration::from_millis(DELAY_MS + MARGIN_MS),
+        "a tick waited {worst:?} (delay {DELAY_MS} ms)"
+    );
+}
