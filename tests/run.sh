@@ -152,6 +152,11 @@ else
     step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 fi
 step "cargo test --release" cargo test --release
+if command -v node >/dev/null; then   # the browser client (client/): unit tests and a real-server test
+    step "node --test client/test/" node --experimental-websocket --test client/test/
+else
+    skip "node --test client/test/" "node not installed"
+fi
 
 # ---- system tests
 
