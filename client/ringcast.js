@@ -15,6 +15,7 @@ export const DEFAULTS = Object.freeze({
   overloadMinMs: 5_000, // 1013: at least this, plus a window four doublings further on
   probeAfterMs: 20_000, // no server traffic this long: send a probe
   deadAfterMs: 10_000, // no answer to the probe within this: the socket is dead
+  connectTimeoutMs: 10_000, // a socket not open within this is dropped (a connect can hang, e.g. in a backlog)
 });
 
 /**
@@ -236,6 +237,7 @@ export function connect(url, options = {}) {
       return schedule(1006);
     }
     ws = sock;
+    livenessTimer = setTimeout(() => drop(1006, "connect timed out"), opts.connectTimeoutMs);
     sock.onopen = () => {
       if (sock !== ws) return;
       for (const m of subscribeMessages([...wanted])) sock.send(m);

@@ -142,3 +142,22 @@ test("1013 waits at least overloadMinMs", async () => {
   assert.ok(detail.delayMs >= FAST.overloadMinMs);
   feed.close();
 });
+
+test("a connect that never opens is dropped after connectTimeoutMs and retried", async () => {
+  const { FakeWS, made } = fakeSockets();
+  const statuses = [];
+  const feed = connect("ws://x/", {
+    ...FAST,
+    connectTimeoutMs: 30,
+    WebSocket: class extends FakeWS {
+      constructor(url) {
+        super(url);
+        if (made.length === 1) this.readyState = 2; // the first one hangs: never opens
+      }
+    },
+    onStatus: (s, d) => statuses.push([s, d]),
+  });
+  await until("second socket open", () => made[1]?.readyState === 1, 1000);
+  assert.equal(statuses.find(([s]) => s === "reconnecting")[1].reason, "connect timed out");
+  feed.close();
+});
