@@ -152,7 +152,14 @@ else
     step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 fi
 step "cargo test --release" cargo test --release
-if command -v node >/dev/null; then   # the browser client (client/): unit tests and a real-server test
+install_chromium() {   # for client/test/chromium.test.mjs (skipped without it)
+    command -v chromium >/dev/null 2>&1 || [[ "$(id -u)" -ne 0 ]] ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >"$LOGDIR/apt-chromium.log" 2>&1 ||
+        { tail -n 20 "$LOGDIR/apt-chromium.log"; return 1; }
+    echo "chromium: $(chromium --version 2>/dev/null || echo 'missing (not root): the page test is skipped')"
+}
+if command -v node >/dev/null; then   # the browser client (client/): unit tests, real server, real Chromium
+    step "install chromium" install_chromium
     step "node --test client/test/" node --experimental-websocket --test client/test/
 else
     skip "node --test client/test/" "node not installed"

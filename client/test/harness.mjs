@@ -20,8 +20,11 @@ export function freePort() {
   });
 }
 
-export function start(cmd, args, stdio = ["ignore", "ignore", "inherit"]) {
-  const child = spawn(cmd, args, { stdio });
+/** Spawns a child killed by stop()/stopAll(); `group`: in its own process group, killed as a group (for
+ * programs with children of their own, like Chromium). */
+export function start(cmd, args, stdio = ["ignore", "ignore", "inherit"], { group = false } = {}) {
+  const child = spawn(cmd, args, { stdio, detached: group });
+  child.group = group;
   children.add(child);
   child.on("exit", () => children.delete(child));
   return child;
@@ -31,7 +34,8 @@ export function stop(child) {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
     child.once("exit", resolve);
-    child.kill("SIGKILL");
+    if (child.group) process.kill(-child.pid, "SIGKILL");
+    else child.kill("SIGKILL");
   });
 }
 
@@ -45,7 +49,7 @@ export async function until(what, ready, ms = 10_000) {
   for (;;) {
     if (await ready()) return;
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "function" ? what() : what}`);
+      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "function" ? await what() : what}`);
     }
     await new Promise((r) => setTimeout(r, 20));
   }
