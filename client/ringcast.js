@@ -117,6 +117,20 @@ export function withToken(url, token) {
   return `${url}${sep}token=${encodeURIComponent(token)}`;
 }
 
+/**
+ * Whether a JWT's `exp` (read without verifying: only the server can) is within `marginS` of `nowS`.
+ * A token that cannot be read counts as not expired (the server decides).
+ */
+export function tokenExpired(token, nowS = Date.now() / 1000, marginS = 5) {
+  try {
+    const part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const { exp } = JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+    return typeof exp === "number" && exp <= nowS + marginS;
+  } catch {
+    return false;
+  }
+}
+
 /** Each frame, hands the UI the latest tick of each symbol that changed (at most one call per symbol). */
 export function makeConflator(deliver, schedule) {
   const pending = new Map();
@@ -225,7 +239,9 @@ export function connect(url, options = {}) {
     retryTimer = null;
     if (stopped || ws || opening) return;
     opening = true;
-    if (!token && options.getToken) await refreshToken();
+    // A refused upgrade reaches JS as a bare 1006, so an expired token (a laptop that slept) would be
+    // retried forever: fetch a new one first.
+    if (options.getToken && (!token || tokenExpired(token))) await refreshToken();
     opening = false;
     if (stopped || ws) return;
     status("connecting", { attempt });
@@ -280,7 +296,7 @@ export function connect(url, options = {}) {
   const schedule = async (code, reason = "") => {
     const policy = closePolicy(code);
     if (policy.action === "token" && !(await refreshToken())) {
-      return stopFor(code, "token expired and no new token");
+      return stopped || stopFor(code, "token expired and no new token");
     }
     const plan = planReconnect(code, attempt, opts, random);
     if (!plan) return stopFor(code, reason || policy.why);

@@ -161,3 +161,24 @@ test("a connect that never opens is dropped after connectTimeoutMs and retried",
   assert.equal(statuses.find(([s]) => s === "reconnecting")[1].reason, "connect timed out");
   feed.close();
 });
+
+test("an expired token is replaced before a reconnect (a refused upgrade is only a bare 1006)", async () => {
+  const { FakeWS, made } = fakeSockets();
+  const jwt = (exp) => `e30.${Buffer.from(JSON.stringify({ sub: "a", exp })).toString("base64url")}.sig`;
+  const tokens = [jwt(Date.now() / 1000 + 3600), jwt(Date.now() / 1000 + 7200)];
+  const expired = jwt(Date.now() / 1000 - 10);
+  let calls = 0;
+  const feed = connect("ws://x/", {
+    ...FAST,
+    WebSocket: FakeWS,
+    token: expired,
+    getToken: async () => tokens[calls++],
+  });
+  await until("open", () => made[0]?.readyState === 1);
+  assert.equal(made[0].url, `ws://x/?token=${tokens[0]}`, "the expired token was never sent");
+  made[0].serverCloses(1006);
+  await until("reconnected", () => made[1]?.readyState === 1);
+  assert.equal(calls, 1, "a token still valid is kept");
+  assert.equal(made[1].url, `ws://x/?token=${tokens[0]}`);
+  feed.close();
+});

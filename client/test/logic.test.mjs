@@ -13,6 +13,7 @@ import {
   subscribeMessages,
   withToken,
   makeConflator,
+  tokenExpired,
 } from "../ringcast.js";
 
 // A deterministic uniform source (xorshift) so spreads are checked without flakiness.
@@ -126,4 +127,14 @@ test("conflation: one delivery per symbol per frame, the latest value", () => {
   ]);
   c.push({ symbol: "EFERT", price: "100" });
   assert.equal(frames.length, 1, "a new frame after a flush");
+});
+
+test("token expiry is read from the JWT payload (unverified); unreadable tokens are left to the server", () => {
+  const jwt = (claims) => `e30.${Buffer.from(JSON.stringify(claims)).toString("base64url")}.sig`;
+  assert.equal(tokenExpired(jwt({ sub: "a", exp: 1000 }), 2000), true);
+  assert.equal(tokenExpired(jwt({ sub: "a", exp: 1003 }), 1000), true, "within the 5 s margin");
+  assert.equal(tokenExpired(jwt({ sub: "a", exp: 9999 }), 1000), false);
+  assert.equal(tokenExpired(jwt({ sub: "aÿ?>", exp: 9999 }), 1000), false, "base64url - and _");
+  assert.equal(tokenExpired(jwt({ sub: "a" }), 1000), false, "no exp");
+  assert.equal(tokenExpired("opaque-token", 1000), false);
 });
