@@ -190,7 +190,7 @@ export function connect(url, options = {}) {
   let retryTimer = null;
   let healthyTimer = null;
   let livenessTimer = null;
-  let probing = false;
+  let probes = 0; // probes sent on this socket whose answer has not come yet
   let opening = false; // between open() starting and its socket existing (getToken may be awaited)
   let lastStatus = null;
 
@@ -216,9 +216,8 @@ export function connect(url, options = {}) {
   // socket and reconnects.
   const armLiveness = () => {
     clearTimeout(livenessTimer);
-    probing = false;
     livenessTimer = setTimeout(() => {
-      probing = true;
+      probes += 1;
       send(JSON.stringify({ op: "ping" }));
       livenessTimer = setTimeout(() => drop(1006, "no traffic: socket presumed dead"), opts.deadAfterMs);
     }, opts.probeAfterMs);
@@ -253,6 +252,7 @@ export function connect(url, options = {}) {
       return schedule(1006);
     }
     ws = sock;
+    probes = 0;
     livenessTimer = setTimeout(() => drop(1006, "connect timed out"), opts.connectTimeoutMs);
     sock.onopen = () => {
       if (sock !== ws) return;
@@ -345,9 +345,13 @@ export function connect(url, options = {}) {
         }
         return;
       case "pong":
+        probes = Math.max(0, probes - 1);
         return;
       case "error":
-        if (probing && msg.error === "bad_request") return; // the answer to our liveness probe
+        if (probes > 0 && msg.error === "bad_request") {
+          probes -= 1; // the answer to a liveness probe (an op this server does not know)
+          return;
+        }
         return onError({ kind: "server", code: msg.error, message: msg.message });
       default:
         return;

@@ -171,3 +171,37 @@ test("SIGTERM drain: 1012 makes the client reconnect promptly to the next server
     await stopAll();
   }
 });
+
+test("liveness: the server answers the client's probe, so a quiet socket is kept", {
+  skip: typeof WebSocket === "undefined" ? "no global WebSocket (run node with --experimental-websocket)" : false,
+  timeout: 60_000,
+}, async () => {
+  const { url: redisUrl } = await startRedis();
+  const port = await freePort();
+  await startServer(port, redisUrl);
+  const sent = [];
+  const statuses = [];
+  const errors = [];
+  const feed = connect(`ws://127.0.0.1:${port}/`, {
+    symbols: ["QUIET"],
+    probeAfterMs: 150,
+    deadAfterMs: 1_000,
+    WebSocket: class extends WebSocket {
+      send(text) {
+        sent.push(text);
+        super.send(text);
+      }
+    },
+    onStatus: (s) => statuses.push(s),
+    onError: (e) => errors.push(e),
+  });
+  try {
+    await until("four probes, each after an answer to the last", () =>
+      sent.filter((m) => m === '{"op":"ping"}').length >= 4);
+    assert.deepEqual(statuses, ["connecting", "live"], "never dropped as dead");
+    assert.deepEqual(errors, [], "the probe's answers are not reported as errors");
+  } finally {
+    feed.close();
+    await stopAll();
+  }
+});
