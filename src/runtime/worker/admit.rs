@@ -34,17 +34,26 @@ impl State {
         rest: &mut [u8],
     ) {
         let now = self.now_ms();
-        if let Some(rate) = self.accept_rate.as_mut()
-            && !rate.try_accept(now)
-        {
-            let retry = rate.retry_after_s(now);
-            return self.refuse(ring, slot, retry, "handshake rate limit; retry later");
+        if self.upgraded >= self.ws_cap {
+            return self.refuse(
+                ring,
+                slot,
+                admission::CAPACITY_RETRY_AFTER_S,
+                "server at its connection limit; retry later",
+            );
+        }
+        let settings = &self.settings;
+        if let Some(rate) = &settings.accept_rate {
+            let since = settings.admission_epoch.elapsed().as_millis() as u64;
+            if let Err(retry) = rate.try_accept(since) {
+                return self.refuse(ring, slot, retry, "handshake rate limit; retry later");
+            }
         }
         let max_per_ip = self.settings.max_conns_per_ip;
         if max_per_ip > 0
             && let Some(ip) = self.conns[slot as usize].peer
         {
-            if !self.per_ip.try_admit(ip, max_per_ip) {
+            if !self.settings.per_ip.try_admit(ip, max_per_ip) {
                 return self.refuse(
                     ring,
                     slot,
@@ -57,6 +66,8 @@ impl State {
         handshake::write_101(&upgrade, protocol.as_deref(), &mut self.scratch);
         let limit = self.settings.message_limit;
         let conn = &mut self.conns[slot as usize];
+        conn.upgraded = true;
+        self.upgraded += 1;
         conn.phase = Phase::Open {
             session: Session::new(),
             tail: None,
@@ -88,7 +99,7 @@ impl State {
         let now_s = epoch_s();
         let (warn_at, close_at) = auth::expiry_plan(&identity, cfg, now_s);
         let now = self.now_ms();
-        let to_ms = |at_s: u64| now + at_s.saturating_sub(now_s) * 1000;
+        let to_ms = |at_s: u64| auth::deadline_ms(at_s, now_s, now);
         let (warn_at_ms, close_at_ms) = (to_ms(warn_at), to_ms(close_at));
         let conn = &mut self.conns[slot as usize];
         let generation = conn.generation;
@@ -172,13 +183,17 @@ impl State {
         }
     }
 
-    /// Forget a closing connection's identity and address count.
+    /// Forget a closing connection's identity, address count and place among the WebSocket connections.
     pub(super) fn release_identity(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
+        if conn.upgraded {
+            conn.upgraded = false;
+            self.upgraded -= 1;
+        }
         if conn.ip_admitted {
             conn.ip_admitted = false;
             if let Some(ip) = conn.peer {
-                self.per_ip.release(ip);
+                self.settings.per_ip.release(ip);
             }
         }
         if let Some(auth) = conn.auth.take()

@@ -1,5 +1,6 @@
 //! One worker per core: its own ring, listener, accept loop and connections. A connection lives and dies
-//! on the worker that accepted it; nothing on the connection path is shared or locked.
+//! on the worker that accepted it; nothing on the delivery path is shared or locked (the per-process
+//! admission limits take one short lock when an upgrade is admitted and when it closes).
 //!
 //! Each loop iteration: submit and wait → handle completions (accepts, received bytes, finished sends)
 //! → hand receive buffers back → fire due timers → flush every connection with queued bytes (one send
@@ -18,7 +19,7 @@ mod input;
 mod output;
 mod upkeep;
 
-use crate::admission::{AcceptRate, MessageLimit, PerIpLimiter};
+use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
 use crate::config::{ServeConfig, SlowPolicy};
 use crate::fanout::FeedReceiver;
 use crate::fanout::command::{ClientCommand, CommandError};
@@ -26,7 +27,7 @@ use crate::fanout::symbols::SymbolMap;
 use crate::http::Gate;
 use crate::http::metrics::Metrics;
 use crate::protocol::Limits;
-use crate::protocol::handshake::HeadLimits;
+use crate::protocol::handshake::{HeadLimits, HeadScanner};
 use crate::runtime::conn::{Conn, Outbox, Phase, TlsConn};
 use crate::runtime::stats::WorkerStats;
 use crate::runtime::uring::{self, AcceptAddr, BufRing, Ring};
@@ -34,6 +35,10 @@ use crate::tls::{TlsReloader, WorkerTls};
 
 /// Accepts kept in flight per worker (each with its own peer-address slot).
 const ACCEPTS: usize = 16;
+/// Direct-descriptor slots beyond `--max-conns-per-worker`, for requests that do not become WebSocket
+/// connections: with the WebSocket connections at their cap, `/healthz`, `/metrics` and the 503 that
+/// refuses an upgrade still get a slot (an accept with no free slot would reset the connection).
+const HTTP_RESERVE: u32 = 64;
 /// Connection slots reserved when a worker starts (~10 MB of address space at 152 B each).
 const CONN_TABLE_RESERVE: usize = 65_536;
 /// Longest the loop sleeps without a timer due (also the retry delay of a paused accept).
@@ -102,7 +107,12 @@ pub struct WorkerSettings {
     /// Origin, token and metrics-access checks of the upgrade.
     pub gate: Gate,
     pub max_conns_per_ip: u32,
-    pub handshake_rate: u32,
+    /// Open connections per client address, over every worker of the process.
+    pub per_ip: SharedPerIp,
+    /// Upgrades per second over every worker of the process (`--handshake-rate`), when limited.
+    pub accept_rate: Option<SharedAcceptRate>,
+    /// The time origin of `accept_rate` (one for all workers).
+    pub admission_epoch: Instant,
     pub message_limit: Option<MessageLimit>,
     /// Per-socket coalescing delay, µs (0: flush every loop iteration).
     pub coalesce_us: u64,
@@ -128,7 +138,10 @@ impl WorkerSettings {
             metrics,
             gate: cfg.gate(),
             max_conns_per_ip: cfg.max_conns_per_ip,
-            handshake_rate: cfg.handshake_rate,
+            per_ip: SharedPerIp::default(),
+            accept_rate: (cfg.handshake_rate > 0)
+                .then(|| SharedAcceptRate::new(cfg.handshake_rate, 0)),
+            admission_epoch: Instant::now(),
             coalesce_us: cfg.coalesce_delay.as_micros() as u64,
             message_limit: (cfg.max_msgs_per_s > 0 && !cfg.echo)
                 .then(|| MessageLimit::per_second(cfg.max_msgs_per_s)),
@@ -225,9 +238,12 @@ struct State {
     next_upkeep_ms: u64,
     /// Set once a drain (SIGTERM) has begun.
     drain: Option<upkeep::Drain>,
-    /// Upgrades per second (when limited) and open connections per address.
-    accept_rate: Option<AcceptRate>,
-    per_ip: PerIpLimiter,
+    /// Direct-descriptor slots (`max_conns` plus the HTTP reserve, capped by RLIMIT_NOFILE), and the most
+    /// WebSocket connections this worker holds.
+    table_slots: u32,
+    ws_cap: u32,
+    /// WebSocket connections open (upgraded and not yet closed).
+    upgraded: u32,
     /// Authenticated users' connections on this worker (per-user messages).
     users: HashMap<Box<str>, Vec<u32>>,
     /// When the coalesced flush is due (µs since start), while bytes wait.
@@ -250,7 +266,9 @@ impl Worker {
     ) -> std::io::Result<Worker> {
         let files = settings
             .max_conns
+            .saturating_add(HTTP_RESERVE)
             .min(uring::nofile_limit().min(1 << 20) as u32);
+        let ws_cap = settings.max_conns.min(files - HTTP_RESERVE.min(files / 2));
         let ring = Ring::new(4096, files)?;
         let bufs = BufRing::new(settings.recv_buffers, settings.recv_buffer_size)?;
         let mut worker = Worker {
@@ -278,8 +296,9 @@ impl Worker {
                 feed,
                 symbols: SymbolMap::default(),
                 backlog: 0,
-                accept_rate: None,
-                per_ip: PerIpLimiter::default(),
+                table_slots: files,
+                ws_cap,
+                upgraded: 0,
                 users: HashMap::new(),
                 tls: tls.map(WorkerTls::new),
                 tls_plain: Vec::new(),
@@ -291,11 +310,12 @@ impl Worker {
             },
         };
         worker.ring.register_buf_ring(&worker.bufs)?;
-        let st = &mut worker.state;
-        if st.settings.handshake_rate > 0 {
-            st.accept_rate = Some(AcceptRate::new(st.settings.handshake_rate, 0));
-        }
-        tracing::debug!(worker = id, slots = files, "worker ready");
+        tracing::debug!(
+            worker = id,
+            slots = files,
+            websocket = ws_cap,
+            "worker ready"
+        );
         Ok(worker)
     }
 
@@ -402,8 +422,15 @@ impl State {
         false
     }
 
+    /// Arm accept `i`, unless every free descriptor slot already has an accept waiting for it: then new
+    /// connections wait in the listen backlog until a close frees a slot (and re-arms), instead of being
+    /// accepted with no slot to go to (the kernel would reset them).
     fn arm_accept(&mut self, ring: &mut Ring, i: usize) {
         if self.accept_armed[i] {
+            return;
+        }
+        let armed = self.accept_armed.iter().filter(|&&a| a).count() as u64;
+        if WorkerStats::get(&self.control.stats.open) + armed >= u64::from(self.table_slots) {
             return;
         }
         self.accept_armed[i] = true;
@@ -429,7 +456,8 @@ impl State {
             WorkerStats::add(&self.control.stats.accept_errors, 1);
             let error = std::io::Error::from_raw_os_error(errno);
             if errno == libc::ENFILE || errno == libc::EMFILE {
-                // Every direct-descriptor slot is taken: new connections wait in the backlog until one frees.
+                // Every direct-descriptor slot is taken (accepts are armed only while slots are free, so
+                // this is rare): pause, and retry when a connection closes.
                 self.pause_accepts("connection table full", error);
             } else if errno == libc::EAGAIN || errno == libc::ECONNABORTED || errno == libc::EINTR {
                 self.arm_accept(ring, i);
@@ -442,7 +470,9 @@ impl State {
         if slot as usize >= self.conns.len() {
             self.conns.resize_with(slot as usize + 1, Conn::default);
         }
-        let deadline = self.now_ms() + self.settings.handshake_timeout_ms;
+        let deadline = self
+            .now_ms()
+            .saturating_add(self.settings.handshake_timeout_ms);
         if !matches!(self.conns[slot as usize].phase, Phase::Free) {
             // The slot's previous connection was closed by the kernel but its completion is not reaped
             // yet: account for it now (its late completion is recognised as stale by generation).
@@ -455,7 +485,7 @@ impl State {
             generation: conn.generation.wrapping_add(1),
             phase: Phase::Handshake {
                 head: Vec::new(),
-                scanned: 0,
+                scan: HeadScanner::default(),
                 deadline_ms: deadline,
             },
             peer: self.accept_addrs[i].peer(),
