@@ -22,6 +22,20 @@ pub(super) fn epoch_s() -> u64 {
         .unwrap_or(0)
 }
 
+/// Direct-descriptor slots beyond `--max-conns-per-worker`, for requests that do not become WebSocket
+/// connections: with the WebSocket connections at their cap, `/healthz`, `/metrics` and the 503 that
+/// refuses an upgrade still get a slot (an accept with no free slot would reset the connection).
+const HTTP_RESERVE: u32 = 64;
+/// A worker's direct-descriptor slots and, of those, how many may hold WebSocket connections:
+/// `max_conns` plus [`HTTP_RESERVE`], capped by `nofile` (RLIMIT_NOFILE) and 2^20; when the cap bites,
+/// the reserve comes out of the WebSocket share (at most half the table).
+pub fn table_size(max_conns: u32, nofile: u64) -> (u32, u32) {
+    let files = max_conns
+        .saturating_add(HTTP_RESERVE)
+        .min(nofile.min(1 << 20) as u32);
+    (files, max_conns.min(files - HTTP_RESERVE.min(files / 2)))
+}
+
 impl State {
     /// A valid upgrade: apply the admission limits, then switch to WebSocket.
     pub(super) fn admit(
@@ -212,5 +226,26 @@ impl State {
             .auth
             .as_ref()
             .is_none_or(|a| a.identity.allows(symbol))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table_size;
+
+    #[test]
+    fn the_table_keeps_a_reserve_for_plain_http() {
+        assert_eq!(table_size(2, 1 << 20), (66, 2));
+        assert_eq!(
+            table_size(1 << 20, 1 << 30),
+            (1 << 20, (1 << 20) - 64),
+            "capped at 2^20"
+        );
+        assert_eq!(
+            table_size(1 << 20, 20_000),
+            (20_000, 19_936),
+            "capped by RLIMIT_NOFILE"
+        );
+        assert_eq!(table_size(u32::MAX, 100), (100, 50), "reserve at most half");
     }
 }

@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod accept;
 mod admit;
 mod feed;
 mod input;
 mod output;
 mod upkeep;
+
+pub use admit::table_size;
 
 use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
 use crate::config::{ServeConfig, SlowPolicy};
@@ -27,18 +30,14 @@ use crate::fanout::symbols::SymbolMap;
 use crate::http::Gate;
 use crate::http::metrics::Metrics;
 use crate::protocol::Limits;
-use crate::protocol::handshake::{HeadLimits, HeadScanner};
-use crate::runtime::conn::{Conn, Outbox, Phase, TlsConn};
+use crate::protocol::handshake::HeadLimits;
+use crate::runtime::conn::{Conn, Outbox, Phase};
 use crate::runtime::stats::WorkerStats;
 use crate::runtime::uring::{self, AcceptAddr, BufRing, Ring};
 use crate::tls::{TlsReloader, WorkerTls};
 
 /// Accepts kept in flight per worker (each with its own peer-address slot).
 const ACCEPTS: usize = 16;
-/// Direct-descriptor slots beyond `--max-conns-per-worker`, for requests that do not become WebSocket
-/// connections: with the WebSocket connections at their cap, `/healthz`, `/metrics` and the 503 that
-/// refuses an upgrade still get a slot (an accept with no free slot would reset the connection).
-const HTTP_RESERVE: u32 = 64;
 /// Connection slots reserved when a worker starts (~10 MB of address space at 152 B each).
 const CONN_TABLE_RESERVE: usize = 65_536;
 /// Longest the loop sleeps without a timer due (also the retry delay of a paused accept).
@@ -264,11 +263,7 @@ impl Worker {
         feed: Option<FeedReceiver>,
         tls: Option<Arc<TlsReloader>>,
     ) -> std::io::Result<Worker> {
-        let files = settings
-            .max_conns
-            .saturating_add(HTTP_RESERVE)
-            .min(uring::nofile_limit().min(1 << 20) as u32);
-        let ws_cap = settings.max_conns.min(files - HTTP_RESERVE.min(files / 2));
+        let (files, ws_cap) = table_size(settings.max_conns, uring::nofile_limit());
         let ring = Ring::new(4096, files)?;
         let bufs = BufRing::new(settings.recv_buffers, settings.recv_buffer_size)?;
         let mut worker = Worker {
@@ -422,97 +417,12 @@ impl State {
         false
     }
 
-    /// Arm accept `i`, unless every free descriptor slot already has an accept waiting for it: then new
-    /// connections wait in the listen backlog until a close frees a slot (and re-arms), instead of being
-    /// accepted with no slot to go to (the kernel would reset them).
-    fn arm_accept(&mut self, ring: &mut Ring, i: usize) {
-        if self.accept_armed[i] {
-            return;
-        }
-        let armed = self.accept_armed.iter().filter(|&&a| a).count() as u64;
-        if WorkerStats::get(&self.control.stats.open) + armed >= u64::from(self.table_slots) {
-            return;
-        }
-        self.accept_armed[i] = true;
-        ring.accept(
-            self.listener.as_raw_fd(),
-            &mut self.accept_addrs[i],
-            user_data(Op::Accept, 0, i as u32),
-        );
-    }
-
     fn arm_wake(&mut self, ring: &mut Ring) {
         ring.read_eventfd(
             self.control.wake.as_raw_fd(),
             &mut self.wake_buf,
             user_data(Op::Wake, 0, 0),
         );
-    }
-
-    fn on_accept(&mut self, ring: &mut Ring, i: usize, res: i32) {
-        self.accept_armed[i] = false;
-        if res < 0 {
-            let errno = -res;
-            WorkerStats::add(&self.control.stats.accept_errors, 1);
-            let error = std::io::Error::from_raw_os_error(errno);
-            if errno == libc::ENFILE || errno == libc::EMFILE {
-                // Every direct-descriptor slot is taken (accepts are armed only while slots are free, so
-                // this is rare): pause, and retry when a connection closes.
-                self.pause_accepts("connection table full", error);
-            } else if errno == libc::EAGAIN || errno == libc::ECONNABORTED || errno == libc::EINTR {
-                self.arm_accept(ring, i);
-            } else {
-                self.pause_accepts("accept failed", error);
-            }
-            return;
-        }
-        let slot = res as u32;
-        if slot as usize >= self.conns.len() {
-            self.conns.resize_with(slot as usize + 1, Conn::default);
-        }
-        let deadline = self
-            .now_ms()
-            .saturating_add(self.settings.handshake_timeout_ms);
-        if !matches!(self.conns[slot as usize].phase, Phase::Free) {
-            // The slot's previous connection was closed by the kernel but its completion is not reaped
-            // yet: account for it now (its late completion is recognised as stale by generation).
-            self.release_identity(slot);
-            WorkerStats::sub(&self.control.stats.open, 1);
-            WorkerStats::add(&self.control.stats.closed, 1);
-        }
-        let conn = &mut self.conns[slot as usize];
-        *conn = Conn {
-            generation: conn.generation.wrapping_add(1),
-            phase: Phase::Handshake {
-                head: Vec::new(),
-                scan: HeadScanner::default(),
-                deadline_ms: deadline,
-            },
-            peer: self.accept_addrs[i].peer(),
-            recv_armed: true,
-            ..Conn::default()
-        };
-        if let Some(tls) = self.tls.as_mut() {
-            match tls.session() {
-                Ok(session) => {
-                    conn.tls = Some(Box::new(TlsConn {
-                        session,
-                        plain: None,
-                        handshake_done: false,
-                    }))
-                }
-                Err(e) => {
-                    tracing::error!(worker = self.id, error = %e, "cannot start a TLS session")
-                }
-            }
-        }
-        let generation = conn.generation;
-        ring.recv_multishot(slot, user_data(Op::Recv, generation, slot));
-        self.handshaking.push(slot);
-        WorkerStats::add(&self.control.stats.accepted, 1);
-        WorkerStats::add(&self.control.stats.open, 1);
-        tracing::trace!(worker = self.id, slot, peer = ?conn.peer, "accepted");
-        self.arm_accept(ring, i);
     }
 
     /// The connection a completion belongs to, unless it is stale (slot reused or freed since).
@@ -573,15 +483,6 @@ impl State {
         if matches!(conn.phase, Phase::Closing) {
             self.finish_close(ring, slot);
         }
-    }
-
-    /// Stop accepting for a while (logged once per pause, so an error cannot flood the log).
-    fn pause_accepts(&mut self, why: &str, error: std::io::Error) {
-        if !self.accept_paused {
-            tracing::warn!(worker = self.id, open = self.conns.len(), %error, "{why}; accepts paused for {} ms", MAX_SLEEP.as_millis());
-        }
-        self.accept_paused = true;
-        self.accept_retry_at = self.now_ms() + MAX_SLEEP.as_millis() as u64;
     }
 
     fn fire_timers(&mut self, ring: &mut Ring) {
