@@ -55,7 +55,9 @@ pub struct ServeConfig {
     /// Conformance profile: echo every data message back (for the Autobahn|Testsuite).
     #[arg(long, env = "RINGCAST_ECHO")]
     pub echo: bool,
-    /// Most connections one worker holds (its direct-descriptor table; capped by RLIMIT_NOFILE).
+    /// Most WebSocket connections one worker holds; past it upgrades get 503 + Retry-After while
+    /// `/healthz` and `/metrics` are still answered (64 extra descriptor slots per worker are kept for
+    /// them). Capped by RLIMIT_NOFILE.
     #[arg(long, env = "RINGCAST_MAX_CONNS_PER_WORKER", default_value_t = 1 << 20)]
     pub max_conns_per_worker: u32,
     /// Largest HTTP request head, in bytes (431 beyond).
@@ -151,10 +153,12 @@ pub struct ServeConfig {
     /// Refuse upgrades without an `Origin` header (non-browser clients) when `--origins` is set.
     #[arg(long, env = "RINGCAST_REQUIRE_ORIGIN")]
     pub require_origin: bool,
-    /// Most open connections per client address (IPv6 grouped by /64), per worker; 0 = no limit (503).
+    /// Most open connections per client address (IPv6 grouped by /64), per process (over all its
+    /// workers); 0 = no limit (503 + Retry-After beyond).
     #[arg(long, env = "RINGCAST_MAX_CONNS_PER_IP", default_value_t = 0)]
     pub max_conns_per_ip: u32,
-    /// Most WebSocket upgrades per second per worker; 0 = no limit (503 + Retry-After beyond).
+    /// Most WebSocket upgrades per second per process (over all its workers; bursts of one second's
+    /// worth); 0 = no limit (503 + Retry-After beyond).
     #[arg(long, env = "RINGCAST_HANDSHAKE_RATE", default_value_t = 0)]
     pub handshake_rate: u32,
     /// Most messages per second a client may send (bursts of one second's worth); 0 = no limit (1008).

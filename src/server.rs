@@ -32,7 +32,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     });
     let settings = Arc::new(WorkerSettings::from_config(&cfg, metrics));
     let nofile = crate::runtime::uring::raise_nofile_limit();
-    let per_worker = u64::from(cfg.max_conns_per_worker).min(nofile.min(1 << 20));
+    let (_, per_worker) = crate::runtime::worker::table_size(cfg.max_conns_per_worker, nofile);
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
             let paths = TlsConfig {

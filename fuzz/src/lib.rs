@@ -2,7 +2,7 @@
 //! harness (`examples/replay.rs`). Each panics when an invariant breaks.
 
 use ringcast::protocol::handshake::{
-    HeadLimits, find_head_end, parse_request, validate_upgrade, write_101,
+    HeadLimits, HeadScanner, Scan, find_head_end, parse_request, validate_upgrade, write_101,
 };
 use ringcast::protocol::{Limits, Message, ProtocolError, Session};
 
@@ -12,11 +12,27 @@ pub const MAX_TAIL: usize = 139;
 
 /// Head framing, parsing and validation of arbitrary bytes.
 ///
-/// Invariants: a resumed scan finds the same head end as a full scan; nothing panics; every outcome
-/// produces a well-formed response.
+/// Invariants: a resumed scan finds the same head end (or the same refusal) as a full scan, for the
+/// worker's `HeadScanner` and for `find_head_end`; a head the scanner completes ends in a blank line;
+/// nothing panics; every outcome produces a well-formed response.
 pub fn handshake(data: &[u8]) {
-    let full = find_head_end(data, 0);
     let half = data.len() / 2;
+    let whole = HeadScanner::default().scan(data);
+    let mut resumed = HeadScanner::default();
+    let split = match resumed.scan(&data[..half]) {
+        Scan::Partial => match resumed.scan(&data[half..]) {
+            Scan::Complete(n) => Scan::Complete(half + n),
+            other => other,
+        },
+        other => other,
+    };
+    assert_eq!(whole, split, "resumed head scan disagrees");
+    match whole {
+        Scan::Complete(n) => assert!(data[..n].ends_with(b"\r\n\r\n")),
+        Scan::Invalid(error) => assert_eq!(error.status(), 400),
+        Scan::Partial => {}
+    }
+    let full = find_head_end(data, 0);
     if find_head_end(&data[..half], 0).is_none() {
         assert_eq!(
             find_head_end(data, half.saturating_sub(3)),

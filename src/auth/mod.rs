@@ -21,8 +21,8 @@ pub use error::AuthError;
 pub use jwt::sign_hs256;
 pub use origin::OriginPolicy;
 pub use session::{
-    CLOSE_TOKEN_EXPIRED, CLOSE_TOKEN_EXPIRED_REASON, auth_command_token, expiring_json,
-    expiry_plan, refresh, refresh_failed_json, refreshed_json,
+    CLOSE_TOKEN_EXPIRED, CLOSE_TOKEN_EXPIRED_REASON, auth_command_token, deadline_ms,
+    expiring_json, expiry_plan, refresh, refresh_failed_json, refreshed_json,
 };
 pub use source::{SUBPROTOCOL, TokenLocation, TokenSource, token_from_request};
 pub use symbols::SymbolFilter;

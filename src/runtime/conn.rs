@@ -11,6 +11,7 @@ use crate::admission::MessageRate;
 use crate::auth::Identity;
 use crate::fanout::symbols::{LocalFrame, SymbolId};
 use crate::protocol::Session;
+use crate::protocol::handshake::HeadScanner;
 use crate::tls::{TlsFailure, TlsSession};
 
 /// Where a connection is in its life.
@@ -19,11 +20,12 @@ pub enum Phase {
     /// Slot unused.
     #[default]
     Free,
-    /// Reading the HTTP request head. `head` holds the bytes of an incomplete head; `scanned` is where the
-    /// search for its end resumes; past `deadline_ms` the connection is closed (upkeep checks).
+    /// Reading the HTTP request head. `head` holds the bytes of an incomplete head; `scan` is where the
+    /// check of its shape stopped (resumed on the next bytes); past `deadline_ms` the connection is closed
+    /// (upkeep checks).
     Handshake {
         head: Vec<u8>,
-        scanned: u32,
+        scan: HeadScanner,
         deadline_ms: u64,
     },
     /// WebSocket open (or in its close handshake). `tail` holds an incomplete frame header or control
@@ -67,8 +69,10 @@ pub struct Conn {
     pub subs: SymbolList,
     /// When data last arrived, in seconds since the worker started (heartbeats and idle timeout).
     pub last_seen_s: u32,
-    /// Counted in the worker's per-address limiter (released on close).
+    /// Counted in the process's per-address limiter (released on close).
     pub ip_admitted: bool,
+    /// Counted among the worker's WebSocket connections (released on close).
+    pub upgraded: bool,
     /// Inbound message rate (8 bytes).
     pub rate: MessageRate,
     /// Who this is, when authentication is on.

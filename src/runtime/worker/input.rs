@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use super::{App, Ring, State, WorkerSettings, WorkerStats};
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::http::{self, Route};
-use crate::protocol::handshake::{self, HttpError};
+use crate::protocol::handshake::{self, HttpError, Scan};
 use crate::protocol::session::CloseState;
 use crate::protocol::{Message, OpCode, frame};
 use crate::runtime::conn::Phase;
@@ -77,35 +77,45 @@ impl State {
         }
     }
 
+    /// Bytes of the request head: each is checked once as it arrives (junk is answered with 400 at
+    /// once); a complete head is parsed and routed, the bytes after it handed on as frames.
     pub(super) fn on_handshake_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
         let max_head = self.settings.head_limits.max_head_bytes;
-        let Phase::Handshake { head, scanned, .. } = &mut self.conns[slot as usize].phase else {
+        let Phase::Handshake { head, scan, .. } = &mut self.conns[slot as usize].phase else {
             return;
         };
         // Fast path: the whole head arrived in one read; parse it straight from the receive buffer.
         if head.is_empty() {
-            if let Some(end) = handshake::find_head_end(data, 0) {
-                let (head_bytes, rest) = data.split_at_mut(end);
-                let route = parse_and_route(head_bytes, &self.settings);
-                return self.on_route(ring, slot, route, rest);
+            match scan.scan(data) {
+                Scan::Complete(end) => {
+                    let (head_bytes, rest) = data.split_at_mut(end);
+                    let route = parse_and_route(head_bytes, &self.settings);
+                    return self.on_route(ring, slot, route, rest);
+                }
+                Scan::Invalid(err) => return self.reject(ring, slot, err),
+                Scan::Partial if data.len() >= max_head => {
+                    return self.reject(ring, slot, HttpError::HeadTooLarge);
+                }
+                Scan::Partial => {
+                    head.extend_from_slice(data);
+                    return;
+                }
             }
-            if data.len() >= max_head {
-                return self.reject(ring, slot, HttpError::HeadTooLarge);
-            }
-            head.extend_from_slice(data);
-            *scanned = head.len().saturating_sub(3) as u32;
-            return;
         }
+        let start = head.len();
         head.extend_from_slice(data);
-        match handshake::find_head_end(head, *scanned as usize) {
-            Some(end) => {
+        match scan.scan(&head[start..]) {
+            Scan::Complete(n) => {
                 let mut head = std::mem::take(head);
-                let mut rest = head.split_off(end);
+                let mut rest = head.split_off(start + n);
                 let route = parse_and_route(&head, &self.settings);
                 self.on_route(ring, slot, route, &mut rest);
             }
-            None if head.len() >= max_head => self.reject(ring, slot, HttpError::HeadTooLarge),
-            None => *scanned = head.len().saturating_sub(3) as u32,
+            Scan::Invalid(err) => self.reject(ring, slot, err),
+            Scan::Partial if head.len() >= max_head => {
+                self.reject(ring, slot, HttpError::HeadTooLarge)
+            }
+            Scan::Partial => {}
         }
     }
 

@@ -26,7 +26,9 @@ impl State {
     pub(super) fn finish(&mut self, ring: &mut Ring, slot: u32) {
         self.unsubscribe_all(slot);
         self.queue_scratch(slot);
-        let deadline = self.now_ms() + self.settings.limits.close_timeout_ms;
+        let deadline = self
+            .now_ms()
+            .saturating_add(self.settings.limits.close_timeout_ms);
         let conn = &mut self.conns[slot as usize];
         conn.phase = Phase::Finishing;
         let generation = conn.generation;
@@ -115,7 +117,8 @@ impl State {
         };
         WorkerStats::sub(&self.control.stats.open, 1);
         WorkerStats::add(&self.control.stats.closed, 1);
-        if self.accept_paused {
+        // A slot is free: resume a paused accept, or arm one held back while the table was full.
+        if self.accept_paused || self.accept_armed.iter().any(|&a| !a) {
             self.resume_accepts(ring);
         }
     }
