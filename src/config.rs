@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::protocol::Limits;
 use crate::protocol::handshake::HeadLimits;
+use crate::secret::Secret;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,7 +40,8 @@ pub enum Command {
     Demo(crate::cli::demo::DemoArgs),
 }
 
-/// `ringcast serve`.
+/// `ringcast serve`. `Debug` prints no secret: `--auth-secret` and `--metrics-token` are [`Secret`]s and
+/// the Redis URL's password is masked.
 #[derive(Args, Debug, Clone)]
 pub struct ServeConfig {
     /// Address to listen on (IPv4 or IPv6, e.g. `[::]:3001`).
@@ -134,7 +136,7 @@ pub struct ServeConfig {
     /// HS256 secret(s) for client tokens (comma-separated, newest first, each ≥ 32 bytes); enables auth:
     /// upgrades without a valid token get 401. Tokens come from `?token=`, a cookie or the subprotocol.
     #[arg(long, env = "RINGCAST_AUTH_SECRET", hide_env_values = true)]
-    pub auth_secret: Option<String>,
+    pub auth_secret: Option<Secret>,
     /// Required `aud` claim of client tokens.
     #[arg(long, env = "RINGCAST_AUTH_AUDIENCE")]
     pub auth_audience: Option<String>,
@@ -162,7 +164,7 @@ pub struct ServeConfig {
     pub max_msgs_per_s: u32,
     /// Token required to read `/metrics` (`Authorization: Bearer …` or `?token=`); default: open.
     #[arg(long, env = "RINGCAST_METRICS_TOKEN", hide_env_values = true)]
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Secret>,
     /// Receive buffers per worker (a power of two; shared by all its connections).
     #[arg(long, env = "RINGCAST_RECV_BUFFERS", default_value_t = 512)]
     pub recv_buffers: u16,
@@ -207,7 +209,7 @@ impl ServeConfig {
             ));
         }
         if let Some(secret) = &self.auth_secret {
-            crate::auth::AuthConfig::parse_secrets(secret)
+            crate::auth::AuthConfig::parse_secrets(secret.expose())
                 .map_err(|e| format!("--auth-secret (RINGCAST_AUTH_SECRET): {e}"))?;
         }
         if let Some(origins) = &self.origins {
@@ -235,7 +237,8 @@ impl ServeConfig {
             .auth_secret
             .as_ref()
             .map(|secrets| crate::auth::AuthConfig {
-                secrets: crate::auth::AuthConfig::parse_secrets(secrets).expect("validated"),
+                secrets: crate::auth::AuthConfig::parse_secrets(secrets.expose())
+                    .expect("validated"),
                 audience: self.auth_audience.clone(),
                 leeway_s: self.auth_leeway.as_secs(),
                 expiry_warning_s: self.auth_warning.as_secs(),
@@ -244,7 +247,7 @@ impl ServeConfig {
         crate::http::Gate {
             origins,
             auth,
-            metrics_token: self.metrics_token.clone(),
+            metrics_token: self.metrics_token.as_ref().map(|t| t.expose().to_string()),
         }
     }
 
@@ -310,6 +313,28 @@ mod tests {
                 .unwrap_err()
                 .contains("not a duration")
         );
+    }
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let cli = Cli::try_parse_from([
+            "ringcast",
+            "serve",
+            "--redis",
+            "redis://user:hunter2-redis@host:6379/0",
+            "--metrics-token",
+            "hunter2-metrics",
+            "--auth-secret",
+            "hunter2-auth-0123456789abcdef0123456789",
+        ])
+        .unwrap();
+        let Command::Serve(mut cfg) = cli.command else {
+            panic!("not serve")
+        };
+        cfg.validate().unwrap();
+        let text = format!("{cfg:?} {:?} {:?}", cfg.gate(), cfg.feed.ingest_config());
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("redis://user:***@host:6379/0"), "{text}");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
 use crate::fanout::FeedSender;
+use crate::secret::{Redacted, scrub};
 
 pub mod backoff;
 pub mod control;
@@ -36,8 +37,8 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Default key prefix (the seed's ioredis `keyPrefix`).
 pub const DEFAULT_PREFIX: &str = "psx:";
 
-/// Where the feed comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the feed comes from. `Debug` masks the Redis password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IngestConfig {
     /// e.g. `redis://127.0.0.1:6379` (`redis://:password@host:port/db` works too).
     pub redis_url: String,
@@ -54,6 +55,16 @@ impl Default for IngestConfig {
             prefix: DEFAULT_PREFIX.into(),
             max_tick_bytes: tick::DEFAULT_MAX_TICK_BYTES,
         }
+    }
+}
+
+impl fmt::Debug for IngestConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IngestConfig")
+            .field("redis_url", &Redacted(&self.redis_url))
+            .field("prefix", &self.prefix)
+            .field("max_tick_bytes", &self.max_tick_bytes)
+            .finish()
     }
 }
 
@@ -81,7 +92,7 @@ impl Keys {
 /// Why the ingest thread could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// The Redis URL does not parse.
+    /// The Redis URL does not parse (`url` already redacted, `error` scrubbed).
     BadUrl { url: String, error: String },
     /// The thread could not be spawned.
     Spawn(std::io::Error),
@@ -113,8 +124,8 @@ pub fn start(
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, StartError> {
     let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| StartError::BadUrl {
-        url: cfg.redis_url.clone(),
-        error: e.to_string(),
+        url: Redacted(&cfg.redis_url).to_string(),
+        error: scrub(&e.to_string(), &cfg.redis_url),
     })?;
     let ingest = subscriber::Ingest::new(cfg, client, workers, stats, stop);
     std::thread::Builder::new()

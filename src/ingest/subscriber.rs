@@ -15,6 +15,7 @@ use super::throttle::Throttle;
 use super::tick::{self, BadTick};
 use super::{IngestConfig, Keys};
 use crate::fanout::{FeedEvent, FeedSender, PreparedFrame, Symbol, prepare_text};
+use crate::secret::{Redacted, scrub};
 
 /// TCP connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -83,9 +84,11 @@ impl Ingest {
             match self.session(&mut backoff) {
                 Ended::Stopped => break,
                 Ended::Failed(why) => {
+                    // The redis crate's messages may quote the URL, password included.
+                    let why = scrub(&why, &self.cfg.redis_url);
                     self.stats.redis_up.store(false, Ordering::Relaxed);
                     if !self.down_announced {
-                        tracing::warn!(redis = %self.cfg.redis_url, error = %why, "Redis feed down; reconnecting");
+                        tracing::warn!(redis = %Redacted(&self.cfg.redis_url), error = %why, "Redis feed down; reconnecting");
                         self.broadcast_status(false);
                     } else {
                         tracing::debug!(error = %why, "Redis reconnect failed");
@@ -145,10 +148,10 @@ impl Ingest {
         backoff.reset();
         self.stats.redis_up.store(true, Ordering::Relaxed);
         if self.down_announced {
-            tracing::info!(redis = %self.cfg.redis_url, symbols = snapshot.len(), "Redis feed up again");
+            tracing::info!(redis = %Redacted(&self.cfg.redis_url), symbols = snapshot.len(), "Redis feed up again");
             self.broadcast_status(true);
         } else {
-            tracing::info!(redis = %self.cfg.redis_url, channel = %self.keys.ticks, symbols = snapshot.len(), "subscribed to the tick feed");
+            tracing::info!(redis = %Redacted(&self.cfg.redis_url), channel = %self.keys.ticks, symbols = snapshot.len(), "subscribed to the tick feed");
         }
         // Counters first, so whoever sees an event also sees it counted.
         IngestStats::add(&self.stats.snapshots, 1);
