@@ -87,7 +87,8 @@ pub struct ServeConfig {
     /// Where ticks come from (`--redis`, `--prefix`).
     #[command(flatten)]
     pub feed: crate::cli::RedisArgs,
-    /// Largest tick accepted from the feed, in bytes (larger ones are counted and dropped).
+    /// Largest tick or per-user message accepted from the feed, in bytes (larger ones are counted and
+    /// dropped).
     #[arg(long, env = "RINGCAST_MAX_TICK_BYTES", default_value_t = 16 * 1024)]
     pub max_tick_bytes: usize,
     /// Most symbols one connection may subscribe to.

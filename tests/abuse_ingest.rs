@@ -280,3 +280,80 @@ fn secrets_never_reach_logs_errors_or_metrics() {
     drop(admin);
     drop(redis);
 }
+
+// ---- Item 5: per-user messages are validated like ticks. ----
+
+/// A raw WebSocket upgrade to `target`.
+fn ws_at(server: &LoggedServer, target: &str) -> TcpStream {
+    let mut s = TcpStream::connect_timeout(&server.addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(common::upgrade_request(target).as_bytes())
+        .unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+#[test]
+fn per_user_messages_are_utf8_and_bounded() {
+    let redis = start_redis();
+    let server = LoggedServer::start(&[
+        "--redis",
+        &redis.url(),
+        "--auth-secret",
+        AUTH_SECRET,
+        "--max-tick-bytes",
+        "4096",
+    ]);
+    server.wait_metric("ringcast_feed_snapshots_total", 1.0);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = ringcast::auth::sign_hs256(
+        &serde_json::json!({"sub": "alice", "exp": exp}),
+        AUTH_SECRET.as_bytes(),
+    );
+    let mut ws = ws_at(&server, &format!("/?token={token}"));
+    let mut con = redis_con(&redis.url());
+    let channel = format!("{PREFIX}user:alice");
+    let user_publish = |con: &mut redis::Connection, payload: &[u8]| {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(&channel)
+            .arg(payload)
+            .query(con)
+            .unwrap();
+    };
+    user_publish(&mut con, b"{\"type\":\"note\",\"text\":\"\xff\xfe\"}");
+    user_publish(&mut con, &vec![b'x'; 64 * 1024]);
+    user_publish(&mut con, "{\"type\":\"note\",\"text\":\"ok é\"}".as_bytes());
+    let (opcode, payload) = next_frame(&mut ws).expect("the valid message");
+    assert_eq!(opcode, 0x1);
+    assert_eq!(
+        String::from_utf8(payload).expect("a text frame is UTF-8"),
+        "{\"type\":\"note\",\"text\":\"ok é\"}",
+        "the bad messages were dropped, the good one delivered"
+    );
+    server.wait_metric("ringcast_feed_bad_user_messages_total", 2.0);
+    let text = server.metrics_text();
+    assert!(
+        text.contains("ringcast_feed_bad_user_messages_total{reason=\"not_utf8\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ringcast_feed_bad_user_messages_total{reason=\"too_large\"} 1"),
+        "{text}"
+    );
+    assert_eq!(server.metric("ringcast_feed_user_messages_total"), 1.0);
+    server.wait_log("per-user message dropped");
+    // Logged at a limited rate: a flood of bad messages gives a line or two, not one per message.
+    for _ in 0..200 {
+        user_publish(&mut con, b"\xff");
+    }
+    user_publish(&mut con, b"\"after\"");
+    let (_, payload) = next_frame(&mut ws).expect("the next valid message");
+    assert_eq!(payload, b"\"after\"");
+    let lines = server.logs().matches("per-user message dropped").count();
+    assert!(lines <= 4, "{lines} log lines for 202 bad messages");
+}

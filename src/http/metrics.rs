@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::ingest::IngestStats;
 use crate::ingest::tick::BadReason;
+use crate::ingest::user::UserRefusal;
 use crate::runtime::stats::WorkerStats;
 use crate::runtime::worker::Control;
 
@@ -231,6 +232,20 @@ fn render_ingest(ingest: &IngestStats, s: &mut String) {
             reason.name(),
             ingest.bad(reason)
         );
+    }
+    let name = "ringcast_feed_user_messages_total";
+    let _ = writeln!(
+        s,
+        "# HELP {name} Per-user messages forwarded to the workers.\n# TYPE {name} counter\n{name} {}",
+        ingest.user_messages.load(Relaxed)
+    );
+    let name = "ringcast_feed_bad_user_messages_total";
+    let _ = writeln!(
+        s,
+        "# HELP {name} Per-user messages dropped (not UTF-8, or over --max-tick-bytes), by reason.\n# TYPE {name} counter"
+    );
+    for (reason, counter) in UserRefusal::NAMES.iter().zip(&ingest.bad_user_messages) {
+        let _ = writeln!(s, "{name}{{reason=\"{reason}\"}} {}", counter.load(Relaxed));
     }
     let up = u8::from(ingest.redis_up.load(Relaxed));
     let _ = writeln!(

@@ -28,6 +28,7 @@ pub mod stats;
 mod subscriber;
 pub mod throttle;
 pub mod tick;
+pub mod user;
 
 pub use stats::IngestStats;
 pub use tick::{BadReason, BadTick, ParsedTick, parse_message, valid_symbol};

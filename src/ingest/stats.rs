@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::tick::BadReason;
+use super::user::UserRefusal;
 
 /// What the ingest thread has done since start-up.
 #[derive(Debug, Default)]
@@ -19,6 +20,10 @@ pub struct IngestStats {
     pub snapshots: AtomicU64,
     /// Successful reconnections after the first connection.
     pub reconnects: AtomicU64,
+    /// Per-user messages forwarded to the workers.
+    pub user_messages: AtomicU64,
+    /// Per-user messages dropped, by `UserRefusal::index`.
+    pub bad_user_messages: [AtomicU64; UserRefusal::NAMES.len()],
     /// Symbols retired through the control channel.
     pub retired: AtomicU64,
     /// Whether the pub/sub connection is currently up.

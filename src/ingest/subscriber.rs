@@ -13,6 +13,7 @@ use super::rng::XorShift;
 use super::stats::IngestStats;
 use super::throttle::Throttle;
 use super::tick::{self, BadTick};
+use super::user;
 use super::{IngestConfig, Keys};
 use crate::fanout::{FeedEvent, FeedSender, PreparedFrame, Symbol, prepare_text};
 use crate::secret::{Redacted, scrub};
@@ -53,6 +54,7 @@ pub(super) struct Ingest {
     connected_once: bool,
     bad_log: Throttle,
     control_log: Throttle,
+    user_log: Throttle,
 }
 
 impl Ingest {
@@ -74,6 +76,7 @@ impl Ingest {
             connected_once: false,
             bad_log: Throttle::new(Duration::from_secs(1)),
             control_log: Throttle::new(Duration::from_secs(1)),
+            user_log: Throttle::new(Duration::from_secs(1)),
         }
     }
 
@@ -175,12 +178,7 @@ impl Ingest {
                         self.on_control(msg.get_payload_bytes());
                     } else if let Some(user) = channel.strip_prefix(self.keys.user_prefix.as_str())
                     {
-                        // Per-user messages go out as published (one frame, built once).
-                        let frame = prepare_text(msg.get_payload_bytes());
-                        self.broadcast(FeedEvent::User {
-                            user: user.into(),
-                            frame,
-                        });
+                        self.on_user(user, msg.get_payload_bytes());
                     }
                 }
                 Err(e) if e.is_timeout() => {
@@ -267,6 +265,32 @@ impl Ingest {
                 self.stats
                     .last_lag_us
                     .store(now_us.saturating_sub(ts), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A per-user message: forwarded as published (one frame, built once) if it can be a text frame
+    /// within `--max-tick-bytes`; otherwise counted and logged (at most one line per second).
+    fn on_user(&mut self, user: &str, payload: &[u8]) {
+        match user::check_user_message(payload, self.cfg.max_tick_bytes) {
+            Ok(()) => {
+                IngestStats::add(&self.stats.user_messages, 1);
+                let frame = prepare_text(payload);
+                self.broadcast(FeedEvent::User {
+                    user: user.into(),
+                    frame,
+                });
+            }
+            Err(why) => {
+                IngestStats::add(&self.stats.bad_user_messages[why.index()], 1);
+                if let Some(suppressed) = self.user_log.allow(Instant::now()) {
+                    tracing::warn!(
+                        channel = %format_args!("{}{user}", self.keys.user_prefix),
+                        reason = why.name(),
+                        suppressed,
+                        "per-user message dropped: {why}"
+                    );
+                }
             }
         }
     }
