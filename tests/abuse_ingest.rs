@@ -5,8 +5,6 @@
 //!
 //! Every wait is bounded; every process started here is stopped by PID on drop.
 
-#![allow(dead_code)] // helpers for the next items
-
 mod common;
 
 use std::io::Write;
@@ -167,6 +165,7 @@ fn next_json(ws: &mut TcpStream) -> serde_json::Value {
 }
 
 /// HSET + PUBLISH, as `ringcast publish` does.
+#[allow(dead_code)]
 fn publish(con: &mut redis::Connection, tick: &str) {
     let v: serde_json::Value = serde_json::from_str(tick).unwrap();
     let symbol = v["symbol"].as_str().unwrap();
@@ -356,4 +355,70 @@ fn per_user_messages_are_utf8_and_bounded() {
     assert_eq!(payload, b"\"after\"");
     let lines = server.logs().matches("per-user message dropped").count();
     assert!(lines <= 4, "{lines} log lines for 202 bad messages");
+}
+
+// ---- Item 11: a wrong-type snapshot key does not stop the live feed. ----
+
+/// Subscribe and return the ack.
+fn subscribe(ws: &mut TcpStream, symbols: &str) -> serde_json::Value {
+    send_text(ws, symbols);
+    let ack = next_json(ws);
+    assert_eq!(ack["type"], "subscribed", "{ack}");
+    ack
+}
+
+#[test]
+fn wrong_type_snapshot_key_keeps_the_live_feed() {
+    let redis = start_redis();
+    let mut con = redis_con(&redis.url());
+    let key = format!("{PREFIX}ticks");
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("not a hash")
+        .query(&mut con)
+        .unwrap();
+    let server = LoggedServer::start(&["--redis", &redis.url()]);
+    // The live stream comes up although HGETALL fails with WRONGTYPE.
+    server.wait_metric("ringcast_feed_up", 1.0);
+    server.wait_log("WRONGTYPE");
+    let logs = server.logs();
+    assert!(
+        logs.contains(&format!("key={key}")),
+        "the log names the key:\n{logs}"
+    );
+    assert_eq!(server.metric("ringcast_feed_snapshots_total"), 0.0);
+    assert!(server.metric("ringcast_feed_snapshot_failures_total") >= 1.0);
+
+    let mut ws = server.ws();
+    let ack = subscribe(&mut ws, "EFERT");
+    assert_eq!(ack["unknown"], serde_json::json!(["EFERT"]));
+    let tick = r#"{"symbol":"EFERT","price":"55.00"}"#;
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(&key)
+        .arg(tick)
+        .query(&mut con)
+        .unwrap();
+    let (opcode, payload) = next_frame(&mut ws).expect("the live tick");
+    assert_eq!(
+        (opcode, String::from_utf8_lossy(&payload).into_owned()),
+        (0x1, tick.to_string()),
+        "live ticks flow, and no feed-down status came first"
+    );
+
+    // Once the key is fixed, the retried snapshot arrives without a reconnect.
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut con).unwrap();
+    let stored = r#"{"symbol":"LUCK","price":"405.00"}"#;
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("LUCK")
+        .arg(stored)
+        .query(&mut con)
+        .unwrap();
+    server.wait_metric("ringcast_feed_snapshots_total", 1.0);
+    assert_eq!(server.metric("ringcast_feed_reconnects_total"), 0.0);
+    let mut late = server.ws();
+    let ack = subscribe(&mut late, "LUCK");
+    assert_eq!(ack["unknown"], serde_json::json!([]));
+    let (_, payload) = next_frame(&mut late).expect("LUCK from the snapshot");
+    assert_eq!(payload, stored.as_bytes());
 }

@@ -203,6 +203,11 @@ fn render_ingest(ingest: &IngestStats, s: &mut String) {
             &ingest.snapshots,
         ),
         (
+            "ringcast_feed_snapshot_failures_total",
+            "Snapshot reads Redis refused (e.g. the hash key holds another type); retried while live ticks flow.",
+            &ingest.snapshot_failures,
+        ),
+        (
             "ringcast_feed_reconnects_total",
             "Reconnections to Redis.",
             &ingest.reconnects,

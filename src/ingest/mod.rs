@@ -9,7 +9,8 @@
 //! connection for the snapshot. On (re)connect the order is: SUBSCRIBE first, then HGETALL, so no tick
 //! published in between is lost (a live tick arriving after the snapshot simply supersedes it). When the
 //! connection drops: `Status{up:false}` once, reconnect with jittered exponential back-off (100 ms to
-//! 5 s), then `Status{up:true}` and a fresh snapshot.
+//! 5 s), then `Status{up:true}` and a fresh snapshot. A snapshot Redis refuses while the connection works
+//! (WRONGTYPE) is retried with back-off (1 s to 30 s) while live ticks keep flowing.
 //!
 //! The data contract is in `docs/protocol.md`.
 

@@ -18,6 +18,8 @@ pub struct IngestStats {
     pub frames_built: AtomicU64,
     /// Snapshots sent (one per successful connection to Redis).
     pub snapshots: AtomicU64,
+    /// Snapshot reads Redis refused (e.g. WRONGTYPE: the hash key holds another type); retried with back-off.
+    pub snapshot_failures: AtomicU64,
     /// Successful reconnections after the first connection.
     pub reconnects: AtomicU64,
     /// Per-user messages forwarded to the workers.

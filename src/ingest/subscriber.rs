@@ -26,6 +26,22 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(200);
 /// After this long without a message, PING the pub/sub connection to detect a dead peer.
 const IDLE_PING: Duration = Duration::from_secs(15);
+/// A snapshot that Redis refused (e.g. WRONGTYPE) is retried after this long, doubling up to
+/// `SNAPSHOT_RETRY_MAX`, while live ticks keep flowing.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
+const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Whether a Redis error means the connection is unusable (reconnect), rather than a refused command
+/// (e.g. WRONGTYPE: the key holds the wrong kind of value), after which the connection still works.
+fn connection_trouble(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+/// A snapshot to read again later.
+struct SnapshotRetry {
+    at: Instant,
+    backoff: Backoff,
+}
 
 /// How a session with Redis ended.
 enum Ended {
@@ -140,10 +156,25 @@ impl Ingest {
         if let Err(e) = pubsub.psubscribe(format!("{}*", self.keys.user_prefix)) {
             return e.into();
         }
+        // A snapshot Redis refuses (the key is not a hash, …) does not stop the live stream: it is retried
+        // with back-off while ticks flow. Only a broken connection ends the session.
+        let mut retry = None;
         let snapshot = match self.fetch_snapshot() {
-            Ok(s) => s,
-            Err(e) => return e.into(),
+            Ok(s) => Some(s),
+            Err(e) if connection_trouble(&e) => return e.into(),
+            Err(e) => {
+                let mut backoff =
+                    Backoff::with_range(SNAPSHOT_RETRY, SNAPSHOT_RETRY_MAX, XorShift::from_clock());
+                let delay = backoff.next_delay();
+                self.snapshot_failed(&e, delay);
+                retry = Some(SnapshotRetry {
+                    at: Instant::now() + delay,
+                    backoff,
+                });
+                None
+            }
         };
+        let symbols = snapshot.as_ref().map_or(0, Vec::len);
         if self.connected_once {
             IngestStats::add(&self.stats.reconnects, 1);
         }
@@ -151,14 +182,14 @@ impl Ingest {
         backoff.reset();
         self.stats.redis_up.store(true, Ordering::Relaxed);
         if self.down_announced {
-            tracing::info!(redis = %Redacted(&self.cfg.redis_url), symbols = snapshot.len(), "Redis feed up again");
+            tracing::info!(redis = %Redacted(&self.cfg.redis_url), symbols, "Redis feed up again");
             self.broadcast_status(true);
         } else {
-            tracing::info!(redis = %Redacted(&self.cfg.redis_url), channel = %self.keys.ticks, symbols = snapshot.len(), "subscribed to the tick feed");
+            tracing::info!(redis = %Redacted(&self.cfg.redis_url), channel = %self.keys.ticks, symbols, "subscribed to the tick feed");
         }
-        // Counters first, so whoever sees an event also sees it counted.
-        IngestStats::add(&self.stats.snapshots, 1);
-        self.broadcast(FeedEvent::Snapshot(Arc::new(snapshot)));
+        if let Some(snapshot) = snapshot {
+            self.send_snapshot(snapshot);
+        }
 
         if let Err(e) = pubsub.set_read_timeout(Some(POLL)) {
             return e.into();
@@ -167,6 +198,23 @@ impl Ingest {
         loop {
             if self.stopping() {
                 return Ended::Stopped;
+            }
+            if let Some(r) = &mut retry
+                && Instant::now() >= r.at
+            {
+                match self.fetch_snapshot() {
+                    Ok(snapshot) => {
+                        tracing::info!(key = %self.keys.ticks, symbols = snapshot.len(), "snapshot read after all");
+                        self.send_snapshot(snapshot);
+                        retry = None;
+                    }
+                    Err(e) if connection_trouble(&e) => return e.into(),
+                    Err(e) => {
+                        let delay = r.backoff.next_delay();
+                        r.at = Instant::now() + delay;
+                        self.snapshot_failed(&e, delay);
+                    }
+                }
             }
             match pubsub.get_message() {
                 Ok(msg) => {
@@ -198,6 +246,24 @@ impl Ingest {
                 Err(e) => return e.into(),
             }
         }
+    }
+
+    /// Hand a snapshot to every worker (counted first, so whoever sees the event also sees it counted).
+    fn send_snapshot(&mut self, snapshot: Vec<(Symbol, PreparedFrame)>) {
+        IngestStats::add(&self.stats.snapshots, 1);
+        self.broadcast(FeedEvent::Snapshot(Arc::new(snapshot)));
+    }
+
+    /// Redis refused the snapshot read: count and say why (one line per attempt; attempts are spaced
+    /// by the retry back-off, so at most one line per `SNAPSHOT_RETRY_MAX` in the long run).
+    fn snapshot_failed(&mut self, e: &RedisError, retry_in: Duration) {
+        IngestStats::add(&self.stats.snapshot_failures, 1);
+        tracing::warn!(
+            key = %self.keys.ticks,
+            error = %scrub(&e.to_string(), &self.cfg.redis_url),
+            retry_in = ?retry_in,
+            "cannot read the latest-value hash (snapshot); live ticks still flow, retrying"
+        );
     }
 
     /// HGETALL `{prefix}ticks` on a second, short-lived connection: every stored tick, validated, each
