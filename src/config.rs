@@ -91,6 +91,11 @@ pub struct ServeConfig {
     /// dropped).
     #[arg(long, env = "RINGCAST_MAX_TICK_BYTES", default_value_t = 16 * 1024)]
     pub max_tick_bytes: usize,
+    /// Most symbols each worker keeps the latest tick of. A tick of a new symbol when full evicts the least
+    /// recently ticked symbol nobody subscribes to (a later subscriber still gets its latest value, read
+    /// from Redis); if every symbol has subscribers, the tick is refused and counted.
+    #[arg(long, env = "RINGCAST_MAX_SYMBOLS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_symbols: u32,
     /// Most symbols one connection may subscribe to.
     #[arg(long, env = "RINGCAST_MAX_SYMBOLS_PER_CONN", default_value_t = 256)]
     pub max_symbols_per_conn: usize,

@@ -28,6 +28,10 @@ struct LoggedServer {
 
 impl LoggedServer {
     fn start(args: &[&str]) -> LoggedServer {
+        LoggedServer::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> LoggedServer {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::temp_dir().join(format!(
             "ringcast-abuse-ingest-{}-{}.log",
@@ -37,8 +41,9 @@ impl LoggedServer {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(common::bin())
             .args(["--log", "info", "serve", "--listen", &addr.to_string()])
-            .args(["--workers", "2", "--prefix", PREFIX])
+            .args(["--prefix", PREFIX])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)
@@ -165,7 +170,6 @@ fn next_json(ws: &mut TcpStream) -> serde_json::Value {
 }
 
 /// HSET + PUBLISH, as `ringcast publish` does.
-#[allow(dead_code)]
 fn publish(con: &mut redis::Connection, tick: &str) {
     let v: serde_json::Value = serde_json::from_str(tick).unwrap();
     let symbol = v["symbol"].as_str().unwrap();
@@ -421,4 +425,89 @@ fn wrong_type_snapshot_key_keeps_the_live_feed() {
     assert_eq!(ack["unknown"], serde_json::json!([]));
     let (_, payload) = next_frame(&mut late).expect("LUCK from the snapshot");
     assert_eq!(payload, stored.as_bytes());
+}
+
+// ---- Item 10: a bounded symbol table that still gives every subscriber the latest value. ----
+
+fn tick_of(symbol: &str, price: u32) -> String {
+    format!(r#"{{"symbol":"{symbol}","price":"{price}.00"}}"#)
+}
+
+/// The next text frame's payload, as a string.
+fn next_text(ws: &mut TcpStream) -> String {
+    let (opcode, payload) = next_frame(ws).expect("a frame");
+    assert_eq!(opcode, 0x1);
+    String::from_utf8(payload).unwrap()
+}
+
+#[test]
+fn bounded_symbol_table_evicts_refuses_and_still_serves_the_latest_value() {
+    let redis = start_redis();
+    let mut con = redis_con(&redis.url());
+    // One worker, so that which worker a connection lands on cannot change what its table holds. (The
+    // limit by its environment variable, so that an older build starts too and fails on the behaviour.)
+    let server = LoggedServer::start_with_env(
+        &["--redis", &redis.url(), "--workers", "1"],
+        &[("RINGCAST_MAX_SYMBOLS", "3")],
+    );
+    server.wait_metric("ringcast_feed_snapshots_total", 1.0);
+
+    // Ten symbols nobody subscribes to: the table keeps three, evicting the least recently ticked.
+    for i in 0..10 {
+        publish(&mut con, &tick_of(&format!("S{i}"), i));
+    }
+    server.wait_metric("ringcast_symbols_evicted_total", 7.0);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = server.metrics_text();
+        let per_worker: Vec<f64> = text
+            .lines()
+            .filter(|l| l.starts_with("ringcast_symbols{worker="))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        if per_worker == [3.0] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "symbols gauge: {per_worker:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A subscriber of an evicted symbol still gets its latest value, read back from Redis.
+    let mut a = server.ws();
+    let ack = subscribe(&mut a, "S0,S8,S9");
+    assert_eq!(ack["symbols"], serde_json::json!(["S0", "S8", "S9"]));
+    let mut got = vec![next_text(&mut a), next_text(&mut a), next_text(&mut a)];
+    got.sort();
+    assert_eq!(got, [tick_of("S0", 0), tick_of("S8", 8), tick_of("S9", 9)]);
+    let mut b = server.ws();
+    subscribe(&mut b, "S1");
+    assert_eq!(next_text(&mut b), tick_of("S1", 1));
+    server.wait_metric("ringcast_feed_latest_fetches_total", 2.0);
+
+    // Live ticks of subscribed symbols flow.
+    publish(&mut con, &tick_of("S0", 100));
+    assert_eq!(next_text(&mut a), tick_of("S0", 100));
+
+    // Every symbol of the table subscribed (S0..S9, past the limit: subscribing always works): ticks of
+    // new symbols are then refused, counted and logged, and nothing is lost for a later subscriber.
+    let mut c = server.ws();
+    subscribe(&mut c, "S2,S3,S4");
+    for _ in 0..3 {
+        next_text(&mut c);
+    }
+    let mut d = server.ws();
+    subscribe(&mut d, "S5,S6,S7");
+    for _ in 0..3 {
+        next_text(&mut d);
+    }
+    assert_eq!(server.metric("ringcast_symbol_ticks_refused_total"), 0.0);
+    publish(&mut con, &tick_of("NEW", 42));
+    server.wait_metric("ringcast_symbol_ticks_refused_total", 1.0);
+    server.wait_log("symbol table is full");
+    let mut e = server.ws();
+    let ack = subscribe(&mut e, "NEW");
+    assert_eq!(ack["symbols"], serde_json::json!(["NEW"]));
+    assert_eq!(next_text(&mut e), tick_of("NEW", 42));
+    publish(&mut con, &tick_of("NEW", 43));
+    assert_eq!(next_text(&mut e), tick_of("NEW", 43));
 }

@@ -27,7 +27,13 @@ impl Metrics {
     /// Render the exposition text.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
-        let per_worker: [(&str, &str, &str, WorkerCounter); 5] = [
+        let per_worker: [(&str, &str, &str, WorkerCounter); 6] = [
+            (
+                "ringcast_symbols",
+                "gauge",
+                "Symbols in each worker's map (at most --max-symbols, plus subscribed ones past it).",
+                |w| WorkerStats::get(&w.symbols),
+            ),
             (
                 "ringcast_connections_open",
                 "gauge",
@@ -65,7 +71,22 @@ impl Metrics {
                 let _ = writeln!(s, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
             }
         }
-        let totals: [(&str, &str, WorkerCounter); 17] = [
+        let totals: [(&str, &str, WorkerCounter); 20] = [
+            (
+                "ringcast_symbols_evicted_total",
+                "Symbols without subscribers evicted from a worker's map to make room (--max-symbols).",
+                |w| WorkerStats::get(&w.symbols_evicted),
+            ),
+            (
+                "ringcast_symbol_ticks_refused_total",
+                "Ticks of new symbols refused: the worker's map was full of subscribed symbols (--max-symbols).",
+                |w| WorkerStats::get(&w.symbol_ticks_refused),
+            ),
+            (
+                "ringcast_symbol_fetches_total",
+                "Latest ticks asked of Redis for subscribers of a symbol a worker may have evicted.",
+                |w| WorkerStats::get(&w.symbol_fetches),
+            ),
             (
                 "ringcast_handshakes_failed_total",
                 "Upgrade requests refused with an HTTP error.",
@@ -211,6 +232,11 @@ fn render_ingest(ingest: &IngestStats, s: &mut String) {
             "ringcast_feed_reconnects_total",
             "Reconnections to Redis.",
             &ingest.reconnects,
+        ),
+        (
+            "ringcast_feed_latest_fetches_total",
+            "Latest ticks read (HGET) for workers that may have evicted a newly subscribed symbol.",
+            &ingest.fetches,
         ),
         (
             "ringcast_feed_retired_total",

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use crate::fanout::FeedSender;
+use std::sync::mpsc::Receiver;
+
+use crate::fanout::{FeedSender, FetchRequest};
 use crate::secret::{Redacted, scrub};
 
 pub mod backoff;
@@ -125,11 +127,23 @@ pub fn start(
     stats: Arc<IngestStats>,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, StartError> {
+    start_with_fetches(cfg, workers, None, stats, stop)
+}
+
+/// [`start`], also answering the workers' [`FetchRequest`]s (the stored latest tick of a symbol a worker
+/// may have evicted) with an HGET each, as `FeedEvent::Latest` to the asking worker.
+pub fn start_with_fetches(
+    cfg: IngestConfig,
+    workers: Vec<FeedSender>,
+    fetches: Option<Receiver<FetchRequest>>,
+    stats: Arc<IngestStats>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, StartError> {
     let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| StartError::BadUrl {
         url: Redacted(&cfg.redis_url).to_string(),
         error: scrub(&e.to_string(), &cfg.redis_url),
     })?;
-    let ingest = subscriber::Ingest::new(cfg, client, workers, stats, stop);
+    let ingest = subscriber::Ingest::new(cfg, client, workers, fetches, stats, stop);
     std::thread::Builder::new()
         .name("ringcast-ingest".into())
         .spawn(move || ingest.run())

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::RedisError;
@@ -15,7 +16,7 @@ use super::throttle::Throttle;
 use super::tick::{self, BadTick};
 use super::user;
 use super::{IngestConfig, Keys};
-use crate::fanout::{FeedEvent, FeedSender, PreparedFrame, Symbol, prepare_text};
+use crate::fanout::{FeedEvent, FeedSender, FetchRequest, PreparedFrame, Symbol, prepare_text};
 use crate::secret::{Redacted, scrub};
 
 /// TCP connect timeout.
@@ -62,6 +63,11 @@ pub(super) struct Ingest {
     client: redis::Client,
     keys: Keys,
     workers: Vec<FeedSender>,
+    /// Workers' requests for the stored latest tick of a symbol, and the connection that answers them
+    /// (opened on the first request, dropped on an error).
+    fetches: Option<Receiver<FetchRequest>>,
+    fetch_con: Option<redis::Connection>,
+    fetch_log: Throttle,
     stats: Arc<IngestStats>,
     stop: Arc<AtomicBool>,
     /// `Status{up:false}` was sent and not yet followed by `Status{up:true}`.
@@ -78,6 +84,7 @@ impl Ingest {
         cfg: IngestConfig,
         client: redis::Client,
         workers: Vec<FeedSender>,
+        fetches: Option<Receiver<FetchRequest>>,
         stats: Arc<IngestStats>,
         stop: Arc<AtomicBool>,
     ) -> Ingest {
@@ -86,6 +93,9 @@ impl Ingest {
             cfg,
             client,
             workers,
+            fetches,
+            fetch_con: None,
+            fetch_log: Throttle::new(Duration::from_secs(1)),
             stats,
             stop,
             down_announced: false,
@@ -199,6 +209,7 @@ impl Ingest {
             if self.stopping() {
                 return Ended::Stopped;
             }
+            self.answer_fetches();
             if let Some(r) = &mut retry
                 && Instant::now() >= r.at
             {
@@ -248,6 +259,85 @@ impl Ingest {
         }
     }
 
+    /// Answer every queued fetch request: HGET the symbol's stored tick and send it (validated, its frame
+    /// built once) to the asking worker only. A Redis error answers `None` (the symbol then waits for its
+    /// next live tick) and is logged at most once a second.
+    fn answer_fetches(&mut self) {
+        let Some(fetches) = &self.fetches else { return };
+        let requests: Vec<FetchRequest> = fetches.try_iter().collect();
+        for FetchRequest { worker, symbol } in requests {
+            let frame = match self.hget(&symbol) {
+                Ok(Some(value)) => self
+                    .stored_tick(symbol.as_bytes(), &value)
+                    .map(|(_, frame)| frame),
+                Ok(None) => None,
+                Err(e) => {
+                    self.fetch_con = None;
+                    if let Some(suppressed) = self.fetch_log.allow(Instant::now()) {
+                        tracing::warn!(
+                            key = %self.keys.ticks,
+                            %symbol,
+                            error = %scrub(&e.to_string(), &self.cfg.redis_url),
+                            suppressed,
+                            "cannot read a symbol's latest tick for a new subscriber"
+                        );
+                    }
+                    None
+                }
+            };
+            IngestStats::add(&self.stats.fetches, 1);
+            if let Some(w) = self.workers.get(worker) {
+                w.send(FeedEvent::Latest { symbol, frame });
+            }
+        }
+    }
+
+    /// HGET `{prefix}ticks` `symbol` on the fetch connection.
+    fn hget(&mut self, symbol: &str) -> Result<Option<Vec<u8>>, RedisError> {
+        let con = match &mut self.fetch_con {
+            Some(con) => con,
+            None => {
+                let con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+                con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+                self.fetch_con.insert(con)
+            }
+        };
+        redis::cmd("HGET")
+            .arg(&self.keys.ticks)
+            .arg(symbol)
+            .query(con)
+    }
+
+    /// A stored value checked (one valid tick whose symbol is its field), with its frame built; bad ones
+    /// are counted and logged.
+    fn stored_tick(&mut self, field: &[u8], value: &[u8]) -> Option<(Symbol, PreparedFrame)> {
+        let (good, bad) = tick::parse_message(value, self.cfg.max_tick_bytes);
+        self.count_bad(&bad, "stored tick");
+        match good.as_slice() {
+            [t] if t.symbol.as_bytes() == field => {
+                IngestStats::add(&self.stats.frames_built, 1);
+                Some((t.symbol.clone(), prepare_text(t.raw)))
+            }
+            [t] => {
+                self.count_bad(
+                    &[BadTick {
+                        index: 0,
+                        reason: tick::BadReason::BadSymbol,
+                        detail: format!(
+                            "stored under field {:?} but its symbol is {:?}",
+                            String::from_utf8_lossy(field),
+                            t.symbol
+                        ),
+                    }],
+                    "stored tick",
+                );
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// Hand a snapshot to every worker (counted first, so whoever sees the event also sees it counted).
     fn send_snapshot(&mut self, snapshot: Vec<(Symbol, PreparedFrame)>) {
         IngestStats::add(&self.stats.snapshots, 1);
@@ -277,29 +367,8 @@ impl Ingest {
             .query(&mut con)?;
         let mut out = Vec::with_capacity(entries.len());
         for (field, value) in &entries {
-            let (good, bad) = tick::parse_message(value, self.cfg.max_tick_bytes);
-            self.count_bad(&bad, "stored tick");
-            // A stored value is one tick whose symbol is its field.
-            match good.as_slice() {
-                [t] if t.symbol.as_bytes() == field.as_slice() => {
-                    out.push((t.symbol.clone(), prepare_text(t.raw)));
-                }
-                [t] => self.count_bad(
-                    &[BadTick {
-                        index: 0,
-                        reason: tick::BadReason::BadSymbol,
-                        detail: format!(
-                            "stored under field {:?} but its symbol is {:?}",
-                            String::from_utf8_lossy(field),
-                            t.symbol
-                        ),
-                    }],
-                    "stored tick",
-                ),
-                _ => {}
-            }
+            out.extend(self.stored_tick(field, value));
         }
-        IngestStats::add(&self.stats.frames_built, out.len() as u64);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }

@@ -20,9 +20,9 @@ mod upkeep;
 
 use crate::admission::{AcceptRate, MessageLimit, PerIpLimiter};
 use crate::config::{ServeConfig, SlowPolicy};
-use crate::fanout::FeedReceiver;
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::fanout::symbols::SymbolMap;
+use crate::fanout::{FeedReceiver, FetchRequest};
 use crate::http::Gate;
 use crate::http::metrics::Metrics;
 use crate::protocol::Limits;
@@ -91,6 +91,10 @@ pub struct WorkerSettings {
     pub recv_buffers: u16,
     pub recv_buffer_size: usize,
     pub max_symbols_per_conn: usize,
+    /// Most symbols the worker keeps for ticks (`--max-symbols`).
+    pub max_symbols: usize,
+    /// Where to ask ingest for the stored latest tick of a symbol the worker may have evicted.
+    pub fetch: Option<std::sync::mpsc::Sender<FetchRequest>>,
     pub slow_policy: SlowPolicy,
     pub slow_grace_ms: u64,
     pub ping_interval_s: u32,
@@ -119,6 +123,8 @@ impl WorkerSettings {
             recv_buffers: cfg.recv_buffers,
             recv_buffer_size: cfg.recv_buffer_size as usize,
             max_symbols_per_conn: cfg.max_symbols_per_conn,
+            max_symbols: cfg.max_symbols as usize,
+            fetch: None,
             slow_policy: cfg.slow_policy,
             slow_grace_ms: cfg.slow_grace.as_millis() as u64,
             ping_interval_s: cfg.ping_interval.as_secs().max(1) as u32,
@@ -218,6 +224,11 @@ struct State {
     /// Ticks and feed status from the ingest thread (none in the echo profile).
     feed: Option<FeedReceiver>,
     symbols: SymbolMap,
+    /// The symbol map has evicted or refused a symbol: a symbol it does not know may still have a stored
+    /// latest tick, so subscribing to one asks ingest for it.
+    symbols_incomplete: bool,
+    /// Rate-limits the log line about ticks refused for a full symbol map.
+    symbols_full_log: crate::ingest::throttle::Throttle,
     /// Bytes waiting in this worker's outboxes (published to `stats.backlog_bytes` by `upkeep`).
     backlog: i64,
     /// Next connection slot the heartbeat sweep looks at, and when the next upkeep is due.
@@ -253,6 +264,7 @@ impl Worker {
             .min(uring::nofile_limit().min(1 << 20) as u32);
         let ring = Ring::new(4096, files)?;
         let bufs = BufRing::new(settings.recv_buffers, settings.recv_buffer_size)?;
+        let max_symbols = settings.max_symbols;
         let mut worker = Worker {
             ring,
             bufs,
@@ -276,7 +288,9 @@ impl Worker {
                 wake_buf: Box::new(0),
                 start: Instant::now(),
                 feed,
-                symbols: SymbolMap::default(),
+                symbols: SymbolMap::with_limit(max_symbols),
+                symbols_incomplete: false,
+                symbols_full_log: crate::ingest::throttle::Throttle::new(Duration::from_secs(1)),
                 backlog: 0,
                 accept_rate: None,
                 per_ip: PerIpLimiter::default(),
