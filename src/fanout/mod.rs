@@ -56,7 +56,7 @@ pub enum FeedEvent {
         user: Arc<str>,
         frame: PreparedFrame,
     },
-    /// The answer to this worker's [`FetchRequest`]: the stored latest tick of `symbol` (HGET), or `None`
+    /// The answer to this worker's [`FetchRequest`]: the stored latest tick of `symbol` (HMGET), or `None`
     /// if Redis has none (or could not be asked). Sent to the asking worker only.
     Latest {
         symbol: Symbol,

@@ -60,6 +60,8 @@ pub struct SymbolMap {
     /// Eviction list: oldest first.
     head: SymbolId,
     tail: SymbolId,
+    /// Symbols evicted since the map was made.
+    evicted: u64,
 }
 
 impl Default for SymbolMap {
@@ -79,6 +81,7 @@ impl SymbolMap {
             limit: limit.max(1),
             head: NIL,
             tail: NIL,
+            evicted: 0,
         }
     }
 
@@ -129,19 +132,36 @@ impl SymbolMap {
         let victim = self.head;
         let evicted = self.entry(victim).symbol.clone();
         self.remove(victim);
+        self.evicted += 1;
         Admission::Evicted {
             id: self.intern(symbol),
             evicted,
         }
     }
 
-    /// Store the latest tick of a symbol; one without subscribers becomes the most recently ticked.
+    /// Store the latest tick of a symbol; one without subscribers becomes the most recently ticked (and
+    /// the map is trimmed back to its limit, should it be over it).
     pub fn set_latest(&mut self, id: SymbolId, frame: LocalFrame) {
         let entry = self.entry_mut(id);
         entry.latest = Some(frame);
         if entry.subscribers.is_empty() {
             self.unlink(id);
             self.push_tail(id);
+            self.trim();
+        }
+    }
+
+    /// Symbols evicted since the map was made.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Evict the least recently ticked symbols without subscribers while the map is over its limit (it
+    /// goes over when subscribers add symbols; this brings it back once they leave).
+    fn trim(&mut self) {
+        while self.len() > self.limit && self.head != NIL && self.head != self.tail {
+            self.remove(self.head);
+            self.evicted += 1;
         }
     }
 
@@ -164,8 +184,8 @@ impl SymbolMap {
         true
     }
 
-    /// Remove a subscriber; a symbol left with neither data nor subscribers is forgotten, one left with
-    /// data and no subscribers may be evicted from now on.
+    /// Remove a subscriber; a symbol left with neither data nor subscribers is forgotten (once its fetch,
+    /// if any, is answered), one left with data and no subscribers may be evicted from now on.
     pub fn unsubscribe(&mut self, id: SymbolId, slot: u32) {
         let entry = self.entry_mut(id);
         if let Some(pos) = entry.subscribers.iter().position(|&s| s == slot) {
@@ -175,9 +195,13 @@ impl SymbolMap {
             return;
         }
         if entry.latest.is_none() {
-            self.remove(id);
+            // Kept while a fetch is in flight, so that subscribing again does not ask again.
+            if !entry.fetch_pending {
+                self.remove(id);
+            }
         } else if !entry.linked {
             self.push_tail(id);
+            self.trim();
         }
     }
 
@@ -332,12 +356,21 @@ mod tests {
         map.subscribe(d, 9);
         assert_eq!(map.len(), 3);
         assert_eq!(tick(&mut map, "E"), Admission::Full);
-        // Removing and retiring keep the list consistent.
+        // Unsubscribed symbols become evictable; past the limit the oldest goes at once.
         let a = map.get("A").unwrap();
         map.unsubscribe(a, 0);
+        assert_eq!(
+            map.len(),
+            3,
+            "A is the only evictable symbol and the newest: kept"
+        );
         let b = map.get("B").unwrap();
         map.unsubscribe(b, 1);
-        map.remove(a);
+        assert!(
+            map.get("A").is_none(),
+            "over the limit: the older unsubscribed one goes"
+        );
+        assert_eq!(map.len(), 2);
         assert_eq!(evicted(tick(&mut map, "E")).as_deref(), Some("B"));
         assert_eq!(
             evicted(tick(&mut map, "F")).as_deref(),
@@ -347,5 +380,42 @@ mod tests {
         let f = map.get("F").unwrap();
         map.subscribe(f, 3);
         assert_eq!(tick(&mut map, "G"), Admission::Full);
+        // Over the limit (D, F subscribed; H added by subscribing): leaving subscribers bring it back.
+        let h = map.intern("H");
+        map.subscribe(h, 4);
+        map.set_latest(h, frame());
+        assert_eq!(map.len(), 3);
+        let before = map.evicted();
+        map.unsubscribe(h, 4);
+        assert_eq!(
+            map.len(),
+            3,
+            "H is the newest unsubscribed symbol: kept alone"
+        );
+        let d = map.get("D").unwrap();
+        map.set_latest(d, frame());
+        map.unsubscribe(d, 9);
+        assert_eq!(map.len(), 2, "back to the limit");
+        assert!(map.get("H").is_none(), "the older one went");
+        assert_eq!(map.evicted(), before + 1);
+    }
+
+    #[test]
+    fn a_pending_fetch_keeps_the_entry_until_answered() {
+        let mut map = SymbolMap::with_limit(2);
+        let x = map.intern("X");
+        map.subscribe(x, 1);
+        map.entry_mut(x).fetch_pending = true;
+        map.unsubscribe(x, 1);
+        assert_eq!(
+            map.get("X"),
+            Some(x),
+            "subscribing again will not ask again"
+        );
+        assert!(map.subscribe(x, 2));
+        map.unsubscribe(x, 2);
+        map.entry_mut(x).fetch_pending = false;
+        map.remove(x);
+        assert!(map.is_empty());
     }
 }

@@ -235,7 +235,7 @@ fn render_ingest(ingest: &IngestStats, s: &mut String) {
         ),
         (
             "ringcast_feed_latest_fetches_total",
-            "Latest ticks read (HGET) for workers that may have evicted a newly subscribed symbol.",
+            "Latest ticks read (HMGET) for workers that may have evicted a newly subscribed symbol.",
             &ingest.fetches,
         ),
         (

@@ -131,7 +131,7 @@ pub fn start(
 }
 
 /// [`start`], also answering the workers' [`FetchRequest`]s (the stored latest tick of a symbol a worker
-/// may have evicted) with an HGET each, as `FeedEvent::Latest` to the asking worker.
+/// may have evicted) with one HMGET per batch, as `FeedEvent::Latest` to each asking worker.
 pub fn start_with_fetches(
     cfg: IngestConfig,
     workers: Vec<FeedSender>,

@@ -26,7 +26,7 @@ pub struct IngestStats {
     pub user_messages: AtomicU64,
     /// Per-user messages dropped, by `UserRefusal::index`.
     pub bad_user_messages: [AtomicU64; UserRefusal::NAMES.len()],
-    /// Latest ticks read (HGET) for workers that may have evicted a newly subscribed symbol.
+    /// Latest ticks read (HMGET, per distinct symbol) for workers that may have evicted a newly subscribed symbol.
     pub fetches: AtomicU64,
     /// Symbols retired through the control channel.
     pub retired: AtomicU64,

@@ -32,6 +32,9 @@ const IDLE_PING: Duration = Duration::from_secs(15);
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
 const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(30);
 
+/// Most symbols read by one HMGET when answering workers' fetch requests.
+const FETCH_BATCH: usize = 512;
+
 /// Whether a Redis error means the connection is unusable (reconnect), rather than a refused command
 /// (e.g. WRONGTYPE: the key holds the wrong kind of value), after which the connection still works.
 fn connection_trouble(e: &RedisError) -> bool {
@@ -259,41 +262,62 @@ impl Ingest {
         }
     }
 
-    /// Answer every queued fetch request: HGET the symbol's stored tick and send it (validated, its frame
-    /// built once) to the asking worker only. A Redis error answers `None` (the symbol then waits for its
+    /// Answer every queued fetch request: one HMGET per batch of distinct symbols (so a burst of
+    /// subscribes costs one round trip, not one per symbol), each stored tick validated and its frame built
+    /// once, sent to the asking workers only. A Redis error answers `None` (the symbol then waits for its
     /// next live tick) and is logged at most once a second.
     fn answer_fetches(&mut self) {
         let Some(fetches) = &self.fetches else { return };
-        let requests: Vec<FetchRequest> = fetches.try_iter().collect();
-        for FetchRequest { worker, symbol } in requests {
-            let frame = match self.hget(&symbol) {
-                Ok(Some(value)) => self
-                    .stored_tick(symbol.as_bytes(), &value)
-                    .map(|(_, frame)| frame),
-                Ok(None) => None,
+        let mut requests: Vec<FetchRequest> = fetches.try_iter().collect();
+        if requests.is_empty() {
+            return;
+        }
+        requests.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        let mut symbols: Vec<Symbol> = requests.iter().map(|r| r.symbol.clone()).collect();
+        symbols.dedup();
+        let mut frames: Vec<Option<PreparedFrame>> = Vec::with_capacity(symbols.len());
+        for batch in symbols.chunks(FETCH_BATCH) {
+            match self.hmget(batch) {
+                Ok(values) => {
+                    for (symbol, value) in batch.iter().zip(values) {
+                        frames.push(value.and_then(|v| {
+                            self.stored_tick(symbol.as_bytes(), &v)
+                                .map(|(_, frame)| frame)
+                        }));
+                    }
+                }
                 Err(e) => {
                     self.fetch_con = None;
                     if let Some(suppressed) = self.fetch_log.allow(Instant::now()) {
                         tracing::warn!(
                             key = %self.keys.ticks,
-                            %symbol,
+                            symbols = batch.len(),
                             error = %scrub(&e.to_string(), &self.cfg.redis_url),
                             suppressed,
-                            "cannot read a symbol's latest tick for a new subscriber"
+                            "cannot read latest ticks for new subscribers"
                         );
                     }
-                    None
+                    frames.extend(batch.iter().map(|_| None));
                 }
-            };
-            IngestStats::add(&self.stats.fetches, 1);
+            }
+        }
+        IngestStats::add(&self.stats.fetches, symbols.len() as u64);
+        let mut at = 0;
+        for FetchRequest { worker, symbol } in requests {
+            while symbols[at] != symbol {
+                at += 1;
+            }
             if let Some(w) = self.workers.get(worker) {
-                w.send(FeedEvent::Latest { symbol, frame });
+                w.send(FeedEvent::Latest {
+                    symbol,
+                    frame: frames[at].clone(),
+                });
             }
         }
     }
 
-    /// HGET `{prefix}ticks` `symbol` on the fetch connection.
-    fn hget(&mut self, symbol: &str) -> Result<Option<Vec<u8>>, RedisError> {
+    /// HMGET `{prefix}ticks` on the fetch connection (opened when needed).
+    fn hmget(&mut self, symbols: &[Symbol]) -> Result<Vec<Option<Vec<u8>>>, RedisError> {
         let con = match &mut self.fetch_con {
             Some(con) => con,
             None => {
@@ -303,10 +327,12 @@ impl Ingest {
                 self.fetch_con.insert(con)
             }
         };
-        redis::cmd("HGET")
-            .arg(&self.keys.ticks)
-            .arg(symbol)
-            .query(con)
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&self.keys.ticks);
+        for s in symbols {
+            cmd.arg(s.as_bytes());
+        }
+        cmd.query(con)
     }
 
     /// A stored value checked (one valid tick whose symbol is its field), with its frame built; bad ones

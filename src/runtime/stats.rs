@@ -29,7 +29,7 @@ pub struct WorkerStats {
     pub rate_limited: AtomicU64,
     /// Symbols in the worker's map (a gauge, updated by upkeep).
     pub symbols: AtomicU64,
-    /// Symbols evicted from the map to make room (`--max-symbols`).
+    /// Symbols evicted from the map to make room (`--max-symbols`; copied from the map by upkeep).
     pub symbols_evicted: AtomicU64,
     /// Ticks of new symbols refused because the map was full of subscribed symbols.
     pub symbol_ticks_refused: AtomicU64,

@@ -77,6 +77,7 @@ impl State {
                         self.symbols.set_latest(id, frame.clone());
                         self.deliver_to_subscribers(id, &frame);
                     }
+                    // Nobody waits for it any more: forget it, as an unsubscribe would have.
                     None if entry.subscribers.is_empty() => {
                         self.symbols.remove(id);
                     }
@@ -112,7 +113,6 @@ impl State {
         match self.symbols.admit(symbol) {
             Admission::Known(id) | Admission::Added(id) => Some(id),
             Admission::Evicted { id, .. } => {
-                WorkerStats::add(&stats.symbols_evicted, 1);
                 self.symbols_incomplete = true;
                 Some(id)
             }
@@ -333,7 +333,7 @@ impl State {
         self.backlog += (outbox.pending_bytes() - before) as i64;
         // A symbol without a value here may have been evicted: its stored value follows the ack (as a
         // tick), once ingest has read it from Redis.
-        if self.symbols_incomplete {
+        if self.symbols_incomplete || self.symbols.evicted() > 0 {
             for id in missing {
                 self.fetch_latest(id);
             }
