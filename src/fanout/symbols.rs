@@ -62,6 +62,8 @@ pub struct SymbolMap {
     tail: SymbolId,
     /// Symbols evicted since the map was made.
     evicted: u64,
+    /// Ticks refused since the map was made (full of subscribed symbols).
+    refused: u64,
 }
 
 impl Default for SymbolMap {
@@ -82,6 +84,7 @@ impl SymbolMap {
             head: NIL,
             tail: NIL,
             evicted: 0,
+            refused: 0,
         }
     }
 
@@ -127,6 +130,7 @@ impl SymbolMap {
             return Admission::Added(self.intern(symbol));
         }
         if self.head == NIL {
+            self.refused += 1;
             return Admission::Full;
         }
         let victim = self.head;
@@ -154,6 +158,12 @@ impl SymbolMap {
     /// Symbols evicted since the map was made.
     pub fn evicted(&self) -> u64 {
         self.evicted
+    }
+
+    /// Whether the map ever evicted or refused a symbol: a symbol it does not know may then still have a
+    /// stored latest tick (in Redis).
+    pub fn incomplete(&self) -> bool {
+        self.evicted > 0 || self.refused > 0
     }
 
     /// Evict the least recently ticked symbols without subscribers while the map is over its limit (it
@@ -349,7 +359,9 @@ mod tests {
             let id = map.get(s).unwrap();
             map.subscribe(id, slot as u32);
         }
+        assert!(!map.incomplete());
         assert_eq!(tick(&mut map, "C"), Admission::Full);
+        assert!(map.incomplete(), "C may have a stored value");
         assert!(matches!(tick(&mut map, "A"), Admission::Known(_)));
         // Subscribing goes past the limit (those entries are bounded by the connections).
         let d = map.intern("D");

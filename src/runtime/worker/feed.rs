@@ -111,14 +111,9 @@ impl State {
     fn admit_symbol(&mut self, symbol: &str) -> Option<SymbolId> {
         let stats = &self.control.stats;
         match self.symbols.admit(symbol) {
-            Admission::Known(id) | Admission::Added(id) => Some(id),
-            Admission::Evicted { id, .. } => {
-                self.symbols_incomplete = true;
-                Some(id)
-            }
+            Admission::Known(id) | Admission::Added(id) | Admission::Evicted { id, .. } => Some(id),
             Admission::Full => {
                 WorkerStats::add(&stats.symbol_ticks_refused, 1);
-                self.symbols_incomplete = true;
                 if let Some(suppressed) = self.symbols_full_log.allow(std::time::Instant::now()) {
                     tracing::warn!(
                         worker = self.id,
@@ -333,7 +328,7 @@ impl State {
         self.backlog += (outbox.pending_bytes() - before) as i64;
         // A symbol without a value here may have been evicted: its stored value follows the ack (as a
         // tick), once ingest has read it from Redis.
-        if self.symbols_incomplete || self.symbols.evicted() > 0 {
+        if self.symbols.incomplete() {
             for id in missing {
                 self.fetch_latest(id);
             }

@@ -224,9 +224,6 @@ struct State {
     /// Ticks and feed status from the ingest thread (none in the echo profile).
     feed: Option<FeedReceiver>,
     symbols: SymbolMap,
-    /// The symbol map has evicted or refused a symbol: a symbol it does not know may still have a stored
-    /// latest tick, so subscribing to one asks ingest for it.
-    symbols_incomplete: bool,
     /// Rate-limits the log line about ticks refused for a full symbol map.
     symbols_full_log: crate::ingest::throttle::Throttle,
     /// Bytes waiting in this worker's outboxes (published to `stats.backlog_bytes` by `upkeep`).
@@ -289,7 +286,6 @@ impl Worker {
                 start: Instant::now(),
                 feed,
                 symbols: SymbolMap::with_limit(max_symbols),
-                symbols_incomplete: false,
                 symbols_full_log: crate::ingest::throttle::Throttle::new(Duration::from_secs(1)),
                 backlog: 0,
                 accept_rate: None,
