@@ -269,6 +269,24 @@ fn secrets_never_reach_logs_errors_or_metrics() {
         }
     }
 
+    // The demo feed's connection errors, logged while it retries.
+    let out = Command::new(common::bin())
+        .args([
+            "--log",
+            "info",
+            "feed",
+            "--demo",
+            "--duration",
+            "1s",
+            "--redis",
+        ])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("***"), "feed: {stderr}");
+    assert_no_secret("feed's logs", &stderr);
+
     // A URL that does not parse is refused at start-up without echoing its password.
     let out = Command::new(common::bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--redis"])
