@@ -9,7 +9,7 @@ use super::{State, WorkerStats};
 use crate::config::SlowPolicy;
 use crate::fanout::FeedEvent;
 use crate::fanout::command::{self, ClientCommand, CommandError};
-use crate::fanout::symbols::{LocalFrame, SymbolId};
+use crate::fanout::symbols::{Admission, LocalFrame, SymbolId};
 use crate::protocol::CloseCode;
 use crate::protocol::session::CloseState;
 use crate::runtime::conn::Phase;
@@ -36,16 +36,21 @@ impl State {
     fn on_feed_event(&mut self, event: FeedEvent) {
         match event {
             FeedEvent::Tick { symbol, frame } => {
-                let id = self.symbols.intern(&symbol);
+                let Some(id) = self.admit_symbol(&symbol) else {
+                    return;
+                };
                 let frame: LocalFrame = Rc::new(frame);
-                self.symbols.entry_mut(id).latest = Some(frame.clone());
+                self.symbols.set_latest(id, frame.clone());
                 self.deliver_to_subscribers(id, &frame);
             }
             FeedEvent::Snapshot(ticks) => {
                 for (symbol, frame) in ticks.iter() {
-                    let id = self.symbols.intern(symbol);
-                    let entry = self.symbols.entry_mut(id);
-                    if entry
+                    let Some(id) = self.admit_symbol(symbol) else {
+                        continue;
+                    };
+                    if self
+                        .symbols
+                        .entry(id)
                         .latest
                         .as_ref()
                         .is_some_and(|old| old[..] == frame[..])
@@ -53,8 +58,30 @@ impl State {
                         continue; // unchanged: subscribers already have it
                     }
                     let frame: LocalFrame = Rc::new(frame.clone());
-                    entry.latest = Some(frame.clone());
+                    self.symbols.set_latest(id, frame.clone());
                     self.deliver_to_subscribers(id, &frame);
+                }
+            }
+            FeedEvent::Latest { symbol, frame } => {
+                let Some(id) = self.symbols.get(&symbol) else {
+                    return; // unsubscribed meanwhile
+                };
+                let entry = self.symbols.entry_mut(id);
+                entry.fetch_pending = false;
+                if entry.latest.is_some() {
+                    return; // a live tick came first: it is at least as new
+                }
+                match frame {
+                    Some(frame) => {
+                        let frame: LocalFrame = Rc::new(frame);
+                        self.symbols.set_latest(id, frame.clone());
+                        self.deliver_to_subscribers(id, &frame);
+                    }
+                    // Nobody waits for it any more: forget it, as an unsubscribe would have.
+                    None if entry.subscribers.is_empty() => {
+                        self.symbols.remove(id);
+                    }
+                    None => {}
                 }
             }
             FeedEvent::Status { frame, .. } => {
@@ -76,6 +103,48 @@ impl State {
                     self.deliver(slot, &frame, None);
                 }
             }
+        }
+    }
+
+    /// The map's id for a tick of `symbol` under `--max-symbols`: None if the tick is refused (the map is
+    /// full of subscribed symbols; counted and logged at most once a second).
+    fn admit_symbol(&mut self, symbol: &str) -> Option<SymbolId> {
+        let stats = &self.control.stats;
+        match self.symbols.admit(symbol) {
+            Admission::Known(id) | Admission::Added(id) | Admission::Evicted { id, .. } => Some(id),
+            Admission::Full => {
+                WorkerStats::add(&stats.symbol_ticks_refused, 1);
+                if let Some(suppressed) = self.symbols_full_log.allow(std::time::Instant::now()) {
+                    tracing::warn!(
+                        worker = self.id,
+                        symbol,
+                        limit = self.settings.max_symbols,
+                        suppressed,
+                        "tick refused: the symbol table is full and every symbol in it has subscribers (--max-symbols)"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    /// Ask ingest for the stored latest tick of a subscribed symbol this worker has no value for, when it
+    /// may have evicted or refused it (at most one request in flight per symbol).
+    fn fetch_latest(&mut self, id: SymbolId) {
+        let Some(fetch) = &self.settings.fetch else {
+            return;
+        };
+        let entry = self.symbols.entry_mut(id);
+        if entry.latest.is_some() || entry.fetch_pending {
+            return;
+        }
+        let request = crate::fanout::FetchRequest {
+            worker: self.id,
+            symbol: entry.symbol.clone(),
+        };
+        if fetch.send(request).is_ok() {
+            entry.fetch_pending = true;
+            WorkerStats::add(&self.control.stats.symbol_fetches, 1);
         }
     }
 
@@ -231,6 +300,7 @@ impl State {
         }
         let mut snapshot = Vec::with_capacity(symbols.len());
         let mut unknown = Vec::new();
+        let mut missing = Vec::new();
         let mut added = Vec::with_capacity(new);
         for symbol in &symbols {
             let id = self.symbols.intern(symbol);
@@ -239,7 +309,10 @@ impl State {
             }
             match &self.symbols.entry(id).latest {
                 Some(frame) => snapshot.push((id, frame.clone())),
-                None => unknown.push(symbol.as_str()),
+                None => {
+                    unknown.push(symbol.as_str());
+                    missing.push(id);
+                }
             }
         }
         self.conns[slot as usize].subs.extend(&added);
@@ -253,6 +326,13 @@ impl State {
             outbox.push_tick(id, frame);
         }
         self.backlog += (outbox.pending_bytes() - before) as i64;
+        // A symbol without a value here may have been evicted: its stored value follows the ack (as a
+        // tick), once ingest has read it from Redis.
+        if self.symbols.incomplete() {
+            for id in missing {
+                self.fetch_latest(id);
+            }
+        }
     }
 
     /// Queue a control message (JSON text frame) to one connection.

@@ -24,9 +24,9 @@ pub use admit::table_size;
 
 use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
 use crate::config::{ServeConfig, SlowPolicy};
-use crate::fanout::FeedReceiver;
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::fanout::symbols::SymbolMap;
+use crate::fanout::{FeedReceiver, FetchRequest};
 use crate::http::Gate;
 use crate::http::metrics::Metrics;
 use crate::protocol::Limits;
@@ -95,6 +95,10 @@ pub struct WorkerSettings {
     pub recv_buffers: u16,
     pub recv_buffer_size: usize,
     pub max_symbols_per_conn: usize,
+    /// Most symbols the worker keeps for ticks (`--max-symbols`).
+    pub max_symbols: usize,
+    /// Where to ask ingest for the stored latest tick of a symbol the worker may have evicted.
+    pub fetch: Option<std::sync::mpsc::Sender<FetchRequest>>,
     pub slow_policy: SlowPolicy,
     pub slow_grace_ms: u64,
     pub ping_interval_s: u32,
@@ -128,6 +132,8 @@ impl WorkerSettings {
             recv_buffers: cfg.recv_buffers,
             recv_buffer_size: cfg.recv_buffer_size as usize,
             max_symbols_per_conn: cfg.max_symbols_per_conn,
+            max_symbols: cfg.max_symbols as usize,
+            fetch: None,
             slow_policy: cfg.slow_policy,
             slow_grace_ms: cfg.slow_grace.as_millis() as u64,
             ping_interval_s: cfg.ping_interval.as_secs().max(1) as u32,
@@ -230,6 +236,8 @@ struct State {
     /// Ticks and feed status from the ingest thread (none in the echo profile).
     feed: Option<FeedReceiver>,
     symbols: SymbolMap,
+    /// Rate-limits the log line about ticks refused for a full symbol map.
+    symbols_full_log: crate::ingest::throttle::Throttle,
     /// Bytes waiting in this worker's outboxes (published to `stats.backlog_bytes` by `upkeep`).
     backlog: i64,
     /// Next connection slot the heartbeat sweep looks at, and when the next upkeep is due.
@@ -266,6 +274,7 @@ impl Worker {
         let (files, ws_cap) = table_size(settings.max_conns, uring::nofile_limit());
         let ring = Ring::new(4096, files)?;
         let bufs = BufRing::new(settings.recv_buffers, settings.recv_buffer_size)?;
+        let max_symbols = settings.max_symbols;
         let mut worker = Worker {
             ring,
             bufs,
@@ -289,7 +298,8 @@ impl Worker {
                 wake_buf: Box::new(0),
                 start: Instant::now(),
                 feed,
-                symbols: SymbolMap::default(),
+                symbols: SymbolMap::with_limit(max_symbols),
+                symbols_full_log: crate::ingest::throttle::Throttle::new(Duration::from_secs(1)),
                 backlog: 0,
                 table_slots: files,
                 ws_cap,
