@@ -18,10 +18,11 @@ mod input;
 mod output;
 mod upkeep;
 
+use input::Inbound;
+
 use crate::admission::{AcceptRate, MessageLimit, PerIpLimiter};
 use crate::config::{ServeConfig, SlowPolicy};
 use crate::fanout::FeedReceiver;
-use crate::fanout::command::{ClientCommand, CommandError};
 use crate::fanout::symbols::SymbolMap;
 use crate::http::Gate;
 use crate::http::metrics::Metrics;
@@ -205,7 +206,7 @@ struct State {
     /// Accepts failed (no free slot, or an error); retried when a connection closes or at this time (ms).
     accept_paused: bool,
     accept_retry_at: u64,
-    /// Min-heap of (deadline ms, slot, generation): close deadlines and token expiry.
+    /// Min-heap of (deadline ms, slot, generation): close deadlines, token expiry and slow-grace ends.
     timers: BinaryHeap<Reverse<(u64, u32, u16)>>,
     /// Slots accepted and possibly still in their HTTP handshake; upkeep closes the ones past their
     /// deadline and forgets the rest (no per-connection timer entry outlives its handshake by long).
@@ -235,8 +236,8 @@ struct State {
     /// TLS (wss://) on this listener, and a scratch buffer for decrypted bytes.
     tls: Option<WorkerTls>,
     tls_plain: Vec<u8>,
-    /// Client commands decoded while handling one connection's input, acted on right after.
-    inbox: Vec<Result<ClientCommand, CommandError>>,
+    /// Client commands and pings decoded while handling one connection's input, acted on right after.
+    inbox: Vec<Inbound>,
 }
 
 impl Worker {
@@ -571,8 +572,11 @@ impl State {
                 Phase::Closing | Phase::Free => false,
             };
             if !expired {
-                if conn.auth.is_some() && matches!(conn.phase, Phase::Open { .. }) {
-                    self.auth_timer(slot, now);
+                if matches!(conn.phase, Phase::Open { .. }) {
+                    let authenticated = conn.auth.is_some();
+                    if self.slow_timer(slot, now) && authenticated {
+                        self.auth_timer(slot, now);
+                    }
                 }
                 continue;
             }
