@@ -149,8 +149,20 @@ fn random_request(rng: &mut Rng) -> Vec<u8> {
 // -- client commands -----------------------------------------------------------------------------------
 
 const SYMBOLS: &[&str] = &[
-    "EFERT", "LUCK", "HASCOL", "A", "x", "EFERT", "has space", "", "\\u0041", "a\"b", "é",
-    "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "S1", "S2",
+    "EFERT",
+    "LUCK",
+    "HASCOL",
+    "A",
+    "x",
+    "EFERT",
+    "has space",
+    "",
+    "\\u0041",
+    "a\"b",
+    "é",
+    "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+    "S1",
+    "S2",
 ];
 
 /// A cap byte, then a plain or JSON command: mostly well-formed, with long listings (past any cap,
@@ -178,7 +190,10 @@ fn random_command(rng: &mut Rng) -> Vec<u8> {
         2 => {
             let token = "t".repeat(rng.below(40));
             let ops = ["auth", "subscribe", "buy", ""];
-            format!(r#"{{"op":"{}","token":"{token}"}}"#, ops[rng.below(ops.len())])
+            format!(
+                r#"{{"op":"{}","token":"{token}"}}"#,
+                ops[rng.below(ops.len())]
+            )
         }
         _ => {
             let ops = ["subscribe", "unsubscribe", "auth", "x"];
@@ -190,7 +205,11 @@ fn random_command(rng: &mut Rng) -> Vec<u8> {
                     _ => format!("\"{}\"", symbol(rng)),
                 })
                 .collect();
-            let extra = if rng.chance(10) { r#","extra":true"# } else { "" };
+            let extra = if rng.chance(10) {
+                r#","extra":true"#
+            } else {
+                ""
+            };
             format!(
                 r#"{{"op":"{}","symbols":[{}]{extra}}}"#,
                 ops[rng.below(ops.len())],

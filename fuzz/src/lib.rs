@@ -170,7 +170,11 @@ pub fn client_command(data: &[u8]) {
     let (result, allocations, bytes) = alloc_count::measure(|| command::parse(&text, cap));
     match &result {
         Ok(ClientCommand::Subscribe(list) | ClientCommand::Unsubscribe(list)) => {
-            assert!(!list.is_empty() && list.len() <= cap, "{} symbols, cap {cap}", list.len());
+            assert!(
+                !list.is_empty() && list.len() <= cap,
+                "{} symbols, cap {cap}",
+                list.len()
+            );
             let mut seen = std::collections::HashSet::new();
             for s in list {
                 assert!(command::valid_symbol(s), "invalid symbol {s:?} accepted");
