@@ -183,15 +183,14 @@ impl SymbolMap {
         self.entries[id as usize].as_mut().expect("live symbol id")
     }
 
-    /// Add a subscriber; false if it was already subscribed. A subscribed symbol is never evicted.
-    pub fn subscribe(&mut self, id: SymbolId, slot: u32) -> bool {
+    /// Add a subscriber not yet subscribed (the caller checks its connection's own short list first:
+    /// searching a popular symbol's subscribers would cost O(subscribers) per request). A subscribed
+    /// symbol is never evicted.
+    pub fn subscribe(&mut self, id: SymbolId, slot: u32) {
         let subs = &mut self.entry_mut(id).subscribers;
-        if subs.contains(&slot) {
-            return false;
-        }
+        debug_assert!(!subs.contains(&slot), "already subscribed");
         subs.push(slot);
         self.unlink(id);
-        true
     }
 
     /// Remove a subscriber; a symbol left with neither data nor subscribers is forgotten (once its fetch,
@@ -270,12 +269,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subscribe_is_idempotent_and_empty_symbols_are_forgotten() {
+    fn intern_is_idempotent_and_empty_symbols_are_forgotten() {
         let mut map = SymbolMap::default();
         let id = map.intern("EFERT");
         assert_eq!(map.intern("EFERT"), id);
-        assert!(map.subscribe(id, 7));
-        assert!(!map.subscribe(id, 7));
+        map.subscribe(id, 7);
         assert_eq!(map.entry(id).subscribers, vec![7]);
         map.unsubscribe(id, 7);
         assert!(
@@ -424,7 +422,7 @@ mod tests {
             Some(x),
             "subscribing again will not ask again"
         );
-        assert!(map.subscribe(x, 2));
+        map.subscribe(x, 2);
         map.unsubscribe(x, 2);
         map.entry_mut(x).fetch_pending = false;
         map.remove(x);

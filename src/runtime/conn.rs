@@ -120,6 +120,24 @@ impl Conn {
         }
     }
 
+    /// Where frames queue, if a queue exists (never allocates one).
+    pub fn frames_if_any(&mut self) -> Option<&mut Outbox> {
+        match self.tls.as_mut() {
+            Some(tls) => tls.plain.as_deref_mut(),
+            None => self.outbox.as_deref_mut(),
+        }
+    }
+
+    /// Bytes waiting in this connection's queues (frames not yet sealed, and the outbox).
+    pub fn pending_bytes(&self) -> usize {
+        let plain = self
+            .tls
+            .as_ref()
+            .and_then(|t| t.plain.as_ref())
+            .map_or(0, |p| p.pending_bytes());
+        plain + self.outbox.as_ref().map_or(0, |o| o.pending_bytes())
+    }
+
     /// Encrypt every waiting frame into the outbox (one pass of rustls over all of them). Returns the
     /// plaintext bytes consumed and ciphertext bytes produced, or the TLS failure.
     pub fn seal(&mut self) -> Result<(usize, usize), TlsFailure> {
@@ -247,8 +265,13 @@ pub struct Outbox {
     pending: usize,
     iov: Vec<libc::iovec>,
     msg: libc::msghdr,
+    /// The Pong answering the latest Ping, encoded, not yet queued: it joins the queue when the next send
+    /// is prepared, so a peer that pings and never reads has at most one pong waiting.
+    pong: Option<Vec<u8>>,
     /// Since when (ms) the backlog has been over the limit, if it is.
     pub over_limit_since_ms: Option<u64>,
+    /// When the slow-grace timer armed for this queue is due, if one is in the worker's timer heap.
+    pub slow_timer_ms: Option<u64>,
 }
 
 impl Default for Outbox {
@@ -261,7 +284,9 @@ impl Default for Outbox {
             iov: Vec::new(),
             // SAFETY: msghdr is plain data; all-zero is the empty message.
             msg: unsafe { std::mem::zeroed() },
+            pong: None,
             over_limit_since_ms: None,
+            slow_timer_ms: None,
         }
     }
 }
@@ -295,6 +320,25 @@ impl Outbox {
         self.queue.push_back(Chunk::Tick(symbol, frame));
     }
 
+    /// Answer a Ping with `payload`: a pong still waiting is replaced (only the latest ping is answered,
+    /// RFC 6455 §5.5.3), otherwise one is added. It is queued behind what is already waiting when the
+    /// next send is prepared.
+    pub fn set_pong(&mut self, payload: &[u8]) {
+        let pong = self.pong.get_or_insert_with(Vec::new);
+        self.pending -= pong.len();
+        pong.clear();
+        crate::protocol::session::pong(payload, pong);
+        self.pending += pong.len();
+    }
+
+    /// Move the waiting pong, if any, into the queue (its bytes are already counted in `pending`).
+    fn queue_pong(&mut self) {
+        if let Some(pong) = self.pong.take() {
+            self.pending -= pong.len();
+            self.push_owned(pong);
+        }
+    }
+
     /// Conflate: replace the last waiting (not yet sending) tick of `symbol` with `frame`, so only the
     /// latest value of each symbol waits. The last one, so no older value of the symbol can follow the new
     /// one. False when no tick of `symbol` is waiting.
@@ -316,14 +360,18 @@ impl Outbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.pong.is_none()
     }
 
     /// Build the next send from the queued chunks, or `None` when a send is already in flight or nothing
     /// is queued. One chunk (the common case: one tick) goes as a plain send of its bytes; several as
     /// one `sendmsg` over their iovecs.
     pub fn prepare_send(&mut self) -> Option<SendOp> {
-        if self.in_flight > 0 || self.queue.is_empty() {
+        if self.in_flight > 0 {
+            return None;
+        }
+        self.queue_pong();
+        if self.queue.is_empty() {
             return None;
         }
         if self.queue.len() == 1 {
@@ -365,6 +413,7 @@ impl Outbox {
     /// The queue's allocation goes with them, so an emptied queue holds no memory.
     pub fn take_all(&mut self) -> VecDeque<Chunk> {
         debug_assert_eq!(self.in_flight, 0);
+        self.queue_pong();
         self.pending = 0;
         self.offset = 0;
         std::mem::take(&mut self.queue)
@@ -457,6 +506,36 @@ mod tests {
         assert_eq!(left, vec![5, 8]);
         assert_eq!(subs.take().len(), 2);
         assert!(subs.is_empty());
+    }
+
+    #[test]
+    fn at_most_one_pong_waits_and_it_answers_the_latest_ping() {
+        let mut out = Outbox::default();
+        out.push_owned(b"x".to_vec());
+        out.prepare_send().unwrap(); // "x" in flight; pongs wait behind it
+        for i in 0..1000_u32 {
+            out.set_pong(&i.to_be_bytes());
+        }
+        assert_eq!(
+            out.pending_bytes(),
+            1 + 6,
+            "one 6-byte pong waits, not 1000"
+        );
+        assert!(out.prepare_send().is_none(), "one send in flight at a time");
+        out.complete(1);
+        assert!(!out.is_empty(), "the pong is still to send");
+        let Some(SendOp::Bytes(ptr, len)) = out.prepare_send() else {
+            panic!("the pong goes out alone");
+        };
+        // SAFETY (test): the bytes stay in the outbox until `complete`.
+        let sent = unsafe { std::slice::from_raw_parts(ptr, len) };
+        assert_eq!(
+            sent,
+            &[0x8A, 4, 0, 0, 0x03, 0xE7][..],
+            "Pong of the last ping (999)"
+        );
+        out.complete(len);
+        assert!(out.is_empty() && out.pending_bytes() == 0);
     }
 
     #[test]

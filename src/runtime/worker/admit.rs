@@ -6,12 +6,13 @@
 use std::cmp::Reverse;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::feed::Outgoing;
 use super::{Ring, State, WorkerStats};
 use crate::admission::{self, MessageRate};
 use crate::auth::{self, Identity};
 use crate::fanout::symbols::LocalFrame;
+use crate::protocol::Session;
 use crate::protocol::handshake::{self, Upgrade};
-use crate::protocol::{OpCode, Session, frame};
 use crate::runtime::conn::{ConnAuth, Phase};
 
 /// Seconds since the Unix epoch (token times are absolute).
@@ -148,8 +149,7 @@ impl State {
         } else if now_ms >= auth.warn_at_ms && !auth.warned {
             auth.warned = true;
             let json = auth::expiring_json(auth.identity.expires_at);
-            frame::encode_frame(OpCode::Text, &json, &mut self.scratch);
-            self.queue_scratch(slot);
+            self.reply(slot, json);
         }
     }
 
@@ -159,7 +159,8 @@ impl State {
             let err = crate::fanout::command::CommandError::BadRequest(
                 "authentication is not enabled on this server".into(),
             );
-            return self.reply(slot, err.to_json());
+            self.reply(slot, err.to_json());
+            return;
         };
         let Some(current) = self.conns[slot as usize].auth.as_ref() else {
             return;
@@ -192,7 +193,7 @@ impl State {
         };
         for slot in slots.clone() {
             if self.is_open(slot) {
-                self.deliver(slot, frame, None);
+                self.deliver(slot, Outgoing::Shared(frame));
             }
         }
     }

@@ -21,10 +21,10 @@ mod output;
 mod upkeep;
 
 pub use admit::table_size;
+use input::Inbound;
 
 use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
 use crate::config::{ServeConfig, SlowPolicy};
-use crate::fanout::command::{ClientCommand, CommandError};
 use crate::fanout::symbols::SymbolMap;
 use crate::fanout::{FeedReceiver, FetchRequest};
 use crate::http::Gate;
@@ -223,7 +223,7 @@ struct State {
     /// Accepts failed (no free slot, or an error); retried when a connection closes or at this time (ms).
     accept_paused: bool,
     accept_retry_at: u64,
-    /// Min-heap of (deadline ms, slot, generation): close deadlines and token expiry.
+    /// Min-heap of (deadline ms, slot, generation): close deadlines, token expiry and slow-grace ends.
     timers: BinaryHeap<Reverse<(u64, u32, u16)>>,
     /// Slots accepted and possibly still in their HTTP handshake; upkeep closes the ones past their
     /// deadline and forgets the rest (no per-connection timer entry outlives its handshake by long).
@@ -258,8 +258,8 @@ struct State {
     /// TLS (wss://) on this listener, and a scratch buffer for decrypted bytes.
     tls: Option<WorkerTls>,
     tls_plain: Vec<u8>,
-    /// Client commands decoded while handling one connection's input, acted on right after.
-    inbox: Vec<Result<ClientCommand, CommandError>>,
+    /// Client commands and pings decoded while handling one connection's input, acted on right after.
+    inbox: Vec<Inbound>,
 }
 
 impl Worker {
@@ -512,8 +512,11 @@ impl State {
                 Phase::Closing | Phase::Free => false,
             };
             if !expired {
-                if conn.auth.is_some() && matches!(conn.phase, Phase::Open { .. }) {
-                    self.auth_timer(slot, now);
+                if matches!(conn.phase, Phase::Open { .. }) {
+                    let authenticated = conn.auth.is_some();
+                    if self.slow_timer(slot, now) && authenticated {
+                        self.auth_timer(slot, now);
+                    }
                 }
                 continue;
             }
