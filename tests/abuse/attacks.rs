@@ -404,30 +404,58 @@ pub fn slow_grace(suite: &Suite, w: &mut Window) {
 }
 
 /// Item 8 (needs --max-conns-per-worker 64: the default table is 1,048,576 capped by RLIMIT_NOFILE,
-/// more sockets than a test may open): 200 idle TCP connections fill every worker's table; health
-/// must still answer and an upgrade must get 503 (+ Retry-After), not a reset or silence.
+/// more sockets than a test may open): WebSocket connections fill every worker's table (64 each, spread
+/// by SO_REUSEPORT); the next upgrade must get 503 (+ Retry-After), not a reset or silence, and health
+/// and metrics must still answer while the table is full.
 pub fn full_table(suite: &Suite, w: &mut Window) {
     let mut held = Vec::new();
-    for _ in 0..200 {
-        held.push(connect_from(suite.addr, fresh_source(), None));
+    let mut refusal = None;
+    // Two workers x 64 slots: an upgrade is refused after at most 128 + the ones already open, but
+    // SO_REUSEPORT's spread is uneven, so keep opening until both tables are full and one is refused
+    // (bounded: 400 attempts).
+    for _ in 0..400 {
+        let token = suite.user_token("filler");
+        let mut s = connect_from(suite.addr, fresh_source(), None);
+        let _ = s.write_all(upgrade_request(&format!("/?token={token}")).as_bytes());
+        let head = read_head_within(&mut s, Duration::from_secs(2));
+        match status(&head) {
+            101 => held.push(s),
+            _ => {
+                refusal = Some(head);
+                // Keep going until a refusal is seen with both tables full: health is then probed
+                // while no slot is left for a WebSocket anywhere.
+                if held.len() >= 120 {
+                    break;
+                }
+            }
+        }
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let token = suite.user_token("late");
-    let (head, _) = exchange(
-        suite,
-        upgrade_request(&format!("/?token={token}")).as_bytes(),
-        Duration::from_secs(2),
-    );
-    if status(&head) != 503 || !head.to_ascii_lowercase().contains("retry-after:") {
-        w.fail(format!(
+    match &refusal {
+        Some(head) if status(head) == 503 && head.to_ascii_lowercase().contains("retry-after:") => {
+        }
+        Some(head) => w.fail(format!(
             "an upgrade to a full table got {:?}, expected 503 + Retry-After",
             head.lines().next().unwrap_or("nothing")
+        )),
+        None => w.fail(format!(
+            "{} upgrades were all accepted with 64 slots per worker",
+            held.len()
+        )),
+    }
+    if held.len() < 120 {
+        w.fail(format!(
+            "only {} upgrades accepted before the refusal (2 workers x 64 slots)",
+            held.len()
         ));
+    }
+    if probe(suite.addr, "/healthz").is_none() {
+        w.fail("/healthz unanswered with a full table");
     }
     if probe_text(suite.addr, "/metrics").is_none() {
         w.fail("/metrics unanswered with a full table");
     }
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(500));
+    drop(held);
 }
 
 /// Item 11: the hash key holds a string; the feed must survive the reconnect that reads it.
