@@ -1,5 +1,6 @@
-//! Stable-toolchain stand-in for `cargo fuzz run`: replays the saved corpus, then feeds seeded
-//! random, structure-aware inputs to each target for a bounded time.
+//! Stable-toolchain stand-in for `cargo fuzz run`: replays the committed seeds (`seeds/<target>/`, a
+//! fixed count each) and any saved cargo-fuzz corpus, then feeds seeded random, structure-aware inputs
+//! to each target for a bounded time.
 //!
 //! ```text
 //! cargo run --release --example replay -- [handshake|frame_decoder|client_command|all] [seconds per target] [seed]
@@ -13,6 +14,9 @@ const TARGETS: [(&str, fn(&[u8])); 3] = [
     ("client_command", ringcast_fuzz::client_command),
 ];
 
+/// Inputs committed in `seeds/<target>/`: a missing or emptied seed directory fails the run.
+const SEED_COUNT: usize = 8;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map_or("all", String::as_str);
@@ -23,7 +27,12 @@ fn main() {
         if which != "all" && which != name {
             continue;
         }
-        let replayed = replay_corpus(name, target);
+        let seeds = replay_dir("seeds", name, target);
+        assert_eq!(
+            seeds, SEED_COUNT,
+            "{name}: {seeds} inputs in fuzz/seeds/{name}/, expected {SEED_COUNT} (update SEED_COUNT with the seeds)"
+        );
+        let replayed = replay_dir("corpus", name, target);
         let mut rng = Rng(seed | 1);
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut runs = 0_u64;
@@ -41,16 +50,17 @@ fn main() {
             }
         }
         println!(
-            "{name}: {replayed} corpus inputs, {runs} random inputs ({} KiB) in {seconds} s, seed {seed}: ok",
+            "{name}: {seeds} seed inputs, {replayed} corpus inputs, {runs} random inputs ({} KiB) in {seconds} s, seed {seed}: ok",
             bytes / 1024
         );
     }
 }
 
-/// Run every file of `corpus/<name>/` (written by cargo-fuzz, if it ever ran here).
-fn replay_corpus(name: &str, target: fn(&[u8])) -> usize {
+/// Run every file of `<dir>/<name>/` (`seeds/`: committed; `corpus/`: written by cargo-fuzz, if it ever
+/// ran here); how many ran.
+fn replay_dir(dir: &str, name: &str, target: fn(&[u8])) -> usize {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus")
+        .join(dir)
         .join(name);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
