@@ -1,10 +1,14 @@
 //! Admission limits, sans-IO (time passed in as milliseconds from any monotonic origin): handshakes
-//! per second per worker ([`AcceptRate`], refused with `503` + `Retry-After`), open connections per
-//! client IP ([`PerIpLimiter`], IPv6 grouped by prefix), and inbound messages per connection
-//! ([`MessageRate`], 8 bytes each; over the limit the connection is closed with 1008).
+//! per second ([`AcceptRate`], refused with `503` + `Retry-After`), open connections per client IP
+//! ([`PerIpLimiter`], IPv6 grouped by prefix), both shared by a process's workers
+//! ([`SharedAcceptRate`], [`SharedPerIp`]), and inbound messages per connection ([`MessageRate`],
+//! 8 bytes each; over the limit the connection is closed with 1008).
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::auth::error::write_plain_body;
 
@@ -69,7 +73,7 @@ fn non_negative(x: f32) -> f32 {
     if x > 0.0 { x } else { 0.0 }
 }
 
-/// Handshakes per second on one worker. When refused, answer [`write_service_unavailable`] with
+/// Handshakes per second (shared by a process's workers through [`SharedAcceptRate`]). When refused, answer [`write_service_unavailable`] with
 /// [`AcceptRate::retry_after_s`] and close.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AcceptRate {
@@ -105,6 +109,93 @@ pub const MAX_RETRY_AFTER_S: u64 = 60;
 /// `Retry-After` for a refusal by [`PerIpLimiter`] (a connection of that client must close first).
 pub const CONN_LIMIT_RETRY_AFTER_S: u64 = 5;
 
+/// `Retry-After` for an upgrade refused because the worker holds its most WebSocket connections.
+pub const CAPACITY_RETRY_AFTER_S: u64 = 5;
+
+/// [`AcceptRate`] shared by every worker of a process (one lock, taken once per upgrade). `now_ms`
+/// must come from one origin for all callers.
+#[derive(Debug)]
+pub struct SharedAcceptRate(Mutex<AcceptRate>);
+
+impl SharedAcceptRate {
+    pub fn new(per_s: u32, now_ms: u64) -> Self {
+        SharedAcceptRate(Mutex::new(AcceptRate::new(per_s, now_ms)))
+    }
+
+    /// `Ok` if one more handshake may proceed now, else the `Retry-After` seconds to answer with.
+    pub fn try_accept(&self, now_ms: u64) -> Result<(), u64> {
+        let mut rate = lock(&self.0);
+        if rate.try_accept(now_ms) {
+            Ok(())
+        } else {
+            Err(rate.retry_after_s(now_ms))
+        }
+    }
+}
+
+/// [`PerIpLimiter`] shared by every worker of a process, so the limit holds whichever worker the kernel
+/// hands a connection to: address groups spread over shards, each behind its own lock, so workers
+/// admitting different clients do not wait on each other. Touched when an upgrade is admitted and when
+/// an admitted connection closes, never on the delivery path.
+#[derive(Debug)]
+pub struct SharedPerIp {
+    shards: Box<[Mutex<PerIpLimiter>]>,
+    hasher: RandomState,
+    ipv6_prefix_len: u8,
+}
+
+/// Shards of [`SharedPerIp`] (a few per core of a large box).
+const PER_IP_SHARDS: usize = 64;
+
+impl SharedPerIp {
+    /// `ipv6_prefix_len` as in [`PerIpLimiter::new`].
+    pub fn new(ipv6_prefix_len: u8) -> Self {
+        SharedPerIp {
+            shards: (0..PER_IP_SHARDS)
+                .map(|_| Mutex::new(PerIpLimiter::new(ipv6_prefix_len)))
+                .collect(),
+            hasher: RandomState::new(),
+            ipv6_prefix_len: ipv6_prefix_len.min(128),
+        }
+    }
+
+    fn shard(&self, ip: IpAddr) -> (MutexGuard<'_, PerIpLimiter>, IpAddr) {
+        let group = group(ip, self.ipv6_prefix_len);
+        let index = self.hasher.hash_one(group) as usize % self.shards.len();
+        (lock(&self.shards[index]), group)
+    }
+
+    /// As [`PerIpLimiter::try_admit`], for the whole process.
+    pub fn try_admit(&self, ip: IpAddr, max_per_ip: u32) -> bool {
+        let (mut shard, group) = self.shard(ip);
+        shard.try_admit(group, max_per_ip)
+    }
+
+    /// As [`PerIpLimiter::release`].
+    pub fn release(&self, ip: IpAddr) {
+        let (mut shard, group) = self.shard(ip);
+        shard.release(group);
+    }
+
+    /// Connections open in `ip`'s group, over every worker.
+    pub fn open(&self, ip: IpAddr) -> u32 {
+        let (shard, group) = self.shard(ip);
+        shard.open(group)
+    }
+}
+
+impl Default for SharedPerIp {
+    fn default() -> Self {
+        SharedPerIp::new(64)
+    }
+}
+
+/// A lock whose holder cannot leave the counts half-updated (no code between lock and unlock panics),
+/// so a poisoned one is used as it is.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Append `503 Service Unavailable` with `Retry-After` and a one-line `reason` body.
 pub fn write_service_unavailable(retry_after_s: u64, reason: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(
@@ -115,8 +206,8 @@ pub fn write_service_unavailable(retry_after_s: u64, reason: &str, out: &mut Vec
 
 /// Open connections per client. IPv4 addresses count one by one (IPv4-mapped IPv6 addresses as
 /// IPv4); IPv6 addresses are grouped by their first `ipv6_prefix_len` bits (default /64: one
-/// customer's LAN), so a client cannot dodge the limit by rotating addresses. Each worker owns one
-/// (`max_per_ip` is then per worker), or the server shares one behind a lock.
+/// customer's LAN), so a client cannot dodge the limit by rotating addresses. The server shares them
+/// between its workers through [`SharedPerIp`].
 #[derive(Clone, Debug)]
 pub struct PerIpLimiter {
     open: HashMap<IpAddr, u32>,
@@ -140,19 +231,7 @@ impl PerIpLimiter {
 
     /// The address `ip` is counted under.
     pub fn group(&self, ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V4(_) => ip,
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => IpAddr::V4(v4),
-                None => {
-                    let bits = u128::from(v6);
-                    let mask = u128::MAX
-                        .checked_shl(128 - u32::from(self.ipv6_prefix_len))
-                        .unwrap_or(0);
-                    IpAddr::V6(Ipv6Addr::from(bits & mask))
-                }
-            },
-        }
+        group(ip, self.ipv6_prefix_len)
     }
 
     /// Count a new connection from `ip` if its group has fewer than `max_per_ip` open (0 = no
@@ -185,6 +264,24 @@ impl PerIpLimiter {
     /// Groups with at least one open connection.
     pub fn groups(&self) -> usize {
         self.open.len()
+    }
+}
+
+/// The address `ip` is counted under: itself for IPv4 (and IPv4-mapped IPv6), its first
+/// `ipv6_prefix_len` bits (≤ 128) for IPv6.
+fn group(ip: IpAddr, ipv6_prefix_len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(ipv6_prefix_len))
+                    .unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(bits & mask))
+            }
+        },
     }
 }
 

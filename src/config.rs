@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::protocol::Limits;
 use crate::protocol::handshake::HeadLimits;
+use crate::secret::Secret;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,7 +40,8 @@ pub enum Command {
     Demo(crate::cli::demo::DemoArgs),
 }
 
-/// `ringcast serve`.
+/// `ringcast serve`. `Debug` prints no secret: `--auth-secret` and `--metrics-token` are [`Secret`]s and
+/// the Redis URL's password is masked.
 #[derive(Args, Debug, Clone)]
 pub struct ServeConfig {
     /// Address to listen on (IPv4 or IPv6, e.g. `[::]:3001`).
@@ -55,7 +57,9 @@ pub struct ServeConfig {
     /// Conformance profile: echo every data message back (for the Autobahn|Testsuite).
     #[arg(long, env = "RINGCAST_ECHO")]
     pub echo: bool,
-    /// Most connections one worker holds (its direct-descriptor table; capped by RLIMIT_NOFILE).
+    /// Most WebSocket connections one worker holds; past it upgrades get 503 + Retry-After while
+    /// `/healthz` and `/metrics` are still answered (64 extra descriptor slots per worker are kept for
+    /// them). Capped by RLIMIT_NOFILE.
     #[arg(long, env = "RINGCAST_MAX_CONNS_PER_WORKER", default_value_t = 1 << 20)]
     pub max_conns_per_worker: u32,
     /// Largest HTTP request head, in bytes (431 beyond).
@@ -85,9 +89,15 @@ pub struct ServeConfig {
     /// Where ticks come from (`--redis`, `--prefix`).
     #[command(flatten)]
     pub feed: crate::cli::RedisArgs,
-    /// Largest tick accepted from the feed, in bytes (larger ones are counted and dropped).
+    /// Largest tick or per-user message accepted from the feed, in bytes (larger ones are counted and
+    /// dropped).
     #[arg(long, env = "RINGCAST_MAX_TICK_BYTES", default_value_t = 16 * 1024)]
     pub max_tick_bytes: usize,
+    /// Most symbols each worker keeps the latest tick of. A tick of a new symbol when full evicts the least
+    /// recently ticked symbol nobody subscribes to (a later subscriber still gets its latest value, read
+    /// from Redis); if every symbol has subscribers, the tick is refused and counted.
+    #[arg(long, env = "RINGCAST_MAX_SYMBOLS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_symbols: u32,
     /// Most symbols one connection may subscribe to.
     #[arg(long, env = "RINGCAST_MAX_SYMBOLS_PER_CONN", default_value_t = 256)]
     pub max_symbols_per_conn: usize,
@@ -134,7 +144,7 @@ pub struct ServeConfig {
     /// HS256 secret(s) for client tokens (comma-separated, newest first, each ≥ 32 bytes); enables auth:
     /// upgrades without a valid token get 401. Tokens come from `?token=`, a cookie or the subprotocol.
     #[arg(long, env = "RINGCAST_AUTH_SECRET", hide_env_values = true)]
-    pub auth_secret: Option<String>,
+    pub auth_secret: Option<Secret>,
     /// Required `aud` claim of client tokens.
     #[arg(long, env = "RINGCAST_AUTH_AUDIENCE")]
     pub auth_audience: Option<String>,
@@ -151,10 +161,12 @@ pub struct ServeConfig {
     /// Refuse upgrades without an `Origin` header (non-browser clients) when `--origins` is set.
     #[arg(long, env = "RINGCAST_REQUIRE_ORIGIN")]
     pub require_origin: bool,
-    /// Most open connections per client address (IPv6 grouped by /64), per worker; 0 = no limit (503).
+    /// Most open connections per client address (IPv6 grouped by /64), per process (over all its
+    /// workers); 0 = no limit (503 + Retry-After beyond).
     #[arg(long, env = "RINGCAST_MAX_CONNS_PER_IP", default_value_t = 0)]
     pub max_conns_per_ip: u32,
-    /// Most WebSocket upgrades per second per worker; 0 = no limit (503 + Retry-After beyond).
+    /// Most WebSocket upgrades per second per process (over all its workers; bursts of one second's
+    /// worth); 0 = no limit (503 + Retry-After beyond).
     #[arg(long, env = "RINGCAST_HANDSHAKE_RATE", default_value_t = 0)]
     pub handshake_rate: u32,
     /// Most messages per second a client may send (bursts of one second's worth); 0 = no limit (1008).
@@ -166,7 +178,7 @@ pub struct ServeConfig {
     pub no_page: bool,
     /// Token required to read `/metrics` (`Authorization: Bearer …` or `?token=`); default: open.
     #[arg(long, env = "RINGCAST_METRICS_TOKEN", hide_env_values = true)]
-    pub metrics_token: Option<String>,
+    pub metrics_token: Option<Secret>,
     /// Receive buffers per worker (a power of two; shared by all its connections).
     #[arg(long, env = "RINGCAST_RECV_BUFFERS", default_value_t = 512)]
     pub recv_buffers: u16,
@@ -211,7 +223,7 @@ impl ServeConfig {
             ));
         }
         if let Some(secret) = &self.auth_secret {
-            crate::auth::AuthConfig::parse_secrets(secret)
+            crate::auth::AuthConfig::parse_secrets(secret.expose())
                 .map_err(|e| format!("--auth-secret (RINGCAST_AUTH_SECRET): {e}"))?;
         }
         if let Some(origins) = &self.origins {
@@ -239,7 +251,8 @@ impl ServeConfig {
             .auth_secret
             .as_ref()
             .map(|secrets| crate::auth::AuthConfig {
-                secrets: crate::auth::AuthConfig::parse_secrets(secrets).expect("validated"),
+                secrets: crate::auth::AuthConfig::parse_secrets(secrets.expose())
+                    .expect("validated"),
                 audience: self.auth_audience.clone(),
                 leeway_s: self.auth_leeway.as_secs(),
                 expiry_warning_s: self.auth_warning.as_secs(),
@@ -248,7 +261,7 @@ impl ServeConfig {
         crate::http::Gate {
             origins,
             auth,
-            metrics_token: self.metrics_token.clone(),
+            metrics_token: self.metrics_token.as_ref().map(|t| t.expose().to_string()),
             page: !self.no_page,
         }
     }
@@ -351,6 +364,28 @@ mod tests {
                 .unwrap_err()
                 .contains("not a duration")
         );
+    }
+
+    #[test]
+    fn debug_prints_no_secret() {
+        let cli = Cli::try_parse_from([
+            "ringcast",
+            "serve",
+            "--redis",
+            "redis://user:hunter2-redis@host:6379/0",
+            "--metrics-token",
+            "hunter2-metrics",
+            "--auth-secret",
+            "hunter2-auth-0123456789abcdef0123456789",
+        ])
+        .unwrap();
+        let Command::Serve(mut cfg) = cli.command else {
+            panic!("not serve")
+        };
+        cfg.validate().unwrap();
+        let text = format!("{cfg:?} {:?} {:?}", cfg.gate(), cfg.feed.ingest_config());
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("redis://user:***@host:6379/0"), "{text}");
     }
 
     #[test]

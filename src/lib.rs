@@ -18,5 +18,6 @@ pub mod http;
 pub mod ingest;
 pub mod protocol;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod tls;

@@ -30,9 +30,15 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         workers: controls.clone(),
         ingest: ingest_stats.clone(),
     });
-    let settings = Arc::new(WorkerSettings::from_config(&cfg, metrics));
+    let mut settings = WorkerSettings::from_config(&cfg, metrics);
+    // Workers ask ingest for the stored latest tick of a symbol they evicted (`--max-symbols`).
+    let (fetch_tx, fetch_rx) = std::sync::mpsc::channel();
+    if !cfg.echo {
+        settings.fetch = Some(fetch_tx);
+    }
+    let settings = Arc::new(settings);
     let nofile = crate::runtime::uring::raise_nofile_limit();
-    let per_worker = u64::from(cfg.max_conns_per_worker).min(nofile.min(1 << 20));
+    let (_, per_worker) = crate::runtime::worker::table_size(cfg.max_conns_per_worker, nofile);
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
             let paths = TlsConfig {
@@ -106,8 +112,14 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
                 ..cfg.feed.ingest_config()
             };
             Some(
-                ingest::start(ingest_cfg, feeds, stats, ingest_stop.clone())
-                    .map_err(|e| e.to_string())?,
+                ingest::start_with_fetches(
+                    ingest_cfg,
+                    feeds,
+                    Some(fetch_rx),
+                    stats,
+                    ingest_stop.clone(),
+                )
+                .map_err(|e| e.to_string())?,
             )
         }
     };

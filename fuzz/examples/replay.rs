@@ -1,16 +1,21 @@
-//! Stable-toolchain stand-in for `cargo fuzz run`: replays the saved corpus, then feeds seeded
-//! random, structure-aware inputs to each target for a bounded time.
+//! Stable-toolchain stand-in for `cargo fuzz run`: replays the committed seeds (`seeds/<target>/`, a
+//! fixed count each) and any saved cargo-fuzz corpus, then feeds seeded random, structure-aware inputs
+//! to each target for a bounded time.
 //!
 //! ```text
-//! cargo run --release --example replay -- [handshake|frame_decoder|all] [seconds per target] [seed]
+//! cargo run --release --example replay -- [handshake|frame_decoder|client_command|all] [seconds per target] [seed]
 //! ```
 
 use std::time::{Duration, Instant};
 
-const TARGETS: [(&str, fn(&[u8])); 2] = [
+const TARGETS: [(&str, fn(&[u8])); 3] = [
     ("handshake", ringcast_fuzz::handshake),
     ("frame_decoder", ringcast_fuzz::frame_decoder),
+    ("client_command", ringcast_fuzz::client_command),
 ];
+
+/// Inputs committed in `seeds/<target>/`: a missing or emptied seed directory fails the run.
+const SEED_COUNT: usize = 8;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,7 +27,12 @@ fn main() {
         if which != "all" && which != name {
             continue;
         }
-        let replayed = replay_corpus(name, target);
+        let seeds = replay_dir("seeds", name, target);
+        assert_eq!(
+            seeds, SEED_COUNT,
+            "{name}: {seeds} inputs in fuzz/seeds/{name}/, expected {SEED_COUNT} (update SEED_COUNT with the seeds)"
+        );
+        let replayed = replay_dir("corpus", name, target);
         let mut rng = Rng(seed | 1);
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut runs = 0_u64;
@@ -31,6 +41,7 @@ fn main() {
             for _ in 0..256 {
                 let input = match name {
                     "handshake" => random_request(&mut rng),
+                    "client_command" => random_command(&mut rng),
                     _ => random_stream(&mut rng),
                 };
                 target(&input);
@@ -39,16 +50,17 @@ fn main() {
             }
         }
         println!(
-            "{name}: {replayed} corpus inputs, {runs} random inputs ({} KiB) in {seconds} s, seed {seed}: ok",
+            "{name}: {seeds} seed inputs, {replayed} corpus inputs, {runs} random inputs ({} KiB) in {seconds} s, seed {seed}: ok",
             bytes / 1024
         );
     }
 }
 
-/// Run every file of `corpus/<name>/` (written by cargo-fuzz, if it ever ran here).
-fn replay_corpus(name: &str, target: fn(&[u8])) -> usize {
+/// Run every file of `<dir>/<name>/` (`seeds/`: committed; `corpus/`: written by cargo-fuzz, if it ever
+/// ran here); how many ran.
+fn replay_dir(dir: &str, name: &str, target: fn(&[u8])) -> usize {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus")
+        .join(dir)
         .join(name);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
@@ -142,6 +154,84 @@ fn random_request(rng: &mut Rng) -> Vec<u8> {
         bytes.truncate(rng.below(bytes.len() + 1));
     }
     bytes
+}
+
+// -- client commands -----------------------------------------------------------------------------------
+
+const SYMBOLS: &[&str] = &[
+    "EFERT",
+    "LUCK",
+    "HASCOL",
+    "A",
+    "x",
+    "EFERT",
+    "has space",
+    "",
+    "\\u0041",
+    "a\"b",
+    "é",
+    "XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+    "S1",
+    "S2",
+];
+
+/// A cap byte, then a plain or JSON command: mostly well-formed, with long listings (past any cap,
+/// duplicates included), odd fields and values, and sometimes damaged.
+fn random_command(rng: &mut Rng) -> Vec<u8> {
+    let mut out = vec![rng.next() as u8];
+    let count = match rng.below(4) {
+        0 => rng.below(4),
+        1 => rng.below(70),
+        2 => rng.below(3000),
+        _ => rng.below(20),
+    };
+    let symbol = |rng: &mut Rng| -> String {
+        if rng.chance(2) {
+            format!("S{}", rng.below(100_000))
+        } else {
+            SYMBOLS[rng.below(SYMBOLS.len())].to_string()
+        }
+    };
+    let text = match rng.below(5) {
+        0 | 1 => (0..count)
+            .map(|_| symbol(rng))
+            .collect::<Vec<_>>()
+            .join(if rng.chance(3) { ", " } else { "," }),
+        2 => {
+            let token = "t".repeat(rng.below(40));
+            let ops = ["auth", "subscribe", "buy", ""];
+            format!(
+                r#"{{"op":"{}","token":"{token}"}}"#,
+                ops[rng.below(ops.len())]
+            )
+        }
+        _ => {
+            let ops = ["subscribe", "unsubscribe", "auth", "x"];
+            let items: Vec<String> = (0..count)
+                .map(|_| match rng.below(12) {
+                    0 => "1".into(),
+                    1 => "null".into(),
+                    2 => "[\"A\"]".into(),
+                    _ => format!("\"{}\"", symbol(rng)),
+                })
+                .collect();
+            let extra = if rng.chance(10) {
+                r#","extra":true"#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"op":"{}","symbols":[{}]{extra}}}"#,
+                ops[rng.below(ops.len())],
+                items.join(",")
+            )
+        }
+    };
+    out.extend_from_slice(text.as_bytes());
+    if rng.chance(4) {
+        mutate(rng, &mut out);
+    }
+    out
 }
 
 // -- frames --------------------------------------------------------------------------------------------

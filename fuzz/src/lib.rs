@@ -1,9 +1,16 @@
 //! Fuzz target bodies, shared by the cargo-fuzz targets (`fuzz_targets/`) and the stable replay
 //! harness (`examples/replay.rs`). Each panics when an invariant breaks.
 
+pub mod alloc_count;
+
+#[global_allocator]
+static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;
+
+use ringcast::fanout::command::{self, ClientCommand, CommandError, MAX_SYMBOL_LEN};
 use ringcast::protocol::handshake::{
-    HeadLimits, find_head_end, parse_request, validate_upgrade, write_101,
+    HeadLimits, HeadScanner, Scan, find_head_end, parse_request, validate_upgrade, write_101,
 };
+use ringcast::protocol::session::pong;
 use ringcast::protocol::{Limits, Message, ProtocolError, Session};
 
 /// The longest tail `Session::receive` may leave unconsumed: a 6-byte control header + 125 bytes,
@@ -12,11 +19,27 @@ pub const MAX_TAIL: usize = 139;
 
 /// Head framing, parsing and validation of arbitrary bytes.
 ///
-/// Invariants: a resumed scan finds the same head end as a full scan; nothing panics; every outcome
-/// produces a well-formed response.
+/// Invariants: a resumed scan finds the same head end (or the same refusal) as a full scan, for the
+/// worker's `HeadScanner` and for `find_head_end`; a head the scanner completes ends in a blank line;
+/// nothing panics; every outcome produces a well-formed response.
 pub fn handshake(data: &[u8]) {
-    let full = find_head_end(data, 0);
     let half = data.len() / 2;
+    let whole = HeadScanner::default().scan(data);
+    let mut resumed = HeadScanner::default();
+    let split = match resumed.scan(&data[..half]) {
+        Scan::Partial => match resumed.scan(&data[half..]) {
+            Scan::Complete(n) => Scan::Complete(half + n),
+            other => other,
+        },
+        other => other,
+    };
+    assert_eq!(whole, split, "resumed head scan disagrees");
+    match whole {
+        Scan::Complete(n) => assert!(data[..n].ends_with(b"\r\n\r\n")),
+        Scan::Invalid(error) => assert_eq!(error.status(), 400),
+        Scan::Partial => {}
+    }
+    let full = find_head_end(data, 0);
     if find_head_end(&data[..half], 0).is_none() {
         assert_eq!(
             find_head_end(data, half.saturating_sub(3)),
@@ -95,12 +118,17 @@ fn decode(stream: &[u8], sizes: &[usize]) -> Outcome {
         rest = tail;
         pending.extend_from_slice(read);
         let messages = &mut outcome.messages;
-        let result = session.receive(&mut pending, &limits, 0, &mut outcome.out, |message, _| {
-            messages.push(match message {
-                Message::Text(t) => (true, t.as_bytes().to_vec()),
-                Message::Binary(b) => (false, b.to_vec()),
-            })
-        });
+        let result = session.receive(
+            &mut pending,
+            &limits,
+            0,
+            &mut outcome.out,
+            |message, out| match message {
+                Message::Text(t) => messages.push((true, t.as_bytes().to_vec())),
+                Message::Binary(b) => messages.push((false, b.to_vec())),
+                Message::Ping(payload) => pong(payload, out),
+            },
+        );
         match result {
             Ok(consumed) => {
                 assert!(consumed <= pending.len());
@@ -143,4 +171,51 @@ fn assert_server_frames(mut bytes: &[u8]) {
         bytes = &rest[ext + len..];
     }
     assert!(bytes.is_empty(), "truncated server frame");
+}
+
+/// Client command parsing (plain subscribe, JSON subscribe/unsubscribe/auth) of arbitrary text. The
+/// first byte picks the symbol cap (1-64), the rest is the message.
+///
+/// Invariants: an accepted list holds 1..=cap distinct valid symbols; a refusal names the cap or shows
+/// a short symbol; and the cost is bounded: allocations grow with the cap, not with how many symbols the
+/// message lists (at most `cap + 1` are materialised), and bytes allocated stay linear in the input.
+pub fn client_command(data: &[u8]) {
+    let [first, rest @ ..] = data else { return };
+    let cap = usize::from(first % 64) + 1;
+    let text = String::from_utf8_lossy(rest);
+    let (result, allocations, bytes) = alloc_count::measure(|| command::parse(&text, cap));
+    match &result {
+        Ok(ClientCommand::Subscribe(list) | ClientCommand::Unsubscribe(list)) => {
+            assert!(
+                !list.is_empty() && list.len() <= cap,
+                "{} symbols, cap {cap}",
+                list.len()
+            );
+            let mut seen = std::collections::HashSet::new();
+            for s in list {
+                assert!(command::valid_symbol(s), "invalid symbol {s:?} accepted");
+                assert!(seen.insert(s), "duplicate {s:?}");
+            }
+        }
+        Ok(ClientCommand::Auth(token)) => assert!(!token.is_empty()),
+        Err(CommandError::TooManySymbols { limit }) => assert_eq!(*limit, cap),
+        Err(CommandError::BadSymbol(s)) => assert!(s.chars().count() <= MAX_SYMBOL_LEN + 1),
+        Err(_) => {}
+    }
+    // Per kept symbol: its string, its copy in the de-duplication set, and amortised growth of both
+    // collections; plus a constant for the envelope, error messages and serde_json's scratch.
+    let max_allocations = 64 + 6 * (cap + 1);
+    assert!(
+        allocations <= max_allocations,
+        "{allocations} allocations for a {}-byte message with cap {cap} (bound {max_allocations})",
+        text.len()
+    );
+    // Bytes: a few copies of the input at most (the op and token strings, an escaped string's scratch,
+    // an error message quoting serde's position), plus the kept symbols and their collections.
+    let max_bytes = 4 * text.len() + 256 * (cap + 1) + 4096;
+    assert!(
+        bytes <= max_bytes,
+        "{bytes} bytes allocated for a {}-byte message with cap {cap} (bound {max_bytes})",
+        text.len()
+    );
 }

@@ -194,3 +194,45 @@ fn message_rate_handles_backwards_time_and_wraparound() {
     assert!(!conn.try_take(&limit, near_wrap + 500));
     assert!(conn.try_take(&limit, near_wrap + 1_000));
 }
+
+#[test]
+fn shared_per_ip_counts_over_every_worker_and_thread() {
+    let shared = std::sync::Arc::new(SharedPerIp::default());
+    let ip = v4(10, 0, 0, 1);
+    // Two "workers" admitting the same client at once: the limit holds for their sum.
+    let admitted: u32 = (0..2)
+        .map(|_| {
+            let shared = shared.clone();
+            std::thread::spawn(move || (0..50).filter(|_| shared.try_admit(ip, 10)).count() as u32)
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .sum();
+    assert_eq!(admitted, 10);
+    assert_eq!(shared.open(ip), 10);
+    assert!(shared.try_admit(v4(10, 0, 0, 2), 10), "another address");
+    shared.release(ip);
+    assert!(
+        shared.try_admit(ip, 10),
+        "a place given back is taken again"
+    );
+    // IPv6 grouped by /64 as in PerIpLimiter.
+    assert!(shared.try_admit(v6("2001:db8::1"), 1));
+    assert!(!shared.try_admit(v6("2001:db8::ffff"), 1));
+    shared.release(v6("2001:db8::2"));
+    assert_eq!(shared.open(v6("2001:db8::1")), 0);
+}
+
+#[test]
+fn shared_accept_rate_is_one_bucket() {
+    let rate = SharedAcceptRate::new(2, 0);
+    assert_eq!(rate.try_accept(0), Ok(()));
+    assert_eq!(rate.try_accept(0), Ok(()));
+    assert_eq!(
+        rate.try_accept(0),
+        Err(1),
+        "third in the same second: retry after 1 s"
+    );
+    assert_eq!(rate.try_accept(500), Ok(()), "refilled at 2/s");
+}

@@ -56,7 +56,11 @@ pub fn verify(token: &str, validation: &Validation<'_>, now_s: u64) -> Result<Cl
     else {
         return Err(AuthError::Malformed("expected header.payload.signature"));
     };
-    check_header(&decode_object(header, "header is not base64url JSON")?)?;
+    check_header(&decode_object(
+        header,
+        "header is not base64url JSON",
+        "duplicate key in the header",
+    )?)?;
     let signature = BASE64URL
         .decode(signature)
         .map_err(|_| AuthError::Malformed("signature is not base64url"))?;
@@ -68,7 +72,11 @@ pub fn verify(token: &str, validation: &Validation<'_>, now_s: u64) -> Result<Cl
     {
         return Err(AuthError::BadSignature);
     }
-    let payload = decode_object(payload, "payload is not base64url JSON")?;
+    let payload = decode_object(
+        payload,
+        "payload is not base64url JSON",
+        "duplicate key in the payload",
+    )?;
     let claims = parse_claims(&payload)?;
     check_time(&claims, validation.leeway_s, now_s)?;
     check_audience(payload.get("aud"), validation.audience)?;
@@ -77,8 +85,18 @@ pub fn verify(token: &str, validation: &Validation<'_>, now_s: u64) -> Result<Cl
 
 /// Sign `claims` with HS256 (header `{"alg":"HS256","typ":"JWT"}`). For tests and token tooling.
 pub fn sign_hs256(claims: &Value, secret: &[u8]) -> String {
-    let header = BASE64URL.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = BASE64URL.encode(claims.to_string());
+    sign_hs256_raw(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &claims.to_string(),
+        secret,
+    )
+}
+
+/// Sign a header and payload given as JSON text, as they are (tests of tokens a JSON library would not
+/// write, e.g. with a repeated key).
+pub fn sign_hs256_raw(header_json: &str, payload_json: &str, secret: &[u8]) -> String {
+    let header = BASE64URL.encode(header_json);
+    let payload = BASE64URL.encode(payload_json);
     let signing_input = format!("{header}.{payload}");
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(signing_input.as_bytes());
@@ -99,14 +117,52 @@ fn signature_matches(secret: &[u8], input: &[u8], signature: &[u8]) -> bool {
     mac.verify_slice(signature).is_ok()
 }
 
-/// Base64url (no padding, canonical) → a JSON object.
-fn decode_object(part: &str, why: &'static str) -> Result<Map<String, Value>, AuthError> {
+/// Base64url (no padding, canonical) → a JSON object whose keys are all distinct. serde_json would keep
+/// the last of two equal keys, while another parser (a gateway's, a log's) may keep the first: a token
+/// that reads differently to different readers is refused (RFC 7515 §5.2, RFC 7519 §7.2).
+fn decode_object(
+    part: &str,
+    why: &'static str,
+    duplicate: &'static str,
+) -> Result<Map<String, Value>, AuthError> {
     let bytes = BASE64URL
         .decode(part)
         .map_err(|_| AuthError::Malformed(why))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(AuthError::Malformed(why)),
+    let Ok(Members(members)) = serde_json::from_slice(&bytes) else {
+        return Err(AuthError::Malformed(why));
+    };
+    let mut map = Map::new();
+    for (key, value) in members {
+        if map.insert(key, value).is_some() {
+            return Err(AuthError::Malformed(duplicate));
+        }
+    }
+    Ok(map)
+}
+
+/// A JSON object's members in order, repeated keys included.
+struct Members(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = access.next_entry::<String, Value>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
     }
 }
 

@@ -21,8 +21,8 @@ pub use error::AuthError;
 pub use jwt::sign_hs256;
 pub use origin::OriginPolicy;
 pub use session::{
-    CLOSE_TOKEN_EXPIRED, CLOSE_TOKEN_EXPIRED_REASON, auth_command_token, expiring_json,
-    expiry_plan, refresh, refresh_failed_json, refreshed_json,
+    CLOSE_TOKEN_EXPIRED, CLOSE_TOKEN_EXPIRED_REASON, auth_command_token, deadline_ms,
+    expiring_json, expiry_plan, refresh, refresh_failed_json, refreshed_json,
 };
 pub use source::{SUBPROTOCOL, TokenLocation, TokenSource, token_from_request};
 pub use symbols::SymbolFilter;
@@ -33,8 +33,9 @@ use crate::protocol::handshake::Request;
 /// the hash output (RFC 7518 §3.2).
 pub const MIN_SECRET_LEN: usize = 32;
 
-/// Authentication settings (built by the server from `--auth-secret`, `--auth-audience`, …).
-#[derive(Clone, Debug)]
+/// Authentication settings (built by the server from `--auth-secret`, `--auth-audience`, …). `Debug`
+/// prints how many secrets there are, never their bytes.
+#[derive(Clone)]
 pub struct AuthConfig {
     /// Shared HS256 secrets; a token signed by any one verifies (rotate by listing new, old).
     pub secrets: Vec<Vec<u8>>,
@@ -46,6 +47,18 @@ pub struct AuthConfig {
     pub cookie_name: String,
     /// How long before expiry the client is warned, seconds.
     pub expiry_warning_s: u64,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("secrets", &format_args!("[*** x {}]", self.secrets.len()))
+            .field("audience", &self.audience)
+            .field("leeway_s", &self.leeway_s)
+            .field("cookie_name", &self.cookie_name)
+            .field("expiry_warning_s", &self.expiry_warning_s)
+            .finish()
+    }
 }
 
 impl Default for AuthConfig {

@@ -29,6 +29,13 @@ pub fn expiry_plan(identity: &Identity, cfg: &AuthConfig, now_s: u64) -> (u64, u
     (warn_at, close_at)
 }
 
+/// The instant `at_s` (seconds since the Unix epoch, from [`expiry_plan`]) on a monotonic millisecond
+/// clock that reads `now_ms` at `now_s`. Saturating: a token's `exp` is the client's number (up to
+/// `u64::MAX`), and a wrapped product would put its timers in the past and close the connection at once.
+pub fn deadline_ms(at_s: u64, now_s: u64, now_ms: u64) -> u64 {
+    now_ms.saturating_add(at_s.saturating_sub(now_s).saturating_mul(1000))
+}
+
 /// Verify a token sent on an open socket (`{"op":"auth","token":"…"}`) for the connection currently
 /// authenticated as `current`: it must verify and name the same user (`sub`), else `WrongSubject`.
 /// On success the connection takes the returned identity (new expiry, possibly new `symbols`: drop
@@ -139,6 +146,19 @@ mod tests {
             expiry_plan(&alice(u64::MAX), &cfg(), NOW),
             (u64::MAX - 60, u64::MAX)
         );
+    }
+
+    #[test]
+    fn deadlines_saturate_instead_of_wrapping() {
+        assert_eq!(deadline_ms(NOW + 5, NOW, 1_000), 6_000);
+        assert_eq!(deadline_ms(NOW - 5, NOW, 1_000), 1_000, "past: now");
+        let (warn, close) = expiry_plan(&alice(u64::MAX), &cfg(), NOW);
+        assert_eq!(deadline_ms(close, NOW, 1_000), u64::MAX);
+        assert_eq!(deadline_ms(warn, NOW, 1_000), u64::MAX);
+        // Just past where `(at - now) * 1000` wraps to a small number.
+        let wraps = NOW + u64::MAX / 1000 + 1;
+        assert_eq!(deadline_ms(wraps, NOW, 1_000), u64::MAX);
+        assert_eq!(deadline_ms(u64::MAX, 0, u64::MAX), u64::MAX);
     }
 
     #[test]

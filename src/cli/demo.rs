@@ -13,6 +13,7 @@ use super::process;
 use super::redis_server::{self, RedisServer, RedisServerError};
 use super::{CliError, RedisArgs};
 use crate::runtime::signals::{self, Signal};
+use crate::secret::Redacted;
 
 /// How long the server and the feed get to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -209,7 +210,7 @@ fn ensure_redis(args: &RedisArgs) -> Result<Option<RedisServer>, CliError> {
     let port = local_redis_port(&args.redis).ok_or_else(|| {
         CliError::Other(format!(
             "no Redis answers at {} (the demo starts one only for a 127.0.0.1/localhost URL)",
-            args.redis
+            Redacted(&args.redis)
         ))
     })?;
     if RedisServer::binary().is_none() {
@@ -217,7 +218,7 @@ fn ensure_redis(args: &RedisArgs) -> Result<Option<RedisServer>, CliError> {
     }
     println!(
         "no Redis at {}: starting redis-server on 127.0.0.1:{port} (no persistence)",
-        args.redis
+        Redacted(&args.redis)
     );
     RedisServer::start(port)
         .map(Some)
@@ -294,7 +295,10 @@ fn print_banner(
             r.url(),
             r.pid()
         ),
-        None => println!("  redis   {} (already running)", args.redis.redis),
+        None => println!(
+            "  redis   {} (already running)",
+            Redacted(&args.redis.redis)
+        ),
     }
     println!(
         "  feed    {} ticks/s over {} symbols on {} (pid {})",
@@ -311,7 +315,10 @@ fn print_banner(
     println!(
         "  browser console: ws = new WebSocket(\"{ws}\"); ws.onmessage = e => console.log(e.data); ws.onopen = () => ws.send(\"EFERT,LUCK\");"
     );
-    println!("  ringcast get EFERT,LUCK --redis {}", args.redis.redis);
+    println!(
+        "  ringcast get EFERT,LUCK --redis {}",
+        Redacted(&args.redis.redis)
+    );
     println!("Ctrl-C stops everything.");
     println!();
 }

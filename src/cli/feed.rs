@@ -15,6 +15,7 @@ use crate::config::parse_duration;
 use crate::ingest::backoff::Backoff;
 use crate::ingest::rng::XorShift;
 use crate::runtime::signals::{self, Signal};
+use crate::secret::{Redacted, scrub};
 
 /// Shortest interval between two messages: above 100 ticks/s, ticks are batched (one array message per
 /// 10 ms).
@@ -103,7 +104,7 @@ fn run(args: &FeedArgs) -> Result<(), CliError> {
     let deadline = args.duration.map(|d| started + d);
     let past_deadline = || deadline.is_some_and(|d| Instant::now() >= d);
     tracing::info!(
-        redis = %args.redis.redis, channel = %keys.ticks, symbols = market.len(), rate = args.rate, seed,
+        redis = %Redacted(&args.redis.redis), channel = %keys.ticks, symbols = market.len(), rate = args.rate, seed,
         "demo feed starting"
     );
 
@@ -152,7 +153,7 @@ fn run(args: &FeedArgs) -> Result<(), CliError> {
                         ticks += chunk.len() as u64;
                     }
                     Err(e) => {
-                        tracing::warn!(redis = %args.redis.redis, error = %e, "publish failed; reconnecting");
+                        tracing::warn!(redis = %Redacted(&args.redis.redis), error = %scrub(&e.to_string(), &args.redis.redis), "publish failed; reconnecting");
                         con = None;
                         break;
                     }

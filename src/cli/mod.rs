@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::ingest::{DEFAULT_PREFIX, DEFAULT_REDIS_URL, Keys};
+use crate::secret::{Redacted, scrub};
 
 pub mod demo;
 pub mod feed;
@@ -20,16 +21,25 @@ pub mod publish;
 pub mod redis_server;
 pub mod retire;
 
-/// Where the feed lives: shared by every subcommand that talks to Redis.
-#[derive(Args, Debug, Clone, PartialEq, Eq)]
+/// Where the feed lives: shared by every subcommand that talks to Redis. `Debug` masks the password.
+#[derive(Args, Clone, PartialEq, Eq)]
 pub struct RedisArgs {
     /// Redis URL (`redis://[:password@]host:port[/db]`).
-    #[arg(long = "redis", env = "RINGCAST_REDIS", default_value = DEFAULT_REDIS_URL)]
+    #[arg(long = "redis", env = "RINGCAST_REDIS", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis: String,
     /// Key prefix (the seed's ioredis `keyPrefix`): hash and channel `{prefix}ticks`, control channel
     /// `{prefix}control`.
     #[arg(long, env = "RINGCAST_PREFIX", default_value = DEFAULT_PREFIX)]
     pub prefix: String,
+}
+
+impl fmt::Debug for RedisArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisArgs")
+            .field("redis", &Redacted(&self.redis))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 impl RedisArgs {
@@ -54,13 +64,12 @@ impl RedisArgs {
 
 /// Connect to `url` (2 s to connect, 10 s per command).
 pub fn connect(url: &str) -> Result<redis::Connection, CliError> {
-    let redis_error = |e: redis::RedisError| CliError::Redis {
-        url: url.to_string(),
-        error: e.to_string(),
-    };
+    let redis_error = |e: redis::RedisError| CliError::redis(url, e);
     let client = redis::Client::open(url).map_err(|e| {
         CliError::Usage(format!(
-            "--redis (RINGCAST_REDIS): `{url}` is not a Redis URL: {e}"
+            "--redis (RINGCAST_REDIS): `{}` is not a Redis URL: {}",
+            Redacted(url),
+            scrub(&e.to_string(), url)
         ))
     })?;
     let con = client
@@ -77,7 +86,7 @@ pub fn connect(url: &str) -> Result<redis::Connection, CliError> {
 pub enum CliError {
     /// Bad arguments or input; the message says which.
     Usage(String),
-    /// Redis refused or did not answer.
+    /// Redis refused or did not answer (`url` redacted, `error` scrubbed of the password).
     Redis { url: String, error: String },
     /// Anything else (I/O, child processes), already phrased for the user.
     Other(String),
@@ -95,11 +104,11 @@ impl fmt::Display for CliError {
 impl std::error::Error for CliError {}
 
 impl CliError {
-    /// `Redis` from a command error, keeping the URL.
+    /// `Redis` from a command error, keeping the URL without its password.
     pub fn redis(url: &str, error: redis::RedisError) -> CliError {
         CliError::Redis {
-            url: url.to_string(),
-            error: error.to_string(),
+            url: Redacted(url).to_string(),
+            error: scrub(&error.to_string(), url),
         }
     }
 

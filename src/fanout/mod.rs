@@ -56,6 +56,21 @@ pub enum FeedEvent {
         user: Arc<str>,
         frame: PreparedFrame,
     },
+    /// The answer to this worker's [`FetchRequest`]: the stored latest tick of `symbol` (HMGET), or `None`
+    /// if Redis has none (or could not be asked). Sent to the asking worker only.
+    Latest {
+        symbol: Symbol,
+        frame: Option<PreparedFrame>,
+    },
+}
+
+/// A worker asks ingest for the stored latest tick of a symbol it may have evicted (`--max-symbols`) and a
+/// client has just subscribed to; the answer comes back as [`FeedEvent::Latest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// Index of the worker (its position in the list of `FeedSender`s given to ingest).
+    pub worker: usize,
+    pub symbol: Symbol,
 }
 
 /// The ingest side of one worker's queue (lock-free: `std::sync::mpsc`), plus the wake-up.

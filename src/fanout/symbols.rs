@@ -14,28 +14,85 @@ pub type SymbolId = u32;
 /// A frame as held on a worker: the shared bytes behind one non-atomic refcount.
 pub type LocalFrame = Rc<PreparedFrame>;
 
+/// No entry (the ends of the eviction list).
+const NIL: SymbolId = SymbolId::MAX;
+
 #[derive(Debug)]
 pub struct Entry {
     pub symbol: Symbol,
-    /// The latest tick of the symbol (sent first to every new subscriber).
+    /// The latest tick of the symbol (sent first to every new subscriber). Read freely; written only
+    /// through [`SymbolMap::set_latest`], which keeps the eviction order.
     pub latest: Option<LocalFrame>,
     /// Slots of this worker's connections subscribed to the symbol.
     pub subscribers: Vec<u32>,
+    /// The latest value was asked of ingest (the symbol may have been evicted) and not yet answered.
+    pub fetch_pending: bool,
+    /// Neighbours in the eviction list (entries with data and no subscribers, least recently ticked first).
+    prev: SymbolId,
+    next: SymbolId,
+    linked: bool,
 }
 
-#[derive(Debug, Default)]
+/// What [`SymbolMap::admit`] made of a tick's symbol.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Already in the map.
+    Known(SymbolId),
+    /// Added, the map had room.
+    Added(SymbolId),
+    /// Added in place of `evicted`, the least recently ticked symbol without subscribers.
+    Evicted { id: SymbolId, evicted: Symbol },
+    /// The map is full and every symbol in it has subscribers: the tick is refused.
+    Full,
+}
+
+/// The symbols one worker knows, at most `limit` of them for ticks (`--max-symbols`): when a tick of a
+/// new symbol finds the map full, the least recently ticked symbol without subscribers is evicted (O(1),
+/// an intrusive list); if every symbol has subscribers, the tick is refused. Subscribing always adds the
+/// symbol (those entries are bounded by connections × `--max-symbols-per-conn`, and what a client
+/// subscribes to is never evicted).
+#[derive(Debug)]
 pub struct SymbolMap {
     index: HashMap<Symbol, SymbolId>,
     entries: Vec<Option<Entry>>,
     free: Vec<SymbolId>,
+    limit: usize,
+    /// Eviction list: oldest first.
+    head: SymbolId,
+    tail: SymbolId,
+    /// Symbols evicted since the map was made.
+    evicted: u64,
+    /// Ticks refused since the map was made (full of subscribed symbols).
+    refused: u64,
+}
+
+impl Default for SymbolMap {
+    /// No limit.
+    fn default() -> SymbolMap {
+        SymbolMap::with_limit(usize::MAX)
+    }
 }
 
 impl SymbolMap {
+    /// A map holding at most `limit` symbols for ticks (at least 1).
+    pub fn with_limit(limit: usize) -> SymbolMap {
+        SymbolMap {
+            index: HashMap::new(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            limit: limit.max(1),
+            head: NIL,
+            tail: NIL,
+            evicted: 0,
+            refused: 0,
+        }
+    }
+
     pub fn get(&self, symbol: &str) -> Option<SymbolId> {
         self.index.get(symbol).copied()
     }
 
-    /// The id of `symbol`, adding it (with no data yet) when unknown.
+    /// The id of `symbol`, adding it (with no data yet) when unknown, whatever the limit: for subscribing.
     pub fn intern(&mut self, symbol: &str) -> SymbolId {
         if let Some(id) = self.get(symbol) {
             return id;
@@ -45,6 +102,10 @@ impl SymbolMap {
             symbol: symbol.clone(),
             latest: None,
             subscribers: Vec::new(),
+            fetch_pending: false,
+            prev: NIL,
+            next: NIL,
+            linked: false,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -60,6 +121,60 @@ impl SymbolMap {
         id
     }
 
+    /// The id for a tick of `symbol`: known, added, added in place of an evicted symbol, or refused.
+    pub fn admit(&mut self, symbol: &str) -> Admission {
+        if let Some(id) = self.get(symbol) {
+            return Admission::Known(id);
+        }
+        if self.len() < self.limit {
+            return Admission::Added(self.intern(symbol));
+        }
+        if self.head == NIL {
+            self.refused += 1;
+            return Admission::Full;
+        }
+        let victim = self.head;
+        let evicted = self.entry(victim).symbol.clone();
+        self.remove(victim);
+        self.evicted += 1;
+        Admission::Evicted {
+            id: self.intern(symbol),
+            evicted,
+        }
+    }
+
+    /// Store the latest tick of a symbol; one without subscribers becomes the most recently ticked (and
+    /// the map is trimmed back to its limit, should it be over it).
+    pub fn set_latest(&mut self, id: SymbolId, frame: LocalFrame) {
+        let entry = self.entry_mut(id);
+        entry.latest = Some(frame);
+        if entry.subscribers.is_empty() {
+            self.unlink(id);
+            self.push_tail(id);
+            self.trim();
+        }
+    }
+
+    /// Symbols evicted since the map was made.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Whether the map ever evicted or refused a symbol: a symbol it does not know may then still have a
+    /// stored latest tick (in Redis).
+    pub fn incomplete(&self) -> bool {
+        self.evicted > 0 || self.refused > 0
+    }
+
+    /// Evict the least recently ticked symbols without subscribers while the map is over its limit (it
+    /// goes over when subscribers add symbols; this brings it back once they leave).
+    fn trim(&mut self) {
+        while self.len() > self.limit && self.head != NIL && self.head != self.tail {
+            self.remove(self.head);
+            self.evicted += 1;
+        }
+    }
+
     pub fn entry(&self, id: SymbolId) -> &Entry {
         self.entries[id as usize].as_ref().expect("live symbol id")
     }
@@ -68,29 +183,40 @@ impl SymbolMap {
         self.entries[id as usize].as_mut().expect("live symbol id")
     }
 
-    /// Add a subscriber; false if it was already subscribed.
-    pub fn subscribe(&mut self, id: SymbolId, slot: u32) -> bool {
+    /// Add a subscriber not yet subscribed (the caller checks its connection's own short list first:
+    /// searching a popular symbol's subscribers would cost O(subscribers) per request). A subscribed
+    /// symbol is never evicted.
+    pub fn subscribe(&mut self, id: SymbolId, slot: u32) {
         let subs = &mut self.entry_mut(id).subscribers;
-        if subs.contains(&slot) {
-            return false;
-        }
+        debug_assert!(!subs.contains(&slot), "already subscribed");
         subs.push(slot);
-        true
+        self.unlink(id);
     }
 
-    /// Remove a subscriber; a symbol left with neither data nor subscribers is forgotten.
+    /// Remove a subscriber; a symbol left with neither data nor subscribers is forgotten (once its fetch,
+    /// if any, is answered), one left with data and no subscribers may be evicted from now on.
     pub fn unsubscribe(&mut self, id: SymbolId, slot: u32) {
         let entry = self.entry_mut(id);
         if let Some(pos) = entry.subscribers.iter().position(|&s| s == slot) {
             entry.subscribers.swap_remove(pos);
         }
-        if entry.subscribers.is_empty() && entry.latest.is_none() {
-            self.remove(id);
+        if !entry.subscribers.is_empty() {
+            return;
+        }
+        if entry.latest.is_none() {
+            // Kept while a fetch is in flight, so that subscribing again does not ask again.
+            if !entry.fetch_pending {
+                self.remove(id);
+            }
+        } else if !entry.linked {
+            self.push_tail(id);
+            self.trim();
         }
     }
 
     /// Forget a symbol entirely; returns its subscribers.
     pub fn remove(&mut self, id: SymbolId) -> Vec<u32> {
+        self.unlink(id);
         let entry = self.entries[id as usize].take().expect("live symbol id");
         self.index.remove(&entry.symbol);
         self.free.push(id);
@@ -104,6 +230,38 @@ impl SymbolMap {
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
+
+    fn unlink(&mut self, id: SymbolId) {
+        let entry = self.entry_mut(id);
+        if !entry.linked {
+            return;
+        }
+        let (prev, next) = (entry.prev, entry.next);
+        entry.linked = false;
+        entry.prev = NIL;
+        entry.next = NIL;
+        match prev {
+            NIL => self.head = next,
+            p => self.entry_mut(p).next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.entry_mut(n).prev = prev,
+        }
+    }
+
+    fn push_tail(&mut self, id: SymbolId) {
+        let tail = self.tail;
+        let entry = self.entry_mut(id);
+        entry.linked = true;
+        entry.prev = tail;
+        entry.next = NIL;
+        match tail {
+            NIL => self.head = id,
+            t => self.entry_mut(t).next = id,
+        }
+        self.tail = id;
+    }
 }
 
 #[cfg(test)]
@@ -111,12 +269,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subscribe_is_idempotent_and_empty_symbols_are_forgotten() {
+    fn intern_is_idempotent_and_empty_symbols_are_forgotten() {
         let mut map = SymbolMap::default();
         let id = map.intern("EFERT");
         assert_eq!(map.intern("EFERT"), id);
-        assert!(map.subscribe(id, 7));
-        assert!(!map.subscribe(id, 7));
+        map.subscribe(id, 7);
         assert_eq!(map.entry(id).subscribers, vec![7]);
         map.unsubscribe(id, 7);
         assert!(
@@ -129,7 +286,7 @@ mod tests {
     fn symbols_with_data_stay_and_ids_are_reused_after_removal() {
         let mut map = SymbolMap::default();
         let a = map.intern("LUCK");
-        map.entry_mut(a).latest = Some(Rc::new(super::super::prepare_text(b"{}")));
+        map.set_latest(a, frame());
         map.subscribe(a, 1);
         map.unsubscribe(a, 1);
         assert_eq!(
@@ -141,5 +298,134 @@ mod tests {
         let b = map.intern("HASCOL");
         assert_eq!(a, b);
         assert_eq!(map.len(), 1);
+    }
+
+    fn frame() -> LocalFrame {
+        Rc::new(super::super::prepare_text(b"{}"))
+    }
+
+    /// Add a symbol for a tick and store a value.
+    fn tick(map: &mut SymbolMap, symbol: &str) -> Admission {
+        let admission = map.admit(symbol);
+        match admission {
+            Admission::Known(id) | Admission::Added(id) | Admission::Evicted { id, .. } => {
+                map.set_latest(id, frame())
+            }
+            Admission::Full => {}
+        }
+        admission
+    }
+
+    fn evicted(a: Admission) -> Option<String> {
+        match a {
+            Admission::Evicted { evicted, .. } => Some(evicted.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_least_recently_ticked_unsubscribed_symbol_is_evicted() {
+        let mut map = SymbolMap::with_limit(3);
+        for s in ["A", "B", "C"] {
+            assert!(matches!(tick(&mut map, s), Admission::Added(_)));
+        }
+        assert!(
+            matches!(tick(&mut map, "A"), Admission::Known(_)),
+            "A is now the newest"
+        );
+        assert_eq!(evicted(tick(&mut map, "D")).as_deref(), Some("B"));
+        assert_eq!(map.len(), 3);
+        assert!(map.get("B").is_none());
+        // A subscribed symbol is never evicted, however old.
+        let c = map.get("C").unwrap();
+        map.subscribe(c, 1);
+        assert_eq!(evicted(tick(&mut map, "E")).as_deref(), Some("A"));
+        assert_eq!(evicted(tick(&mut map, "F")).as_deref(), Some("D"));
+        assert_eq!(evicted(tick(&mut map, "G")).as_deref(), Some("E"));
+        // Unsubscribed again, it is evictable (as the most recent).
+        map.unsubscribe(c, 1);
+        assert_eq!(evicted(tick(&mut map, "H")).as_deref(), Some("F"));
+        assert_eq!(evicted(tick(&mut map, "I")).as_deref(), Some("G"));
+        assert_eq!(evicted(tick(&mut map, "J")).as_deref(), Some("C"));
+    }
+
+    #[test]
+    fn full_of_subscribed_symbols_refuses_new_ones() {
+        let mut map = SymbolMap::with_limit(2);
+        for (slot, s) in ["A", "B"].into_iter().enumerate() {
+            tick(&mut map, s);
+            let id = map.get(s).unwrap();
+            map.subscribe(id, slot as u32);
+        }
+        assert!(!map.incomplete());
+        assert_eq!(tick(&mut map, "C"), Admission::Full);
+        assert!(map.incomplete(), "C may have a stored value");
+        assert!(matches!(tick(&mut map, "A"), Admission::Known(_)));
+        // Subscribing goes past the limit (those entries are bounded by the connections).
+        let d = map.intern("D");
+        map.subscribe(d, 9);
+        assert_eq!(map.len(), 3);
+        assert_eq!(tick(&mut map, "E"), Admission::Full);
+        // Unsubscribed symbols become evictable; past the limit the oldest goes at once.
+        let a = map.get("A").unwrap();
+        map.unsubscribe(a, 0);
+        assert_eq!(
+            map.len(),
+            3,
+            "A is the only evictable symbol and the newest: kept"
+        );
+        let b = map.get("B").unwrap();
+        map.unsubscribe(b, 1);
+        assert!(
+            map.get("A").is_none(),
+            "over the limit: the older unsubscribed one goes"
+        );
+        assert_eq!(map.len(), 2);
+        assert_eq!(evicted(tick(&mut map, "E")).as_deref(), Some("B"));
+        assert_eq!(
+            evicted(tick(&mut map, "F")).as_deref(),
+            Some("E"),
+            "D is subscribed"
+        );
+        let f = map.get("F").unwrap();
+        map.subscribe(f, 3);
+        assert_eq!(tick(&mut map, "G"), Admission::Full);
+        // Over the limit (D, F subscribed; H added by subscribing): leaving subscribers bring it back.
+        let h = map.intern("H");
+        map.subscribe(h, 4);
+        map.set_latest(h, frame());
+        assert_eq!(map.len(), 3);
+        let before = map.evicted();
+        map.unsubscribe(h, 4);
+        assert_eq!(
+            map.len(),
+            3,
+            "H is the newest unsubscribed symbol: kept alone"
+        );
+        let d = map.get("D").unwrap();
+        map.set_latest(d, frame());
+        map.unsubscribe(d, 9);
+        assert_eq!(map.len(), 2, "back to the limit");
+        assert!(map.get("H").is_none(), "the older one went");
+        assert_eq!(map.evicted(), before + 1);
+    }
+
+    #[test]
+    fn a_pending_fetch_keeps_the_entry_until_answered() {
+        let mut map = SymbolMap::with_limit(2);
+        let x = map.intern("X");
+        map.subscribe(x, 1);
+        map.entry_mut(x).fetch_pending = true;
+        map.unsubscribe(x, 1);
+        assert_eq!(
+            map.get("X"),
+            Some(x),
+            "subscribing again will not ask again"
+        );
+        map.subscribe(x, 2);
+        map.unsubscribe(x, 2);
+        map.entry_mut(x).fetch_pending = false;
+        map.remove(x);
+        assert!(map.is_empty());
     }
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::ingest::IngestStats;
 use crate::ingest::tick::BadReason;
+use crate::ingest::user::UserRefusal;
 use crate::runtime::stats::WorkerStats;
 use crate::runtime::worker::Control;
 
@@ -26,7 +27,13 @@ impl Metrics {
     /// Render the exposition text.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
-        let per_worker: [(&str, &str, &str, WorkerCounter); 5] = [
+        let per_worker: [(&str, &str, &str, WorkerCounter); 6] = [
+            (
+                "ringcast_symbols",
+                "gauge",
+                "Symbols in each worker's map (at most --max-symbols, plus subscribed ones past it).",
+                |w| WorkerStats::get(&w.symbols),
+            ),
             (
                 "ringcast_connections_open",
                 "gauge",
@@ -64,7 +71,22 @@ impl Metrics {
                 let _ = writeln!(s, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
             }
         }
-        let totals: [(&str, &str, WorkerCounter); 17] = [
+        let totals: [(&str, &str, WorkerCounter); 20] = [
+            (
+                "ringcast_symbols_evicted_total",
+                "Symbols without subscribers evicted from a worker's map to make room (--max-symbols).",
+                |w| WorkerStats::get(&w.symbols_evicted),
+            ),
+            (
+                "ringcast_symbol_ticks_refused_total",
+                "Ticks of new symbols refused: the worker's map was full of subscribed symbols (--max-symbols).",
+                |w| WorkerStats::get(&w.symbol_ticks_refused),
+            ),
+            (
+                "ringcast_symbol_fetches_total",
+                "Latest ticks asked of Redis for subscribers of a symbol a worker may have evicted.",
+                |w| WorkerStats::get(&w.symbol_fetches),
+            ),
             (
                 "ringcast_handshakes_failed_total",
                 "Upgrade requests refused with an HTTP error.",
@@ -202,9 +224,19 @@ fn render_ingest(ingest: &IngestStats, s: &mut String) {
             &ingest.snapshots,
         ),
         (
+            "ringcast_feed_snapshot_failures_total",
+            "Snapshot reads Redis refused (e.g. the hash key holds another type); retried while live ticks flow.",
+            &ingest.snapshot_failures,
+        ),
+        (
             "ringcast_feed_reconnects_total",
             "Reconnections to Redis.",
             &ingest.reconnects,
+        ),
+        (
+            "ringcast_feed_latest_fetches_total",
+            "Latest ticks read (HMGET) for workers that may have evicted a newly subscribed symbol.",
+            &ingest.fetches,
         ),
         (
             "ringcast_feed_retired_total",
@@ -231,6 +263,20 @@ fn render_ingest(ingest: &IngestStats, s: &mut String) {
             reason.name(),
             ingest.bad(reason)
         );
+    }
+    let name = "ringcast_feed_user_messages_total";
+    let _ = writeln!(
+        s,
+        "# HELP {name} Per-user messages forwarded to the workers.\n# TYPE {name} counter\n{name} {}",
+        ingest.user_messages.load(Relaxed)
+    );
+    let name = "ringcast_feed_bad_user_messages_total";
+    let _ = writeln!(
+        s,
+        "# HELP {name} Per-user messages dropped (not UTF-8, or over --max-tick-bytes), by reason.\n# TYPE {name} counter"
+    );
+    for (reason, counter) in UserRefusal::NAMES.iter().zip(&ingest.bad_user_messages) {
+        let _ = writeln!(s, "{name}{{reason=\"{reason}\"}} {}", counter.load(Relaxed));
     }
     let up = u8::from(ingest.redis_up.load(Relaxed));
     let _ = writeln!(

@@ -6,8 +6,9 @@ pub mod page;
 use crate::auth::{self, AuthConfig, AuthError, Identity, OriginPolicy};
 use crate::protocol::handshake::{self, HttpError, Request, Upgrade};
 
-/// What the upgrade is checked against (built once per worker from the configuration).
-#[derive(Debug, Default)]
+/// What the upgrade is checked against (built once per worker from the configuration). `Debug` masks the
+/// metrics token.
+#[derive(Default)]
 pub struct Gate {
     pub origins: OriginPolicy,
     /// Token authentication, when enabled.
@@ -16,6 +17,19 @@ pub struct Gate {
     pub metrics_token: Option<String>,
     /// Serve the ticker page and `/ringcast.js` (off with `--no-page`).
     pub page: bool,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("origins", &self.origins)
+            .field("auth", &self.auth)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| crate::secret::MASK),
+            )
+            .finish()
+    }
 }
 
 /// What to do with a complete request head.

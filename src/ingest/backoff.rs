@@ -13,25 +13,38 @@ pub const MAX: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
+    initial: Duration,
+    max: Duration,
     rng: XorShift,
 }
 
 impl Backoff {
+    /// From `INITIAL` to `MAX`: reconnecting to Redis.
     pub fn new(rng: XorShift) -> Backoff {
-        Backoff { next: INITIAL, rng }
+        Backoff::with_range(INITIAL, MAX, rng)
+    }
+
+    /// From `initial`, doubling up to `max`.
+    pub fn with_range(initial: Duration, max: Duration, rng: XorShift) -> Backoff {
+        Backoff {
+            next: initial,
+            initial,
+            max,
+            rng,
+        }
     }
 
     /// The delay before the next attempt: the current step with ±25% jitter (so that many servers do not
     /// reconnect in lock-step); the step then doubles, up to `MAX`.
     pub fn next_delay(&mut self) -> Duration {
         let step = self.next;
-        self.next = (self.next * 2).min(MAX);
+        self.next = (self.next * 2).min(self.max);
         step.mul_f64(0.75 + 0.5 * self.rng.unit())
     }
 
     /// After a successful connection.
     pub fn reset(&mut self) {
-        self.next = INITIAL;
+        self.next = self.initial;
     }
 }
 
@@ -53,5 +66,12 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(125));
+        let mut b = Backoff::with_range(
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+            XorShift::new(2),
+        );
+        let last = (0..10).map(|_| b.next_delay()).last().unwrap();
+        assert!(last >= Duration::from_millis(22_500) && last <= Duration::from_millis(37_500));
     }
 }

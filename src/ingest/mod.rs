@@ -9,7 +9,8 @@
 //! connection for the snapshot. On (re)connect the order is: SUBSCRIBE first, then HGETALL, so no tick
 //! published in between is lost (a live tick arriving after the snapshot simply supersedes it). When the
 //! connection drops: `Status{up:false}` once, reconnect with jittered exponential back-off (100 ms to
-//! 5 s), then `Status{up:true}` and a fresh snapshot.
+//! 5 s), then `Status{up:true}` and a fresh snapshot. A snapshot Redis refuses while the connection works
+//! (WRONGTYPE) is retried with back-off (1 s to 30 s) while live ticks keep flowing.
 //!
 //! The data contract is in `docs/protocol.md`.
 
@@ -18,7 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::thread::JoinHandle;
 
-use crate::fanout::FeedSender;
+use std::sync::mpsc::Receiver;
+
+use crate::fanout::{FeedSender, FetchRequest};
+use crate::secret::{Redacted, scrub};
 
 pub mod backoff;
 pub mod control;
@@ -27,6 +31,7 @@ pub mod stats;
 mod subscriber;
 pub mod throttle;
 pub mod tick;
+pub mod user;
 
 pub use stats::IngestStats;
 pub use tick::{BadReason, BadTick, ParsedTick, parse_message, valid_symbol};
@@ -36,8 +41,8 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Default key prefix (the seed's ioredis `keyPrefix`).
 pub const DEFAULT_PREFIX: &str = "psx:";
 
-/// Where the feed comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the feed comes from. `Debug` masks the Redis password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IngestConfig {
     /// e.g. `redis://127.0.0.1:6379` (`redis://:password@host:port/db` works too).
     pub redis_url: String,
@@ -54,6 +59,16 @@ impl Default for IngestConfig {
             prefix: DEFAULT_PREFIX.into(),
             max_tick_bytes: tick::DEFAULT_MAX_TICK_BYTES,
         }
+    }
+}
+
+impl fmt::Debug for IngestConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IngestConfig")
+            .field("redis_url", &Redacted(&self.redis_url))
+            .field("prefix", &self.prefix)
+            .field("max_tick_bytes", &self.max_tick_bytes)
+            .finish()
     }
 }
 
@@ -81,7 +96,7 @@ impl Keys {
 /// Why the ingest thread could not start.
 #[derive(Debug)]
 pub enum StartError {
-    /// The Redis URL does not parse.
+    /// The Redis URL does not parse (`url` already redacted, `error` scrubbed).
     BadUrl { url: String, error: String },
     /// The thread could not be spawned.
     Spawn(std::io::Error),
@@ -112,11 +127,23 @@ pub fn start(
     stats: Arc<IngestStats>,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, StartError> {
+    start_with_fetches(cfg, workers, None, stats, stop)
+}
+
+/// [`start`], also answering the workers' [`FetchRequest`]s (the stored latest tick of a symbol a worker
+/// may have evicted) with one HMGET per batch, as `FeedEvent::Latest` to each asking worker.
+pub fn start_with_fetches(
+    cfg: IngestConfig,
+    workers: Vec<FeedSender>,
+    fetches: Option<Receiver<FetchRequest>>,
+    stats: Arc<IngestStats>,
+    stop: Arc<AtomicBool>,
+) -> Result<JoinHandle<()>, StartError> {
     let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| StartError::BadUrl {
-        url: cfg.redis_url.clone(),
-        error: e.to_string(),
+        url: Redacted(&cfg.redis_url).to_string(),
+        error: scrub(&e.to_string(), &cfg.redis_url),
     })?;
-    let ingest = subscriber::Ingest::new(cfg, client, workers, stats, stop);
+    let ingest = subscriber::Ingest::new(cfg, client, workers, fetches, stats, stop);
     std::thread::Builder::new()
         .name("ringcast-ingest".into())
         .spawn(move || ingest.run())

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::tick::BadReason;
+use super::user::UserRefusal;
 
 /// What the ingest thread has done since start-up.
 #[derive(Debug, Default)]
@@ -17,8 +18,16 @@ pub struct IngestStats {
     pub frames_built: AtomicU64,
     /// Snapshots sent (one per successful connection to Redis).
     pub snapshots: AtomicU64,
+    /// Snapshot reads Redis refused (e.g. WRONGTYPE: the hash key holds another type); retried with back-off.
+    pub snapshot_failures: AtomicU64,
     /// Successful reconnections after the first connection.
     pub reconnects: AtomicU64,
+    /// Per-user messages forwarded to the workers.
+    pub user_messages: AtomicU64,
+    /// Per-user messages dropped, by `UserRefusal::index`.
+    pub bad_user_messages: [AtomicU64; UserRefusal::NAMES.len()],
+    /// Latest ticks read (HMGET, per distinct symbol) for workers that may have evicted a newly subscribed symbol.
+    pub fetches: AtomicU64,
     /// Symbols retired through the control channel.
     pub retired: AtomicU64,
     /// Whether the pub/sub connection is currently up.

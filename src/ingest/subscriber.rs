@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::RedisError;
@@ -13,8 +14,10 @@ use super::rng::XorShift;
 use super::stats::IngestStats;
 use super::throttle::Throttle;
 use super::tick::{self, BadTick};
+use super::user;
 use super::{IngestConfig, Keys};
-use crate::fanout::{FeedEvent, FeedSender, PreparedFrame, Symbol, prepare_text};
+use crate::fanout::{FeedEvent, FeedSender, FetchRequest, PreparedFrame, Symbol, prepare_text};
+use crate::secret::{Redacted, scrub};
 
 /// TCP connect timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,6 +27,25 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(200);
 /// After this long without a message, PING the pub/sub connection to detect a dead peer.
 const IDLE_PING: Duration = Duration::from_secs(15);
+/// A snapshot that Redis refused (e.g. WRONGTYPE) is retried after this long, doubling up to
+/// `SNAPSHOT_RETRY_MAX`, while live ticks keep flowing.
+const SNAPSHOT_RETRY: Duration = Duration::from_secs(1);
+const SNAPSHOT_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Most symbols read by one HMGET when answering workers' fetch requests.
+const FETCH_BATCH: usize = 512;
+
+/// Whether a Redis error means the connection is unusable (reconnect), rather than a refused command
+/// (e.g. WRONGTYPE: the key holds the wrong kind of value), after which the connection still works.
+fn connection_trouble(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+/// A snapshot to read again later.
+struct SnapshotRetry {
+    at: Instant,
+    backoff: Backoff,
+}
 
 /// How a session with Redis ended.
 enum Ended {
@@ -44,6 +66,11 @@ pub(super) struct Ingest {
     client: redis::Client,
     keys: Keys,
     workers: Vec<FeedSender>,
+    /// Workers' requests for the stored latest tick of a symbol, and the connection that answers them
+    /// (opened on the first request, dropped on an error).
+    fetches: Option<Receiver<FetchRequest>>,
+    fetch_con: Option<redis::Connection>,
+    fetch_log: Throttle,
     stats: Arc<IngestStats>,
     stop: Arc<AtomicBool>,
     /// `Status{up:false}` was sent and not yet followed by `Status{up:true}`.
@@ -52,6 +79,7 @@ pub(super) struct Ingest {
     connected_once: bool,
     bad_log: Throttle,
     control_log: Throttle,
+    user_log: Throttle,
 }
 
 impl Ingest {
@@ -59,6 +87,7 @@ impl Ingest {
         cfg: IngestConfig,
         client: redis::Client,
         workers: Vec<FeedSender>,
+        fetches: Option<Receiver<FetchRequest>>,
         stats: Arc<IngestStats>,
         stop: Arc<AtomicBool>,
     ) -> Ingest {
@@ -67,12 +96,16 @@ impl Ingest {
             cfg,
             client,
             workers,
+            fetches,
+            fetch_con: None,
+            fetch_log: Throttle::new(Duration::from_secs(1)),
             stats,
             stop,
             down_announced: false,
             connected_once: false,
             bad_log: Throttle::new(Duration::from_secs(1)),
             control_log: Throttle::new(Duration::from_secs(1)),
+            user_log: Throttle::new(Duration::from_secs(1)),
         }
     }
 
@@ -83,9 +116,11 @@ impl Ingest {
             match self.session(&mut backoff) {
                 Ended::Stopped => break,
                 Ended::Failed(why) => {
+                    // The redis crate's messages may quote the URL, password included.
+                    let why = scrub(&why, &self.cfg.redis_url);
                     self.stats.redis_up.store(false, Ordering::Relaxed);
                     if !self.down_announced {
-                        tracing::warn!(redis = %self.cfg.redis_url, error = %why, "Redis feed down; reconnecting");
+                        tracing::warn!(redis = %Redacted(&self.cfg.redis_url), error = %why, "Redis feed down; reconnecting");
                         self.broadcast_status(false);
                     } else {
                         tracing::debug!(error = %why, "Redis reconnect failed");
@@ -134,10 +169,25 @@ impl Ingest {
         if let Err(e) = pubsub.psubscribe(format!("{}*", self.keys.user_prefix)) {
             return e.into();
         }
+        // A snapshot Redis refuses (the key is not a hash, …) does not stop the live stream: it is retried
+        // with back-off while ticks flow. Only a broken connection ends the session.
+        let mut retry = None;
         let snapshot = match self.fetch_snapshot() {
-            Ok(s) => s,
-            Err(e) => return e.into(),
+            Ok(s) => Some(s),
+            Err(e) if connection_trouble(&e) => return e.into(),
+            Err(e) => {
+                let mut backoff =
+                    Backoff::with_range(SNAPSHOT_RETRY, SNAPSHOT_RETRY_MAX, XorShift::from_clock());
+                let delay = backoff.next_delay();
+                self.snapshot_failed(&e, delay);
+                retry = Some(SnapshotRetry {
+                    at: Instant::now() + delay,
+                    backoff,
+                });
+                None
+            }
         };
+        let symbols = snapshot.as_ref().map_or(0, Vec::len);
         if self.connected_once {
             IngestStats::add(&self.stats.reconnects, 1);
         }
@@ -145,14 +195,14 @@ impl Ingest {
         backoff.reset();
         self.stats.redis_up.store(true, Ordering::Relaxed);
         if self.down_announced {
-            tracing::info!(redis = %self.cfg.redis_url, symbols = snapshot.len(), "Redis feed up again");
+            tracing::info!(redis = %Redacted(&self.cfg.redis_url), symbols, "Redis feed up again");
             self.broadcast_status(true);
         } else {
-            tracing::info!(redis = %self.cfg.redis_url, channel = %self.keys.ticks, symbols = snapshot.len(), "subscribed to the tick feed");
+            tracing::info!(redis = %Redacted(&self.cfg.redis_url), channel = %self.keys.ticks, symbols, "subscribed to the tick feed");
         }
-        // Counters first, so whoever sees an event also sees it counted.
-        IngestStats::add(&self.stats.snapshots, 1);
-        self.broadcast(FeedEvent::Snapshot(Arc::new(snapshot)));
+        if let Some(snapshot) = snapshot {
+            self.send_snapshot(snapshot);
+        }
 
         if let Err(e) = pubsub.set_read_timeout(Some(POLL)) {
             return e.into();
@@ -161,6 +211,24 @@ impl Ingest {
         loop {
             if self.stopping() {
                 return Ended::Stopped;
+            }
+            self.answer_fetches();
+            if let Some(r) = &mut retry
+                && Instant::now() >= r.at
+            {
+                match self.fetch_snapshot() {
+                    Ok(snapshot) => {
+                        tracing::info!(key = %self.keys.ticks, symbols = snapshot.len(), "snapshot read after all");
+                        self.send_snapshot(snapshot);
+                        retry = None;
+                    }
+                    Err(e) if connection_trouble(&e) => return e.into(),
+                    Err(e) => {
+                        let delay = r.backoff.next_delay();
+                        r.at = Instant::now() + delay;
+                        self.snapshot_failed(&e, delay);
+                    }
+                }
             }
             match pubsub.get_message() {
                 Ok(msg) => {
@@ -172,12 +240,7 @@ impl Ingest {
                         self.on_control(msg.get_payload_bytes());
                     } else if let Some(user) = channel.strip_prefix(self.keys.user_prefix.as_str())
                     {
-                        // Per-user messages go out as published (one frame, built once).
-                        let frame = prepare_text(msg.get_payload_bytes());
-                        self.broadcast(FeedEvent::User {
-                            user: user.into(),
-                            frame,
-                        });
+                        self.on_user(user, msg.get_payload_bytes());
                     }
                 }
                 Err(e) if e.is_timeout() => {
@@ -199,6 +262,126 @@ impl Ingest {
         }
     }
 
+    /// Answer every queued fetch request: one HMGET per batch of distinct symbols (so a burst of
+    /// subscribes costs one round trip, not one per symbol), each stored tick validated and its frame built
+    /// once, sent to the asking workers only. A Redis error answers `None` (the symbol then waits for its
+    /// next live tick) and is logged at most once a second.
+    fn answer_fetches(&mut self) {
+        let Some(fetches) = &self.fetches else { return };
+        let mut requests: Vec<FetchRequest> = fetches.try_iter().collect();
+        if requests.is_empty() {
+            return;
+        }
+        requests.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        let mut symbols: Vec<Symbol> = requests.iter().map(|r| r.symbol.clone()).collect();
+        symbols.dedup();
+        let mut frames: Vec<Option<PreparedFrame>> = Vec::with_capacity(symbols.len());
+        for batch in symbols.chunks(FETCH_BATCH) {
+            match self.hmget(batch) {
+                Ok(values) => {
+                    for (symbol, value) in batch.iter().zip(values) {
+                        frames.push(value.and_then(|v| {
+                            self.stored_tick(symbol.as_bytes(), &v)
+                                .map(|(_, frame)| frame)
+                        }));
+                    }
+                }
+                Err(e) => {
+                    self.fetch_con = None;
+                    if let Some(suppressed) = self.fetch_log.allow(Instant::now()) {
+                        tracing::warn!(
+                            key = %self.keys.ticks,
+                            symbols = batch.len(),
+                            error = %scrub(&e.to_string(), &self.cfg.redis_url),
+                            suppressed,
+                            "cannot read latest ticks for new subscribers"
+                        );
+                    }
+                    frames.extend(batch.iter().map(|_| None));
+                }
+            }
+        }
+        IngestStats::add(&self.stats.fetches, symbols.len() as u64);
+        let mut at = 0;
+        for FetchRequest { worker, symbol } in requests {
+            while symbols[at] != symbol {
+                at += 1;
+            }
+            if let Some(w) = self.workers.get(worker) {
+                w.send(FeedEvent::Latest {
+                    symbol,
+                    frame: frames[at].clone(),
+                });
+            }
+        }
+    }
+
+    /// HMGET `{prefix}ticks` on the fetch connection (opened when needed).
+    fn hmget(&mut self, symbols: &[Symbol]) -> Result<Vec<Option<Vec<u8>>>, RedisError> {
+        let con = match &mut self.fetch_con {
+            Some(con) => con,
+            None => {
+                let con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+                con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+                self.fetch_con.insert(con)
+            }
+        };
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&self.keys.ticks);
+        for s in symbols {
+            cmd.arg(s.as_bytes());
+        }
+        cmd.query(con)
+    }
+
+    /// A stored value checked (one valid tick whose symbol is its field), with its frame built; bad ones
+    /// are counted and logged.
+    fn stored_tick(&mut self, field: &[u8], value: &[u8]) -> Option<(Symbol, PreparedFrame)> {
+        let (good, bad) = tick::parse_message(value, self.cfg.max_tick_bytes);
+        self.count_bad(&bad, "stored tick");
+        match good.as_slice() {
+            [t] if t.symbol.as_bytes() == field => {
+                IngestStats::add(&self.stats.frames_built, 1);
+                Some((t.symbol.clone(), prepare_text(t.raw)))
+            }
+            [t] => {
+                self.count_bad(
+                    &[BadTick {
+                        index: 0,
+                        reason: tick::BadReason::BadSymbol,
+                        detail: format!(
+                            "stored under field {:?} but its symbol is {:?}",
+                            String::from_utf8_lossy(field),
+                            t.symbol
+                        ),
+                    }],
+                    "stored tick",
+                );
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Hand a snapshot to every worker (counted first, so whoever sees the event also sees it counted).
+    fn send_snapshot(&mut self, snapshot: Vec<(Symbol, PreparedFrame)>) {
+        IngestStats::add(&self.stats.snapshots, 1);
+        self.broadcast(FeedEvent::Snapshot(Arc::new(snapshot)));
+    }
+
+    /// Redis refused the snapshot read: count and say why (one line per attempt; attempts are spaced
+    /// by the retry back-off, so at most one line per `SNAPSHOT_RETRY_MAX` in the long run).
+    fn snapshot_failed(&mut self, e: &RedisError, retry_in: Duration) {
+        IngestStats::add(&self.stats.snapshot_failures, 1);
+        tracing::warn!(
+            key = %self.keys.ticks,
+            error = %scrub(&e.to_string(), &self.cfg.redis_url),
+            retry_in = ?retry_in,
+            "cannot read the latest-value hash (snapshot); live ticks still flow, retrying"
+        );
+    }
+
     /// HGETALL `{prefix}ticks` on a second, short-lived connection: every stored tick, validated, each
     /// frame built once. Sorted by symbol.
     fn fetch_snapshot(&mut self) -> Result<Vec<(Symbol, PreparedFrame)>, RedisError> {
@@ -210,29 +393,8 @@ impl Ingest {
             .query(&mut con)?;
         let mut out = Vec::with_capacity(entries.len());
         for (field, value) in &entries {
-            let (good, bad) = tick::parse_message(value, self.cfg.max_tick_bytes);
-            self.count_bad(&bad, "stored tick");
-            // A stored value is one tick whose symbol is its field.
-            match good.as_slice() {
-                [t] if t.symbol.as_bytes() == field.as_slice() => {
-                    out.push((t.symbol.clone(), prepare_text(t.raw)));
-                }
-                [t] => self.count_bad(
-                    &[BadTick {
-                        index: 0,
-                        reason: tick::BadReason::BadSymbol,
-                        detail: format!(
-                            "stored under field {:?} but its symbol is {:?}",
-                            String::from_utf8_lossy(field),
-                            t.symbol
-                        ),
-                    }],
-                    "stored tick",
-                ),
-                _ => {}
-            }
+            out.extend(self.stored_tick(field, value));
         }
-        IngestStats::add(&self.stats.frames_built, out.len() as u64);
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
@@ -264,6 +426,32 @@ impl Ingest {
                 self.stats
                     .last_lag_us
                     .store(now_us.saturating_sub(ts), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A per-user message: forwarded as published (one frame, built once) if it can be a text frame
+    /// within `--max-tick-bytes`; otherwise counted and logged (at most one line per second).
+    fn on_user(&mut self, user: &str, payload: &[u8]) {
+        match user::check_user_message(payload, self.cfg.max_tick_bytes) {
+            Ok(()) => {
+                IngestStats::add(&self.stats.user_messages, 1);
+                let frame = prepare_text(payload);
+                self.broadcast(FeedEvent::User {
+                    user: user.into(),
+                    frame,
+                });
+            }
+            Err(why) => {
+                IngestStats::add(&self.stats.bad_user_messages[why.index()], 1);
+                if let Some(suppressed) = self.user_log.allow(Instant::now()) {
+                    tracing::warn!(
+                        channel = %format_args!("{}{user}", self.keys.user_prefix),
+                        reason = why.name(),
+                        suppressed,
+                        "per-user message dropped: {why}"
+                    );
+                }
             }
         }
     }

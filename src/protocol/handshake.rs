@@ -94,13 +94,39 @@ pub enum HttpError {
     TooManyHeaders,
     /// No such route (404).
     NotFound,
+    /// The request line is not `method SP target SP HTTP/x.y` (400, answered as soon as it arrives).
+    BadRequestLine,
+    /// A line ends in a bare LF instead of CRLF (400, RFC 9112 §2.2).
+    BareLineFeed,
+    /// A CR not followed by LF (400, RFC 9112 §2.2).
+    BareCarriageReturn,
+    /// A header line starts with whitespace (obsolete line folding, 400, RFC 9112 §5.2).
+    FoldedHeader,
+    /// A header name with a non-token byte, or whitespace before its colon (400, RFC 9112 §5.1).
+    BadHeaderName,
+    /// A control byte in a header value (400, RFC 9110 §5.5).
+    BadHeaderValue,
+    /// More than one `Host` header (400, RFC 9112 §3.2).
+    DuplicateHost,
+    /// `Content-Length` not a single decimal number, or sent more than once (400, RFC 9112 §6.3).
+    BadContentLength,
+    /// Both `Transfer-Encoding` and `Content-Length` (400, RFC 9112 §6.1: request smuggling).
+    ConflictingFraming,
+    /// An upgrade request with a body (`Transfer-Encoding`, or `Content-Length` other than 0): its bytes
+    /// would otherwise be read as WebSocket frames (400).
+    BodyOnUpgrade,
+    /// More than one `Origin` header (400, RFC 6454 §7.3: a single origin).
+    DuplicateOrigin,
 }
 
 impl HttpError {
     pub fn status(self) -> u16 {
         use HttpError::*;
         match self {
-            Malformed | BadVersion | MissingHost | ConnectionNotUpgrade | BadKey => 400,
+            Malformed | BadVersion | MissingHost | ConnectionNotUpgrade | BadKey
+            | BadRequestLine | BareLineFeed | BareCarriageReturn | FoldedHeader | BadHeaderName
+            | BadHeaderValue | DuplicateHost | BadContentLength | ConflictingFraming
+            | BodyOnUpgrade | DuplicateOrigin => 400,
             NotFound => 404,
             MethodNotAllowed => 405,
             UpgradeRequired | UnsupportedVersion => 426,
@@ -122,6 +148,17 @@ impl HttpError {
             HeadTooLarge => "request head too large",
             TooManyHeaders => "too many headers",
             NotFound => "not found",
+            BadRequestLine => "malformed request line",
+            BareLineFeed => "line endings must be CRLF",
+            BareCarriageReturn => "CR not followed by LF",
+            FoldedHeader => "folded header line (obs-fold) not allowed",
+            BadHeaderName => "invalid header name",
+            BadHeaderValue => "invalid byte in a header value",
+            DuplicateHost => "duplicate Host header",
+            BadContentLength => "invalid or repeated Content-Length",
+            ConflictingFraming => "both Transfer-Encoding and Content-Length",
+            BodyOnUpgrade => "a WebSocket upgrade must not have a body",
+            DuplicateOrigin => "duplicate Origin header",
         }
     }
     /// The complete response (status line, the headers the status calls for, `Connection: close`,
@@ -151,6 +188,9 @@ impl std::fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
+
+mod scan;
+pub use scan::{HeadScanner, Scan};
 
 const HEAD_END: &[u8] = b"\r\n\r\n";
 
@@ -182,12 +222,41 @@ pub fn parse_request<'a>(head: &'a [u8], limits: &HeadLimits) -> Result<Request<
     else {
         return Err(HttpError::Malformed);
     };
-    Ok(Request {
+    let req = Request {
         method,
         target,
         minor_version,
         headers: parsed.headers.iter().map(|h| (h.name, h.value)).collect(),
-    })
+    };
+    check_message(&req)?;
+    Ok(req)
+}
+
+/// RFC 9112 rules on any request: one `Host` (§3.2); `Content-Length` a single decimal number, sent
+/// once, and never beside `Transfer-Encoding` (§6.1, §6.3: the ambiguities request smuggling uses).
+fn check_message(req: &Request<'_>) -> Result<(), HttpError> {
+    if req.headers_named("host").nth(1).is_some() {
+        return Err(HttpError::DuplicateHost);
+    }
+    let mut lengths = req.headers_named("content-length");
+    if let Some(length) = lengths.next() {
+        if lengths.next().is_some() || content_length(length).is_none() {
+            return Err(HttpError::BadContentLength);
+        }
+        if req.header("transfer-encoding").is_some() {
+            return Err(HttpError::ConflictingFraming);
+        }
+    }
+    Ok(())
+}
+
+/// `Content-Length = 1*DIGIT` (RFC 9110 §8.6), as a number; `None` if not that or beyond `u64`.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let digits = trim(value);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// Check every RFC 6455 §4.2.1 rule of an upgrade request.
@@ -200,6 +269,18 @@ pub fn validate_upgrade(req: &Request<'_>) -> Result<Upgrade, HttpError> {
     }
     if req.header("host").is_none() {
         return Err(HttpError::MissingHost);
+    }
+    // `check_message` saw to it that a Content-Length is a number, sent once.
+    if req.header("transfer-encoding").is_some()
+        || req
+            .header("content-length")
+            .and_then(content_length)
+            .is_some_and(|n| n != 0)
+    {
+        return Err(HttpError::BodyOnUpgrade);
+    }
+    if req.headers_named("origin").nth(1).is_some() {
+        return Err(HttpError::DuplicateOrigin);
     }
     if !has_token(req, "upgrade", b"websocket") {
         return Err(HttpError::UpgradeRequired);

@@ -11,6 +11,7 @@ use crate::admission::MessageRate;
 use crate::auth::Identity;
 use crate::fanout::symbols::{LocalFrame, SymbolId};
 use crate::protocol::Session;
+use crate::protocol::handshake::HeadScanner;
 use crate::tls::{TlsFailure, TlsSession};
 
 /// Where a connection is in its life.
@@ -19,11 +20,12 @@ pub enum Phase {
     /// Slot unused.
     #[default]
     Free,
-    /// Reading the HTTP request head. `head` holds the bytes of an incomplete head; `scanned` is where the
-    /// search for its end resumes; past `deadline_ms` the connection is closed (upkeep checks).
+    /// Reading the HTTP request head. `head` holds the bytes of an incomplete head; `scan` is where the
+    /// check of its shape stopped (resumed on the next bytes); past `deadline_ms` the connection is closed
+    /// (upkeep checks).
     Handshake {
         head: Vec<u8>,
-        scanned: u32,
+        scan: HeadScanner,
         deadline_ms: u64,
     },
     /// WebSocket open (or in its close handshake). `tail` holds an incomplete frame header or control
@@ -67,8 +69,10 @@ pub struct Conn {
     pub subs: SymbolList,
     /// When data last arrived, in seconds since the worker started (heartbeats and idle timeout).
     pub last_seen_s: u32,
-    /// Counted in the worker's per-address limiter (released on close).
+    /// Counted in the process's per-address limiter (released on close).
     pub ip_admitted: bool,
+    /// Counted among the worker's WebSocket connections (released on close).
+    pub upgraded: bool,
     /// Inbound message rate (8 bytes).
     pub rate: MessageRate,
     /// Who this is, when authentication is on.
@@ -114,6 +118,24 @@ impl Conn {
             Some(tls) => tls.plain.get_or_insert_with(Box::default),
             None => self.outbox.get_or_insert_with(Box::default),
         }
+    }
+
+    /// Where frames queue, if a queue exists (never allocates one).
+    pub fn frames_if_any(&mut self) -> Option<&mut Outbox> {
+        match self.tls.as_mut() {
+            Some(tls) => tls.plain.as_deref_mut(),
+            None => self.outbox.as_deref_mut(),
+        }
+    }
+
+    /// Bytes waiting in this connection's queues (frames not yet sealed, and the outbox).
+    pub fn pending_bytes(&self) -> usize {
+        let plain = self
+            .tls
+            .as_ref()
+            .and_then(|t| t.plain.as_ref())
+            .map_or(0, |p| p.pending_bytes());
+        plain + self.outbox.as_ref().map_or(0, |o| o.pending_bytes())
     }
 
     /// Encrypt every waiting frame into the outbox (one pass of rustls over all of them). Returns the
@@ -243,8 +265,13 @@ pub struct Outbox {
     pending: usize,
     iov: Vec<libc::iovec>,
     msg: libc::msghdr,
+    /// The Pong answering the latest Ping, encoded, not yet queued: it joins the queue when the next send
+    /// is prepared, so a peer that pings and never reads has at most one pong waiting.
+    pong: Option<Vec<u8>>,
     /// Since when (ms) the backlog has been over the limit, if it is.
     pub over_limit_since_ms: Option<u64>,
+    /// When the slow-grace timer armed for this queue is due, if one is in the worker's timer heap.
+    pub slow_timer_ms: Option<u64>,
 }
 
 impl Default for Outbox {
@@ -257,7 +284,9 @@ impl Default for Outbox {
             iov: Vec::new(),
             // SAFETY: msghdr is plain data; all-zero is the empty message.
             msg: unsafe { std::mem::zeroed() },
+            pong: None,
             over_limit_since_ms: None,
+            slow_timer_ms: None,
         }
     }
 }
@@ -291,6 +320,25 @@ impl Outbox {
         self.queue.push_back(Chunk::Tick(symbol, frame));
     }
 
+    /// Answer a Ping with `payload`: a pong still waiting is replaced (only the latest ping is answered,
+    /// RFC 6455 §5.5.3), otherwise one is added. It is queued behind what is already waiting when the
+    /// next send is prepared.
+    pub fn set_pong(&mut self, payload: &[u8]) {
+        let pong = self.pong.get_or_insert_with(Vec::new);
+        self.pending -= pong.len();
+        pong.clear();
+        crate::protocol::session::pong(payload, pong);
+        self.pending += pong.len();
+    }
+
+    /// Move the waiting pong, if any, into the queue (its bytes are already counted in `pending`).
+    fn queue_pong(&mut self) {
+        if let Some(pong) = self.pong.take() {
+            self.pending -= pong.len();
+            self.push_owned(pong);
+        }
+    }
+
     /// Conflate: replace the last waiting (not yet sending) tick of `symbol` with `frame`, so only the
     /// latest value of each symbol waits. The last one, so no older value of the symbol can follow the new
     /// one. False when no tick of `symbol` is waiting.
@@ -312,14 +360,18 @@ impl Outbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.queue.is_empty() && self.pong.is_none()
     }
 
     /// Build the next send from the queued chunks, or `None` when a send is already in flight or nothing
     /// is queued. One chunk (the common case: one tick) goes as a plain send of its bytes; several as
     /// one `sendmsg` over their iovecs.
     pub fn prepare_send(&mut self) -> Option<SendOp> {
-        if self.in_flight > 0 || self.queue.is_empty() {
+        if self.in_flight > 0 {
+            return None;
+        }
+        self.queue_pong();
+        if self.queue.is_empty() {
             return None;
         }
         if self.queue.len() == 1 {
@@ -361,6 +413,7 @@ impl Outbox {
     /// The queue's allocation goes with them, so an emptied queue holds no memory.
     pub fn take_all(&mut self) -> VecDeque<Chunk> {
         debug_assert_eq!(self.in_flight, 0);
+        self.queue_pong();
         self.pending = 0;
         self.offset = 0;
         std::mem::take(&mut self.queue)
@@ -453,6 +506,36 @@ mod tests {
         assert_eq!(left, vec![5, 8]);
         assert_eq!(subs.take().len(), 2);
         assert!(subs.is_empty());
+    }
+
+    #[test]
+    fn at_most_one_pong_waits_and_it_answers_the_latest_ping() {
+        let mut out = Outbox::default();
+        out.push_owned(b"x".to_vec());
+        out.prepare_send().unwrap(); // "x" in flight; pongs wait behind it
+        for i in 0..1000_u32 {
+            out.set_pong(&i.to_be_bytes());
+        }
+        assert_eq!(
+            out.pending_bytes(),
+            1 + 6,
+            "one 6-byte pong waits, not 1000"
+        );
+        assert!(out.prepare_send().is_none(), "one send in flight at a time");
+        out.complete(1);
+        assert!(!out.is_empty(), "the pong is still to send");
+        let Some(SendOp::Bytes(ptr, len)) = out.prepare_send() else {
+            panic!("the pong goes out alone");
+        };
+        // SAFETY (test): the bytes stay in the outbox until `complete`.
+        let sent = unsafe { std::slice::from_raw_parts(ptr, len) };
+        assert_eq!(
+            sent,
+            &[0x8A, 4, 0, 0, 0x03, 0xE7][..],
+            "Pong of the last ping (999)"
+        );
+        out.complete(len);
+        assert!(out.is_empty() && out.pending_bytes() == 0);
     }
 
     #[test]

@@ -27,6 +27,14 @@ pub struct WorkerStats {
     pub tls_failures: AtomicU64,
     pub token_expired: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Symbols in the worker's map (a gauge, updated by upkeep).
+    pub symbols: AtomicU64,
+    /// Symbols evicted from the map to make room (`--max-symbols`; copied from the map by upkeep).
+    pub symbols_evicted: AtomicU64,
+    /// Ticks of new symbols refused because the map was full of subscribed symbols.
+    pub symbol_ticks_refused: AtomicU64,
+    /// Latest values asked of ingest for symbols the map may have evicted.
+    pub symbol_fetches: AtomicU64,
     /// Bytes waiting in outboxes (a gauge, updated as frames are queued and sent).
     pub backlog_bytes: AtomicU64,
 }

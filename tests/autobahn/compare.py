@@ -1,28 +1,29 @@
 #!/usr/bin/env python3
 """Compare an Autobahn|Testsuite fuzzingclient run with the committed expectations.
 
-    compare.py INDEX_JSON EXPECTED_JSON [--update [--force]] [--agent NAME]
+    compare.py INDEX_JSON EXPECTED_JSON [--update] [--agent NAME]
 
 INDEX_JSON is <outdir>/index.json written by wstest ({agent: {case: {behavior,
 behaviorClose, ...}}}); EXPECTED_JSON maps case id -> {behavior, behaviorClose}.
 
 Check mode: prints every case whose behavior or behaviorClose differs from the
 expectation, fails on any FAILED verdict and when the set of cases differs, and ends
-with "autobahn: N passed, M failed". Exit 0 only when nothing failed.
+with one line "autobahn: summary: N of T cases as expected, M differ (K strict OK, ...)".
+The whole run is one result for tests/run.sh (the summary line is shown beside it).
+Exit 0 only when every case is as expected. A missing or empty expectation file is an
+error: record it with `tests/autobahn/run.sh --update`.
 
-An empty expectation file ({}: nothing recorded yet) falls back to a baseline: every
-case must be free of FAILED / WRONG CODE / UNCLEAN verdicts with a clean close, and a
-warning says the expectations should be recorded with `tests/autobahn/run.sh --update`.
-
---update rewrites EXPECTED_JSON from the run; it refuses when any case FAILED or did
-not close cleanly, unless --force.
+--update rewrites EXPECTED_JSON from the run; it refuses when any case is not strict:
+a behavior other than OK, INFORMATIONAL or UNIMPLEMENTED (NON-STRICT, FAILED, WRONG
+CODE, UNCLEAN) or a close other than OK or INFORMATIONAL. There is no override: the
+expectations only ever record a strict run.
 """
 import argparse
 import json
 import sys
 
 HINT = "either this is a regression or update expected-results.json with tests/autobahn/run.sh --update"
-BAD_BEHAVIOR = {"FAILED", "WRONG CODE", "UNCLEAN"}
+STRICT_BEHAVIOR = {"OK", "INFORMATIONAL", "UNIMPLEMENTED"}
 CLEAN_CLOSE = {"OK", "INFORMATIONAL"}
 
 
@@ -56,36 +57,36 @@ def write_expected(path, results):
         f.write("{\n" + ",\n".join(lines) + "\n}\n")
 
 
+def counts_of(results):
+    counts = {}
+    for r in results.values():
+        counts[r["behavior"]] = counts.get(r["behavior"], 0) + 1
+    strict_ok = sum(1 for r in results.values() if r["behavior"] == "OK" and r["behaviorClose"] == "OK")
+    rest = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()) if k != "OK")
+    return f"{strict_ok} strict OK" + (f", {rest}" if rest else "")
+
+
 def update(args, run):
     refused = [
         (case, r)
         for case, r in run.items()
-        if r["behavior"] in BAD_BEHAVIOR or r["behaviorClose"] not in CLEAN_CLOSE
+        if r["behavior"] not in STRICT_BEHAVIOR or r["behaviorClose"] not in CLEAN_CLOSE
     ]
     for case, r in sorted(refused, key=lambda cr: case_key(cr[0])):
         print(f"case {case}: behavior {r['behavior']}, close {r['behaviorClose']}")
-    if refused and not args.force:
+    if refused:
         print(
-            f"autobahn: refusing to record {len(refused)} failed or unclean cases "
-            "(fix them, or re-run with --update --force)"
+            f"autobahn: refusing to record {len(refused)} cases that are not strict "
+            "(NON-STRICT, FAILED, WRONG CODE, UNCLEAN or an unclean close): fix them first"
         )
         return 1
     write_expected(args.expected, run)
-    counts = {}
-    for r in run.values():
-        counts[r["behavior"]] = counts.get(r["behavior"], 0) + 1
-    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    print(f"autobahn: recorded {len(run)} cases in {args.expected} ({summary})")
+    print(f"autobahn: recorded {len(run)} cases in {args.expected} ({counts_of(run)})")
     return 0
 
 
 def check(args, run, expected):
     passed = failed = 0
-    if not expected:
-        print(
-            f"autobahn: WARNING: {args.expected} is empty; checking only for FAILED verdicts and "
-            "unclean closes. Record the expectations with tests/autobahn/run.sh --update"
-        )
     for case in sorted(set(run) | set(expected), key=case_key):
         got = run.get(case)
         want = expected.get(case)
@@ -93,7 +94,7 @@ def check(args, run, expected):
         if got is None:
             problems.append(f"case {case}: expected {want['behavior']}, but the run has no such case")
         else:
-            if want is None and expected:
+            if want is None:
                 problems.append(
                     f"case {case}: not in expected-results.json (got {got['behavior']}, close "
                     f"{got['behaviorClose']}) — update expected-results.json with tests/autobahn/run.sh --update"
@@ -109,17 +110,16 @@ def check(args, run, expected):
             if got["behavior"] == "FAILED" or got["behaviorClose"] == "FAILED":
                 if not problems:
                     problems.append(f"case {case}: FAILED (behavior {got['behavior']}, close {got['behaviorClose']})")
-            elif not expected and (got["behavior"] in BAD_BEHAVIOR or got["behaviorClose"] not in CLEAN_CLOSE):
-                problems.append(f"case {case}: behavior {got['behavior']}, close {got['behaviorClose']}")
         if problems:
             failed += 1
             for p in problems:
                 print(p)
         else:
             passed += 1
-    if expected and len(run) != len(expected):
+    if len(run) != len(expected):
         print(f"autobahn: the run has {len(run)} cases, expected-results.json has {len(expected)}")
-    print(f"autobahn: {passed} passed, {failed} failed")
+    total = passed + failed
+    print(f"autobahn: summary: {passed} of {total} cases as expected, {failed} differ ({counts_of(run)})")
     return 1 if failed else 0
 
 
@@ -128,7 +128,6 @@ def main():
     ap.add_argument("index")
     ap.add_argument("expected")
     ap.add_argument("--update", action="store_true")
-    ap.add_argument("--force", action="store_true")
     ap.add_argument("--agent")
     args = ap.parse_args()
     run = load_run(args.index, args.agent)
@@ -138,7 +137,13 @@ def main():
         with open(args.expected) as f:
             expected = json.load(f)
     except FileNotFoundError:
-        expected = {}
+        expected = None
+    if not isinstance(expected, dict) or not expected:
+        print(
+            f"autobahn: {args.expected} is missing or empty: nothing to compare with. "
+            "Record the expectations with tests/autobahn/run.sh --update"
+        )
+        return 1
     return check(args, run, expected)
 
 

@@ -2,13 +2,13 @@
 # Runs the Autobahn|Testsuite (fuzzingclient, all 517 cases) against `ringcast serve --echo`
 # and compares the verdicts with tests/autobahn/expected-results.json.
 #
-#   bash tests/autobahn/run.sh [--update [--force]] [--keep] [BINARY]
+#   bash tests/autobahn/run.sh [--update] [--keep] [BINARY]
 #
 # BINARY defaults to target/release/ringcast (this script builds nothing). The server
 # runs as `BINARY serve --listen 127.0.0.1:<free port> --workers 2 --echo`, must answer
 # GET /healthz within 10 s, and is stopped by PID when the script exits.
-#   --update  rewrite expected-results.json from this run (refuses FAILED or unclean
-#             closes unless --force)
+#   --update  rewrite expected-results.json from this run (refuses any case that is not
+#             strict: NON-STRICT, FAILED, WRONG CODE, UNCLEAN or an unclean close)
 #   --keep    keep the report directory (HTML per case) even when everything passed
 # Environment: AUTOBAHN_TIMEOUT (seconds for the whole run, default 900),
 #   AUTOBAHN_VENV (see install.sh), RINGCAST_BIN (instead of BINARY).
@@ -33,7 +33,6 @@ update=() keep=0 bin="${RINGCAST_BIN:-}"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --update) update+=(--update) ;;
-        --force) update+=(--force) ;;
         --keep) keep=1 ;;
         -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         -*) echo "autobahn: unknown option $1" >&2; exit 2 ;;

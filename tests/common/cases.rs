@@ -136,6 +136,103 @@ pub fn bad_upgrades() -> Vec<BadUpgrade> {
             400,
             None,
         ),
+        // RFC 9112 strictness (abuse issue, item 7).
+        (
+            "two Host headers",
+            request(
+                "GET",
+                "HTTP/1.1",
+                &[GOOD, &[("Host", "evil.example")]].concat(),
+            ),
+            400,
+            Some("duplicate Host header"),
+        ),
+        (
+            "Content-Length body on an upgrade",
+            request(
+                "GET",
+                "HTTP/1.1",
+                &[GOOD, &[("Content-Length", "6")]].concat(),
+            ) + "hello!",
+            400,
+            Some("must not have a body"),
+        ),
+        (
+            "Transfer-Encoding on an upgrade",
+            request(
+                "GET",
+                "HTTP/1.1",
+                &[GOOD, &[("Transfer-Encoding", "chunked")]].concat(),
+            ) + "0\r\n\r\n",
+            400,
+            Some("must not have a body"),
+        ),
+        (
+            "conflicting Content-Length",
+            request(
+                "GET",
+                "HTTP/1.1",
+                &[GOOD, &[("Content-Length", "0"), ("Content-Length", "6")]].concat(),
+            ),
+            400,
+            Some("invalid or repeated Content-Length"),
+        ),
+        (
+            "Transfer-Encoding and Content-Length",
+            request(
+                "GET",
+                "HTTP/1.1",
+                &[
+                    GOOD,
+                    &[("Transfer-Encoding", "chunked"), ("Content-Length", "0")],
+                ]
+                .concat(),
+            ),
+            400,
+            Some("both Transfer-Encoding and Content-Length"),
+        ),
+        (
+            "two Origin headers",
+            request(
+                "GET",
+                "HTTP/1.1",
+                &[
+                    GOOD,
+                    &[
+                        ("Origin", "https://a.example"),
+                        ("Origin", "https://b.example"),
+                    ],
+                ]
+                .concat(),
+            ),
+            400,
+            Some("duplicate Origin header"),
+        ),
+        // Heads that can never become a request: answered at once, not at the handshake timeout.
+        (
+            "LF-only line endings",
+            request("GET", "HTTP/1.1", GOOD).replace("\r\n", "\n"),
+            400,
+            Some("line endings must be CRLF"),
+        ),
+        (
+            "bad method token (head not finished)",
+            "G(T / HTTP/1.1\r\nHost: x\r\n".to_string(),
+            400,
+            Some("malformed request line"),
+        ),
+        (
+            "space in a header name (head not finished)",
+            "GET / HTTP/1.1\r\nHost: x\r\nX Forwarded: y\r\n".to_string(),
+            400,
+            Some("invalid header name"),
+        ),
+        (
+            "control byte in a header value (head not finished)",
+            "GET / HTTP/1.1\r\nHost: x\x00y\r\n".to_string(),
+            400,
+            Some("invalid byte in a header value"),
+        ),
     ];
     cases
         .into_iter()

@@ -58,9 +58,29 @@ impl Server {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_under(&[], args, env)
+    }
+
+    /// A server whose RLIMIT_NOFILE (soft and hard) is `limit`: started under `prlimit`, which execs it
+    /// (the PID is the server's).
+    pub fn start_with_nofile(limit: u64, args: &[&str]) -> Server {
+        let nofile = format!("--nofile={limit}:{limit}");
+        Self::start_under(&["prlimit", &nofile, "--"], args, &[])
+    }
+
+    /// `wrapper… ringcast serve …` (an empty wrapper runs ringcast itself); returns once `/healthz` answers.
+    fn start_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::var("RINGCAST_TEST_LOG").unwrap_or_else(|_| "warn".into());
-        let mut cmd = Command::new(bin());
+        let bin = bin();
+        let mut cmd = match wrapper {
+            [] => Command::new(&bin),
+            [first, rest @ ..] => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(&bin);
+                cmd
+            }
+        };
         cmd.args(["--log", &log, "serve", "--listen", &addr.to_string()])
             .args(args);
         for (k, v) in env {

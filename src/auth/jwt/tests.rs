@@ -270,3 +270,47 @@ fn audience_checked_only_when_configured() {
     );
     assert!(verify(&token(json!("other")), &validation(&secrets), NOW).is_ok());
 }
+
+#[test]
+fn repeated_keys_are_refused_in_header_and_payload() {
+    let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+    let claims = format!(r#"{{"sub":"alice","exp":{}}}"#, NOW + 60);
+    assert!(check(&sign_hs256_raw(header, &claims, SECRET)).is_ok());
+    // The last `sub` would win in serde_json; another reader may take the first.
+    let two_subs = format!(r#"{{"sub":"alice","exp":{},"sub":"admin"}}"#, NOW + 60);
+    assert_eq!(
+        check(&sign_hs256_raw(header, &two_subs, SECRET)),
+        Err(AuthError::Malformed("duplicate key in the payload"))
+    );
+    let two_exps = format!(r#"{{"sub":"alice","exp":{},"exp":{}}}"#, NOW - 60, NOW + 60);
+    assert_eq!(
+        check(&sign_hs256_raw(header, &two_exps, SECRET)),
+        Err(AuthError::Malformed("duplicate key in the payload"))
+    );
+    let two_algs = r#"{"alg":"none","alg":"HS256"}"#;
+    assert_eq!(
+        check(&sign_hs256_raw(two_algs, &claims, SECRET)),
+        Err(AuthError::Malformed("duplicate key in the header"))
+    );
+    // Equal keys inside a nested value are that value's business, not a claim's.
+    let nested = format!(
+        r#"{{"sub":"alice","exp":{},"x":{{"a":1}},"y":[{{"a":1}}]}}"#,
+        NOW + 60
+    );
+    assert!(check(&sign_hs256_raw(header, &nested, SECRET)).is_ok());
+}
+
+#[test]
+fn far_future_and_huge_times_do_not_overflow() {
+    let token = sign_hs256(&json!({"sub": "a", "exp": u64::MAX}), SECRET);
+    assert_eq!(check(&token).map(|c| c.exp), Ok(u64::MAX));
+    let token = sign_hs256(&json!({"sub": "a", "exp": 1e300}), SECRET);
+    assert_eq!(check(&token).map(|c| c.exp), Ok(u64::MAX), "saturates");
+    let token = sign_hs256(
+        &json!({"sub": "a", "exp": NOW + 60, "nbf": u64::MAX}),
+        SECRET,
+    );
+    assert_eq!(check(&token), Err(AuthError::NotYetValid));
+    let token = sign_hs256(&json!({"sub": "a", "exp": -1}), SECRET);
+    assert!(matches!(check(&token), Err(AuthError::Malformed(_))));
+}

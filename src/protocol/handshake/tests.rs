@@ -319,3 +319,99 @@ fn accept_key_agrees_with_tungstenite() {
         assert_eq!(&accept_key(key)[..], theirs.as_bytes());
     }
 }
+
+// -- RFC 9112 message rules and bodies on upgrades --------------------------------------------------
+
+#[test]
+fn repeated_host_is_400() {
+    let twice = with_header(
+        "Host:",
+        "Host: stream.example.com\r\nHost: evil.example.com\r\n",
+    );
+    assert_eq!(validate(&twice).unwrap_err(), HttpError::DuplicateHost);
+    let head = b"GET /healthz HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n";
+    assert_eq!(
+        parse_request(head, &HeadLimits::default()).unwrap_err(),
+        HttpError::DuplicateHost,
+        "on every route, not only upgrades"
+    );
+}
+
+#[test]
+fn content_length_must_be_one_number() {
+    let req = |extra: &str| validate(&with_header("Pragma:", extra));
+    assert!(
+        req("Content-Length: 0\r\n").is_ok(),
+        "an empty body is no body"
+    );
+    for bad in [
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: -1\r\n",
+        "Content-Length:\r\n",
+        "Content-Length: 0\r\nContent-Length: 0\r\n",
+        "Content-Length: 0\r\nContent-Length: 5\r\n",
+        "Content-Length: 99999999999999999999999\r\n",
+        "Content-Length: +5\r\n",
+    ] {
+        assert_eq!(
+            req(bad).unwrap_err(),
+            HttpError::BadContentLength,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        req("Transfer-Encoding: chunked\r\nContent-Length: 0\r\n").unwrap_err(),
+        HttpError::ConflictingFraming
+    );
+}
+
+#[test]
+fn an_upgrade_with_a_body_is_400() {
+    let req = |extra: &str| validate(&with_header("Pragma:", extra));
+    assert_eq!(
+        req("Content-Length: 5\r\n").unwrap_err(),
+        HttpError::BodyOnUpgrade
+    );
+    assert_eq!(
+        req("Transfer-Encoding: chunked\r\n").unwrap_err(),
+        HttpError::BodyOnUpgrade
+    );
+    assert_eq!(
+        req("Transfer-Encoding: identity\r\n").unwrap_err(),
+        HttpError::BodyOnUpgrade
+    );
+}
+
+#[test]
+fn repeated_origin_is_400() {
+    let twice = with_header(
+        "Origin:",
+        "Origin: https://app.example.com\r\nOrigin: https://evil.example\r\n",
+    );
+    assert_eq!(validate(&twice).unwrap_err(), HttpError::DuplicateOrigin);
+}
+
+#[test]
+fn every_new_400_names_its_reason() {
+    use HttpError::*;
+    for err in [
+        BadRequestLine,
+        BareLineFeed,
+        BareCarriageReturn,
+        FoldedHeader,
+        BadHeaderName,
+        BadHeaderValue,
+        DuplicateHost,
+        BadContentLength,
+        ConflictingFraming,
+        BodyOnUpgrade,
+        DuplicateOrigin,
+    ] {
+        assert_eq!(err.status(), 400);
+        let text = response_of(err);
+        assert!(
+            text.ends_with(&format!("\r\n\r\n{}\n", err.reason())),
+            "{text}"
+        );
+    }
+}

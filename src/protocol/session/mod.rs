@@ -1,5 +1,6 @@
 //! One WebSocket connection after the upgrade, sans-IO: frame decoding with every RFC 6455 rule,
-//! message assembly, ping → pong, and the close handshake.
+//! message assembly, pings handed to the caller (which answers them with [`pong`]), and the close
+//! handshake.
 //!
 //! Close lifecycle (the server closes TCP after the close exchange, RFC 6455 §7.1.1):
 //!
@@ -47,11 +48,20 @@ impl Default for Limits {
     }
 }
 
-/// A complete data message from the peer. Borrowed: valid only during the callback.
+/// A complete data message from the peer, or a Ping. Borrowed: valid only during the callback.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     Text(&'a str),
     Binary(&'a [u8]),
+    /// A Ping's payload (≤ 125 bytes). The caller answers with [`pong`]: at once, appended to `out`
+    /// (keeping its place among the replies), or later, answering only the latest of several pings
+    /// (RFC 6455 §5.5.3 allows it), which bounds what a peer that pings and never reads can queue.
+    Ping(&'a [u8]),
+}
+
+/// Append the Pong answering a Ping with `payload`.
+pub fn pong(payload: &[u8], out: &mut Vec<u8>) {
+    encode_frame(OpCode::Pong, payload, out);
 }
 
 /// Where the close handshake stands.
@@ -91,8 +101,6 @@ pub struct Session {
     in_frame: bool,
     /// The current data frame is the last of its message.
     frame_fin: bool,
-    /// Pings answered since the last `take_pings` (saturating), so the caller can rate-limit them.
-    pings: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +151,6 @@ impl Session {
             mask_offset: 0,
             in_frame: false,
             frame_fin: false,
-            pings: 0,
         }
     }
 
@@ -156,8 +163,9 @@ impl Session {
     /// fails as early as it is detectable.
     ///
     /// Each complete data message is passed to `on_message` together with `out`, so a reply appended by the
-    /// callback keeps its order with control replies. Ping → Pong (same payload) appended to `out`;
-    /// Pong ignored; a valid Close is echoed (Open) or completes the exchange (CloseSent).
+    /// callback keeps its order with control replies. A Ping is handed to `on_message` as
+    /// `Message::Ping` (the caller answers it with [`pong`]); a Pong is ignored; a valid Close is echoed
+    /// (Open) or completes the exchange (CloseSent).
     ///
     /// On a protocol error: a Close frame with `err.close_code()` is appended to `out`, the state becomes
     /// `CloseSent { deadline_ms: now_ms + limits.close_timeout_ms }`, and `Err(err)` is returned (for
@@ -236,12 +244,6 @@ impl Session {
         self.phase == Phase::Closed
     }
 
-    /// How many pings were answered since the last call (ping floods count against the caller's
-    /// message-rate limit like data messages).
-    pub fn take_pings(&mut self) -> u8 {
-        std::mem::take(&mut self.pings)
-    }
-
     /// True once the close exchange is over: flush `out`, then close TCP.
     pub fn is_closed(&self) -> bool {
         matches!(self.state(), CloseState::Closed)
@@ -291,7 +293,7 @@ impl Session {
                 let end = payload_start + header.payload_len as usize;
                 let payload = &mut buf[payload_start..end];
                 apply_mask(payload, header.mask, 0);
-                self.on_control(header.opcode, payload, out)
+                self.on_control(header.opcode, payload, out, on_message)
                     .map_err(Failure::at(pos))?;
                 if self.phase == Phase::Closed {
                     return Ok(buf.len());
@@ -402,18 +404,19 @@ impl Session {
         delivered
     }
 
-    /// Ping → Pong, Pong → nothing, Close → echo and `Closed`.
-    fn on_control(
+    /// Ping → the caller, Pong → nothing, Close → echo and `Closed`.
+    fn on_control<F>(
         &mut self,
         opcode: OpCode,
         payload: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<(), ProtocolError> {
+        on_message: &mut F,
+    ) -> Result<(), ProtocolError>
+    where
+        F: FnMut(Message<'_>, &mut Vec<u8>),
+    {
         match opcode {
-            OpCode::Ping => {
-                self.pings = self.pings.saturating_add(1);
-                encode_frame(OpCode::Pong, payload, out)
-            }
+            OpCode::Ping => on_message(Message::Ping(payload), out),
             OpCode::Close => {
                 match parse_close_payload(payload)? {
                     Some(code) => encode_close(code, "", out),

@@ -6,12 +6,13 @@
 use std::cmp::Reverse;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::feed::Outgoing;
 use super::{Ring, State, WorkerStats};
 use crate::admission::{self, MessageRate};
 use crate::auth::{self, Identity};
 use crate::fanout::symbols::LocalFrame;
+use crate::protocol::Session;
 use crate::protocol::handshake::{self, Upgrade};
-use crate::protocol::{OpCode, Session, frame};
 use crate::runtime::conn::{ConnAuth, Phase};
 
 /// Seconds since the Unix epoch (token times are absolute).
@@ -20,6 +21,20 @@ pub(super) fn epoch_s() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Direct-descriptor slots beyond `--max-conns-per-worker`, for requests that do not become WebSocket
+/// connections: with the WebSocket connections at their cap, `/healthz`, `/metrics` and the 503 that
+/// refuses an upgrade still get a slot (an accept with no free slot would reset the connection).
+const HTTP_RESERVE: u32 = 64;
+/// A worker's direct-descriptor slots and, of those, how many may hold WebSocket connections:
+/// `max_conns` plus [`HTTP_RESERVE`], capped by `nofile` (RLIMIT_NOFILE) and 2^20; when the cap bites,
+/// the reserve comes out of the WebSocket share (at most half the table).
+pub fn table_size(max_conns: u32, nofile: u64) -> (u32, u32) {
+    let files = max_conns
+        .saturating_add(HTTP_RESERVE)
+        .min(nofile.min(1 << 20) as u32);
+    (files, max_conns.min(files - HTTP_RESERVE.min(files / 2)))
 }
 
 impl State {
@@ -34,17 +49,26 @@ impl State {
         rest: &mut [u8],
     ) {
         let now = self.now_ms();
-        if let Some(rate) = self.accept_rate.as_mut()
-            && !rate.try_accept(now)
-        {
-            let retry = rate.retry_after_s(now);
-            return self.refuse(ring, slot, retry, "handshake rate limit; retry later");
+        if self.upgraded >= self.ws_cap {
+            return self.refuse(
+                ring,
+                slot,
+                admission::CAPACITY_RETRY_AFTER_S,
+                "server at its connection limit; retry later",
+            );
+        }
+        let settings = &self.settings;
+        if let Some(rate) = &settings.accept_rate {
+            let since = settings.admission_epoch.elapsed().as_millis() as u64;
+            if let Err(retry) = rate.try_accept(since) {
+                return self.refuse(ring, slot, retry, "handshake rate limit; retry later");
+            }
         }
         let max_per_ip = self.settings.max_conns_per_ip;
         if max_per_ip > 0
             && let Some(ip) = self.conns[slot as usize].peer
         {
-            if !self.per_ip.try_admit(ip, max_per_ip) {
+            if !self.settings.per_ip.try_admit(ip, max_per_ip) {
                 return self.refuse(
                     ring,
                     slot,
@@ -57,6 +81,8 @@ impl State {
         handshake::write_101(&upgrade, protocol.as_deref(), &mut self.scratch);
         let limit = self.settings.message_limit;
         let conn = &mut self.conns[slot as usize];
+        conn.upgraded = true;
+        self.upgraded += 1;
         conn.phase = Phase::Open {
             session: Session::new(),
             tail: None,
@@ -88,7 +114,7 @@ impl State {
         let now_s = epoch_s();
         let (warn_at, close_at) = auth::expiry_plan(&identity, cfg, now_s);
         let now = self.now_ms();
-        let to_ms = |at_s: u64| now + at_s.saturating_sub(now_s) * 1000;
+        let to_ms = |at_s: u64| auth::deadline_ms(at_s, now_s, now);
         let (warn_at_ms, close_at_ms) = (to_ms(warn_at), to_ms(close_at));
         let conn = &mut self.conns[slot as usize];
         let generation = conn.generation;
@@ -123,8 +149,7 @@ impl State {
         } else if now_ms >= auth.warn_at_ms && !auth.warned {
             auth.warned = true;
             let json = auth::expiring_json(auth.identity.expires_at);
-            frame::encode_frame(OpCode::Text, &json, &mut self.scratch);
-            self.queue_scratch(slot);
+            self.reply(slot, json);
         }
     }
 
@@ -134,7 +159,8 @@ impl State {
             let err = crate::fanout::command::CommandError::BadRequest(
                 "authentication is not enabled on this server".into(),
             );
-            return self.reply(slot, err.to_json());
+            self.reply(slot, err.to_json());
+            return;
         };
         let Some(current) = self.conns[slot as usize].auth.as_ref() else {
             return;
@@ -167,18 +193,22 @@ impl State {
         };
         for slot in slots.clone() {
             if self.is_open(slot) {
-                self.deliver(slot, frame, None);
+                self.deliver(slot, Outgoing::Shared(frame));
             }
         }
     }
 
-    /// Forget a closing connection's identity and address count.
+    /// Forget a closing connection's identity, address count and place among the WebSocket connections.
     pub(super) fn release_identity(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
+        if conn.upgraded {
+            conn.upgraded = false;
+            self.upgraded -= 1;
+        }
         if conn.ip_admitted {
             conn.ip_admitted = false;
             if let Some(ip) = conn.peer {
-                self.per_ip.release(ip);
+                self.settings.per_ip.release(ip);
             }
         }
         if let Some(auth) = conn.auth.take()
@@ -197,5 +227,26 @@ impl State {
             .auth
             .as_ref()
             .is_none_or(|a| a.identity.allows(symbol))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table_size;
+
+    #[test]
+    fn the_table_keeps_a_reserve_for_plain_http() {
+        assert_eq!(table_size(2, 1 << 20), (66, 2));
+        assert_eq!(
+            table_size(1 << 20, 1 << 30),
+            (1 << 20, (1 << 20) - 64),
+            "capped at 2^20"
+        );
+        assert_eq!(
+            table_size(1 << 20, 20_000),
+            (20_000, 19_936),
+            "capped by RLIMIT_NOFILE"
+        );
+        assert_eq!(table_size(u32::MAX, 100), (100, 50), "reserve at most half");
     }
 }

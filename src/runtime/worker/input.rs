@@ -6,10 +6,40 @@ use std::cmp::Reverse;
 use super::{App, Ring, State, WorkerSettings, WorkerStats};
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::http::{self, Route};
-use crate::protocol::handshake::{self, HttpError};
-use crate::protocol::session::CloseState;
+use crate::protocol::handshake::{self, HttpError, Scan};
+use crate::protocol::session::{self, CloseState};
 use crate::protocol::{Message, OpCode, frame};
 use crate::runtime::conn::Phase;
+
+/// What a client sent, in order: a command (or why it was refused), or a ping to answer.
+#[derive(Debug)]
+pub(super) enum Inbound {
+    Command(Result<ClientCommand, CommandError>),
+    Ping(PingPayload),
+}
+
+/// A ping's payload, inline (control payloads are at most 125 bytes).
+#[derive(Debug)]
+pub(super) struct PingPayload {
+    len: u8,
+    bytes: [u8; 125],
+}
+
+impl PingPayload {
+    fn new(payload: &[u8]) -> PingPayload {
+        let mut bytes = [0; 125];
+        let len = payload.len().min(125);
+        bytes[..len].copy_from_slice(&payload[..len]);
+        PingPayload {
+            len: len as u8,
+            bytes,
+        }
+    }
+
+    pub(super) fn get(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
 
 impl State {
     /// Received bytes, by phase.
@@ -77,35 +107,45 @@ impl State {
         }
     }
 
+    /// Bytes of the request head: each is checked once as it arrives (junk is answered with 400 at
+    /// once); a complete head is parsed and routed, the bytes after it handed on as frames.
     pub(super) fn on_handshake_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
         let max_head = self.settings.head_limits.max_head_bytes;
-        let Phase::Handshake { head, scanned, .. } = &mut self.conns[slot as usize].phase else {
+        let Phase::Handshake { head, scan, .. } = &mut self.conns[slot as usize].phase else {
             return;
         };
         // Fast path: the whole head arrived in one read; parse it straight from the receive buffer.
         if head.is_empty() {
-            if let Some(end) = handshake::find_head_end(data, 0) {
-                let (head_bytes, rest) = data.split_at_mut(end);
-                let route = parse_and_route(head_bytes, &self.settings);
-                return self.on_route(ring, slot, route, rest);
+            match scan.scan(data) {
+                Scan::Complete(end) => {
+                    let (head_bytes, rest) = data.split_at_mut(end);
+                    let route = parse_and_route(head_bytes, &self.settings);
+                    return self.on_route(ring, slot, route, rest);
+                }
+                Scan::Invalid(err) => return self.reject(ring, slot, err),
+                Scan::Partial if data.len() >= max_head => {
+                    return self.reject(ring, slot, HttpError::HeadTooLarge);
+                }
+                Scan::Partial => {
+                    head.extend_from_slice(data);
+                    return;
+                }
             }
-            if data.len() >= max_head {
-                return self.reject(ring, slot, HttpError::HeadTooLarge);
-            }
-            head.extend_from_slice(data);
-            *scanned = head.len().saturating_sub(3) as u32;
-            return;
         }
+        let start = head.len();
         head.extend_from_slice(data);
-        match handshake::find_head_end(head, *scanned as usize) {
-            Some(end) => {
+        match scan.scan(&head[start..]) {
+            Scan::Complete(n) => {
                 let mut head = std::mem::take(head);
-                let mut rest = head.split_off(end);
+                let mut rest = head.split_off(start + n);
                 let route = parse_and_route(&head, &self.settings);
                 self.on_route(ring, slot, route, &mut rest);
             }
-            None if head.len() >= max_head => self.reject(ring, slot, HttpError::HeadTooLarge),
-            None => *scanned = head.len().saturating_sub(3) as u32,
+            Scan::Invalid(err) => self.reject(ring, slot, err),
+            Scan::Partial if head.len() >= max_head => {
+                self.reject(ring, slot, HttpError::HeadTooLarge)
+            }
+            Scan::Partial => {}
         }
     }
 
@@ -175,7 +215,9 @@ impl State {
         };
         let was_open = session.state() == CloseState::Open;
         let inbox = &mut self.inbox;
-        let on_message = |msg: Message<'_>, out: &mut Vec<u8>| handle_message(app, msg, out, inbox);
+        let max_symbols = self.settings.max_symbols_per_conn;
+        let on_message =
+            |msg: Message<'_>, out: &mut Vec<u8>| handle_message(app, msg, out, inbox, max_symbols);
         let result = match tail {
             None => session
                 .receive(data, limits, now, &mut self.scratch, on_message)
@@ -199,10 +241,6 @@ impl State {
             tracing::debug!(worker = self.id, slot, peer = ?conn.peer, code = err.close_code().0, reason = err.reason(), "protocol error; closing");
         }
         let state = session.state();
-        // Pings count against the message rate like data messages (a ping flood is closed with 1008).
-        for _ in 0..session.take_pings() {
-            self.inbox.push(Err(CommandError::Ping));
-        }
         if tail.as_ref().is_some_and(|t| t.is_empty()) {
             *tail = None;
         }
@@ -235,18 +273,30 @@ fn parse_and_route(head: &[u8], settings: &WorkerSettings) -> Route {
     }
 }
 
+/// One message or ping. The echo profile answers at once, in order (conformance); the ticker queues
+/// commands and pings, acted on (rate-limited, pongs coalesced) by `run_commands`.
 fn handle_message(
     app: App,
     msg: Message<'_>,
     out: &mut Vec<u8>,
-    inbox: &mut Vec<Result<ClientCommand, CommandError>>,
+    inbox: &mut Vec<Inbound>,
+    max_symbols: usize,
 ) {
-    match (app, msg) {
-        (App::Echo, Message::Text(text)) => frame::encode_frame(OpCode::Text, text.as_bytes(), out),
-        (App::Echo, Message::Binary(bytes)) => frame::encode_frame(OpCode::Binary, bytes, out),
-        (App::Ticker, Message::Text(text)) => inbox.push(crate::fanout::command::parse(text)),
-        (App::Ticker, Message::Binary(_)) => inbox.push(Err(CommandError::BadRequest(
+    let command = match (app, msg) {
+        (App::Echo, Message::Text(text)) => {
+            return frame::encode_frame(OpCode::Text, text.as_bytes(), out);
+        }
+        (App::Echo, Message::Binary(bytes)) => {
+            return frame::encode_frame(OpCode::Binary, bytes, out);
+        }
+        (App::Echo, Message::Ping(payload)) => return session::pong(payload, out),
+        (App::Ticker, Message::Ping(payload)) => {
+            return inbox.push(Inbound::Ping(PingPayload::new(payload)));
+        }
+        (App::Ticker, Message::Text(text)) => crate::fanout::command::parse(text, max_symbols),
+        (App::Ticker, Message::Binary(_)) => Err(CommandError::BadRequest(
             "binary messages are not supported; send text".into(),
-        ))),
-    }
+        )),
+    };
+    inbox.push(Inbound::Command(command));
 }

@@ -1,5 +1,6 @@
 //! One worker per core: its own ring, listener, accept loop and connections. A connection lives and dies
-//! on the worker that accepted it; nothing on the connection path is shared or locked.
+//! on the worker that accepted it; nothing on the delivery path is shared or locked (the per-process
+//! admission limits take one short lock when an upgrade is admitted and when it closes).
 //!
 //! Each loop iteration: submit and wait → handle completions (accepts, received bytes, finished sends)
 //! → hand receive buffers back → fire due timers → flush every connection with queued bytes (one send
@@ -12,22 +13,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod accept;
 mod admit;
 mod feed;
 mod input;
 mod output;
 mod upkeep;
 
-use crate::admission::{AcceptRate, MessageLimit, PerIpLimiter};
+pub use admit::table_size;
+use input::Inbound;
+
+use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
 use crate::config::{ServeConfig, SlowPolicy};
-use crate::fanout::FeedReceiver;
-use crate::fanout::command::{ClientCommand, CommandError};
 use crate::fanout::symbols::SymbolMap;
+use crate::fanout::{FeedReceiver, FetchRequest};
 use crate::http::Gate;
 use crate::http::metrics::Metrics;
 use crate::protocol::Limits;
 use crate::protocol::handshake::HeadLimits;
-use crate::runtime::conn::{Conn, Outbox, Phase, TlsConn};
+use crate::runtime::conn::{Conn, Outbox, Phase};
 use crate::runtime::stats::WorkerStats;
 use crate::runtime::uring::{self, AcceptAddr, BufRing, Ring};
 use crate::tls::{TlsReloader, WorkerTls};
@@ -91,6 +95,10 @@ pub struct WorkerSettings {
     pub recv_buffers: u16,
     pub recv_buffer_size: usize,
     pub max_symbols_per_conn: usize,
+    /// Most symbols the worker keeps for ticks (`--max-symbols`).
+    pub max_symbols: usize,
+    /// Where to ask ingest for the stored latest tick of a symbol the worker may have evicted.
+    pub fetch: Option<std::sync::mpsc::Sender<FetchRequest>>,
     pub slow_policy: SlowPolicy,
     pub slow_grace_ms: u64,
     pub ping_interval_s: u32,
@@ -102,7 +110,12 @@ pub struct WorkerSettings {
     /// Origin, token and metrics-access checks of the upgrade.
     pub gate: Gate,
     pub max_conns_per_ip: u32,
-    pub handshake_rate: u32,
+    /// Open connections per client address, over every worker of the process.
+    pub per_ip: SharedPerIp,
+    /// Upgrades per second over every worker of the process (`--handshake-rate`), when limited.
+    pub accept_rate: Option<SharedAcceptRate>,
+    /// The time origin of `accept_rate` (one for all workers).
+    pub admission_epoch: Instant,
     pub message_limit: Option<MessageLimit>,
     /// Per-socket coalescing delay, µs (0: flush every loop iteration).
     pub coalesce_us: u64,
@@ -119,6 +132,8 @@ impl WorkerSettings {
             recv_buffers: cfg.recv_buffers,
             recv_buffer_size: cfg.recv_buffer_size as usize,
             max_symbols_per_conn: cfg.max_symbols_per_conn,
+            max_symbols: cfg.max_symbols as usize,
+            fetch: None,
             slow_policy: cfg.slow_policy,
             slow_grace_ms: cfg.slow_grace.as_millis() as u64,
             ping_interval_s: cfg.ping_interval.as_secs().max(1) as u32,
@@ -128,7 +143,10 @@ impl WorkerSettings {
             metrics,
             gate: cfg.gate(),
             max_conns_per_ip: cfg.max_conns_per_ip,
-            handshake_rate: cfg.handshake_rate,
+            per_ip: SharedPerIp::default(),
+            accept_rate: (cfg.handshake_rate > 0)
+                .then(|| SharedAcceptRate::new(cfg.handshake_rate, 0)),
+            admission_epoch: Instant::now(),
             coalesce_us: cfg.coalesce_delay.as_micros() as u64,
             message_limit: (cfg.max_msgs_per_s > 0 && !cfg.echo)
                 .then(|| MessageLimit::per_second(cfg.max_msgs_per_s)),
@@ -205,7 +223,7 @@ struct State {
     /// Accepts failed (no free slot, or an error); retried when a connection closes or at this time (ms).
     accept_paused: bool,
     accept_retry_at: u64,
-    /// Min-heap of (deadline ms, slot, generation): close deadlines and token expiry.
+    /// Min-heap of (deadline ms, slot, generation): close deadlines, token expiry and slow-grace ends.
     timers: BinaryHeap<Reverse<(u64, u32, u16)>>,
     /// Slots accepted and possibly still in their HTTP handshake; upkeep closes the ones past their
     /// deadline and forgets the rest (no per-connection timer entry outlives its handshake by long).
@@ -218,6 +236,8 @@ struct State {
     /// Ticks and feed status from the ingest thread (none in the echo profile).
     feed: Option<FeedReceiver>,
     symbols: SymbolMap,
+    /// Rate-limits the log line about ticks refused for a full symbol map.
+    symbols_full_log: crate::ingest::throttle::Throttle,
     /// Bytes waiting in this worker's outboxes (published to `stats.backlog_bytes` by `upkeep`).
     backlog: i64,
     /// Next connection slot the heartbeat sweep looks at, and when the next upkeep is due.
@@ -225,9 +245,12 @@ struct State {
     next_upkeep_ms: u64,
     /// Set once a drain (SIGTERM) has begun.
     drain: Option<upkeep::Drain>,
-    /// Upgrades per second (when limited) and open connections per address.
-    accept_rate: Option<AcceptRate>,
-    per_ip: PerIpLimiter,
+    /// Direct-descriptor slots (`max_conns` plus the HTTP reserve, capped by RLIMIT_NOFILE), and the most
+    /// WebSocket connections this worker holds.
+    table_slots: u32,
+    ws_cap: u32,
+    /// WebSocket connections open (upgraded and not yet closed).
+    upgraded: u32,
     /// Authenticated users' connections on this worker (per-user messages).
     users: HashMap<Box<str>, Vec<u32>>,
     /// When the coalesced flush is due (µs since start), while bytes wait.
@@ -235,8 +258,8 @@ struct State {
     /// TLS (wss://) on this listener, and a scratch buffer for decrypted bytes.
     tls: Option<WorkerTls>,
     tls_plain: Vec<u8>,
-    /// Client commands decoded while handling one connection's input, acted on right after.
-    inbox: Vec<Result<ClientCommand, CommandError>>,
+    /// Client commands and pings decoded while handling one connection's input, acted on right after.
+    inbox: Vec<Inbound>,
 }
 
 impl Worker {
@@ -248,11 +271,10 @@ impl Worker {
         feed: Option<FeedReceiver>,
         tls: Option<Arc<TlsReloader>>,
     ) -> std::io::Result<Worker> {
-        let files = settings
-            .max_conns
-            .min(uring::nofile_limit().min(1 << 20) as u32);
+        let (files, ws_cap) = table_size(settings.max_conns, uring::nofile_limit());
         let ring = Ring::new(4096, files)?;
         let bufs = BufRing::new(settings.recv_buffers, settings.recv_buffer_size)?;
+        let max_symbols = settings.max_symbols;
         let mut worker = Worker {
             ring,
             bufs,
@@ -276,10 +298,12 @@ impl Worker {
                 wake_buf: Box::new(0),
                 start: Instant::now(),
                 feed,
-                symbols: SymbolMap::default(),
+                symbols: SymbolMap::with_limit(max_symbols),
+                symbols_full_log: crate::ingest::throttle::Throttle::new(Duration::from_secs(1)),
                 backlog: 0,
-                accept_rate: None,
-                per_ip: PerIpLimiter::default(),
+                table_slots: files,
+                ws_cap,
+                upgraded: 0,
                 users: HashMap::new(),
                 tls: tls.map(WorkerTls::new),
                 tls_plain: Vec::new(),
@@ -291,11 +315,12 @@ impl Worker {
             },
         };
         worker.ring.register_buf_ring(&worker.bufs)?;
-        let st = &mut worker.state;
-        if st.settings.handshake_rate > 0 {
-            st.accept_rate = Some(AcceptRate::new(st.settings.handshake_rate, 0));
-        }
-        tracing::debug!(worker = id, slots = files, "worker ready");
+        tracing::debug!(
+            worker = id,
+            slots = files,
+            websocket = ws_cap,
+            "worker ready"
+        );
         Ok(worker)
     }
 
@@ -402,87 +427,12 @@ impl State {
         false
     }
 
-    fn arm_accept(&mut self, ring: &mut Ring, i: usize) {
-        if self.accept_armed[i] {
-            return;
-        }
-        self.accept_armed[i] = true;
-        ring.accept(
-            self.listener.as_raw_fd(),
-            &mut self.accept_addrs[i],
-            user_data(Op::Accept, 0, i as u32),
-        );
-    }
-
     fn arm_wake(&mut self, ring: &mut Ring) {
         ring.read_eventfd(
             self.control.wake.as_raw_fd(),
             &mut self.wake_buf,
             user_data(Op::Wake, 0, 0),
         );
-    }
-
-    fn on_accept(&mut self, ring: &mut Ring, i: usize, res: i32) {
-        self.accept_armed[i] = false;
-        if res < 0 {
-            let errno = -res;
-            WorkerStats::add(&self.control.stats.accept_errors, 1);
-            let error = std::io::Error::from_raw_os_error(errno);
-            if errno == libc::ENFILE || errno == libc::EMFILE {
-                // Every direct-descriptor slot is taken: new connections wait in the backlog until one frees.
-                self.pause_accepts("connection table full", error);
-            } else if errno == libc::EAGAIN || errno == libc::ECONNABORTED || errno == libc::EINTR {
-                self.arm_accept(ring, i);
-            } else {
-                self.pause_accepts("accept failed", error);
-            }
-            return;
-        }
-        let slot = res as u32;
-        if slot as usize >= self.conns.len() {
-            self.conns.resize_with(slot as usize + 1, Conn::default);
-        }
-        let deadline = self.now_ms() + self.settings.handshake_timeout_ms;
-        if !matches!(self.conns[slot as usize].phase, Phase::Free) {
-            // The slot's previous connection was closed by the kernel but its completion is not reaped
-            // yet: account for it now (its late completion is recognised as stale by generation).
-            self.release_identity(slot);
-            WorkerStats::sub(&self.control.stats.open, 1);
-            WorkerStats::add(&self.control.stats.closed, 1);
-        }
-        let conn = &mut self.conns[slot as usize];
-        *conn = Conn {
-            generation: conn.generation.wrapping_add(1),
-            phase: Phase::Handshake {
-                head: Vec::new(),
-                scanned: 0,
-                deadline_ms: deadline,
-            },
-            peer: self.accept_addrs[i].peer(),
-            recv_armed: true,
-            ..Conn::default()
-        };
-        if let Some(tls) = self.tls.as_mut() {
-            match tls.session() {
-                Ok(session) => {
-                    conn.tls = Some(Box::new(TlsConn {
-                        session,
-                        plain: None,
-                        handshake_done: false,
-                    }))
-                }
-                Err(e) => {
-                    tracing::error!(worker = self.id, error = %e, "cannot start a TLS session")
-                }
-            }
-        }
-        let generation = conn.generation;
-        ring.recv_multishot(slot, user_data(Op::Recv, generation, slot));
-        self.handshaking.push(slot);
-        WorkerStats::add(&self.control.stats.accepted, 1);
-        WorkerStats::add(&self.control.stats.open, 1);
-        tracing::trace!(worker = self.id, slot, peer = ?conn.peer, "accepted");
-        self.arm_accept(ring, i);
     }
 
     /// The connection a completion belongs to, unless it is stale (slot reused or freed since).
@@ -545,15 +495,6 @@ impl State {
         }
     }
 
-    /// Stop accepting for a while (logged once per pause, so an error cannot flood the log).
-    fn pause_accepts(&mut self, why: &str, error: std::io::Error) {
-        if !self.accept_paused {
-            tracing::warn!(worker = self.id, open = self.conns.len(), %error, "{why}; accepts paused for {} ms", MAX_SLEEP.as_millis());
-        }
-        self.accept_paused = true;
-        self.accept_retry_at = self.now_ms() + MAX_SLEEP.as_millis() as u64;
-    }
-
     fn fire_timers(&mut self, ring: &mut Ring) {
         let now = self.now_ms();
         while let Some(&Reverse((due, slot, generation))) = self.timers.peek() {
@@ -571,8 +512,11 @@ impl State {
                 Phase::Closing | Phase::Free => false,
             };
             if !expired {
-                if conn.auth.is_some() && matches!(conn.phase, Phase::Open { .. }) {
-                    self.auth_timer(slot, now);
+                if matches!(conn.phase, Phase::Open { .. }) {
+                    let authenticated = conn.auth.is_some();
+                    if self.slow_timer(slot, now) && authenticated {
+                        self.auth_timer(slot, now);
+                    }
                 }
                 continue;
             }

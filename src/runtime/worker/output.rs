@@ -8,7 +8,9 @@ use super::{ACCEPTS, Op, Ring, State, WorkerStats, live, user_data};
 use crate::runtime::conn::{Conn, Phase, SendOp};
 
 impl State {
-    /// Move the bytes produced while handling input into the connection's outbox.
+    /// Move the bytes produced while handling input (101, close frames, heartbeat pings, echoes) into the
+    /// connection's outbox. Small and bounded by the input; what a client can make the server send on
+    /// demand (replies, pongs) goes through `deliver` and the slow-consumer policy instead.
     pub(super) fn queue_scratch(&mut self, slot: u32) {
         if self.scratch.is_empty() {
             return;
@@ -26,7 +28,9 @@ impl State {
     pub(super) fn finish(&mut self, ring: &mut Ring, slot: u32) {
         self.unsubscribe_all(slot);
         self.queue_scratch(slot);
-        let deadline = self.now_ms() + self.settings.limits.close_timeout_ms;
+        let deadline = self
+            .now_ms()
+            .saturating_add(self.settings.limits.close_timeout_ms);
         let conn = &mut self.conns[slot as usize];
         conn.phase = Phase::Finishing;
         let generation = conn.generation;
@@ -85,8 +89,11 @@ impl State {
             return;
         }
         conn.close_submitted = true;
-        if let Some(outbox) = conn.outbox.take() {
-            self.backlog -= outbox.pending_bytes() as i64;
+        // Frames not yet sealed (wss://) are counted in the gauge too.
+        self.backlog -= conn.pending_bytes() as i64;
+        conn.outbox = None;
+        if let Some(tls) = conn.tls.as_mut() {
+            tls.plain = None;
         }
         ring.close(slot, user_data(Op::Close, conn.generation, slot));
     }
@@ -115,7 +122,8 @@ impl State {
         };
         WorkerStats::sub(&self.control.stats.open, 1);
         WorkerStats::add(&self.control.stats.closed, 1);
-        if self.accept_paused {
+        // A slot is free: resume a paused accept, or arm one held back while the table was full.
+        if self.accept_paused || self.accept_armed.iter().any(|&a| !a) {
             self.resume_accepts(ring);
         }
     }

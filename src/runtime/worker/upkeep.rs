@@ -37,6 +37,8 @@ impl State {
             &self.control.stats.backlog_bytes,
             self.backlog.max(0) as u64,
         );
+        WorkerStats::set(&self.control.stats.symbols, self.symbols.len() as u64);
+        WorkerStats::set(&self.control.stats.symbols_evicted, self.symbols.evicted());
         if self.control.draining() && self.drain.is_none() {
             self.start_drain(now);
         }

@@ -89,11 +89,10 @@ impl Peer {
             &self.limits,
             self.now_ms,
             &mut self.out,
-            |message, _| {
-                messages.push(match message {
-                    Message::Text(t) => Owned::Text(t.to_owned()),
-                    Message::Binary(b) => Owned::Binary(b.to_vec()),
-                })
+            |message, out| match message {
+                Message::Text(t) => messages.push(Owned::Text(t.to_owned())),
+                Message::Binary(b) => messages.push(Owned::Binary(b.to_vec())),
+                Message::Ping(payload) => super::pong(payload, out),
             },
         );
         match result {
@@ -250,12 +249,30 @@ fn callback_replies_keep_their_order_with_control_replies() {
     input.extend(frame(true, 0x9, b"p2"));
     let mut out = Vec::new();
     session
-        .receive(&mut input, &Limits::default(), 0, &mut out, |_, out| {
-            encode_frame(OpCode::Text, b"reply", out)
-        })
+        .receive(
+            &mut input,
+            &Limits::default(),
+            0,
+            &mut out,
+            |message, out| match message {
+                Message::Ping(payload) => super::pong(payload, out),
+                _ => encode_frame(OpCode::Text, b"reply", out),
+            },
+        )
         .unwrap();
-    let sent: Vec<_> = server_frames(&out).into_iter().map(|(_, p)| p).collect();
-    assert_eq!(sent, [b"p1".to_vec(), b"reply".to_vec(), b"p2".to_vec()]);
+    let sent: Vec<_> = server_frames(&out)
+        .into_iter()
+        .map(|(b0, p)| (b0 & 0x0F, p))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (OpCode::Pong.to_u8(), b"p1".to_vec()),
+            (OpCode::Text.to_u8(), b"reply".to_vec()),
+            (OpCode::Pong.to_u8(), b"p2".to_vec())
+        ],
+        "pings reach the callback in stream order"
+    );
 }
 
 // -- the consumption contract --------------------------------------------------------------------------
