@@ -142,12 +142,22 @@ pub struct ServeConfig {
     #[arg(long, env = "RINGCAST_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
     /// HS256 secret(s) for client tokens (comma-separated, newest first, each ≥ 32 bytes); enables auth:
-    /// upgrades without a valid token get 401. Tokens come from `?token=`, a cookie or the subprotocol.
+    /// upgrades without a valid token are refused (`--auth-refusal`). Tokens come from `?token=`, a
+    /// cookie or the subprotocol.
     #[arg(long, env = "RINGCAST_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<Secret>,
     /// Required `aud` claim of client tokens.
     #[arg(long, env = "RINGCAST_AUTH_AUDIENCE")]
     pub auth_audience: Option<String>,
+    /// How an upgrade with a missing, invalid or expired token is refused: `close` = 101 then close 4001
+    /// (expired) or 4003 (missing or invalid), which a browser can read; `http` = 401 Unauthorized.
+    #[arg(
+        long,
+        env = "RINGCAST_AUTH_REFUSAL",
+        value_enum,
+        default_value = "close"
+    )]
+    pub auth_refusal: crate::auth::AuthRefusal,
     /// Clock-skew allowance on token times; an expired connection is closed (4001) this long after `exp`.
     #[arg(long, env = "RINGCAST_AUTH_LEEWAY", default_value = "30s", value_parser = parse_duration)]
     pub auth_leeway: Duration,
@@ -256,6 +266,7 @@ impl ServeConfig {
                 audience: self.auth_audience.clone(),
                 leeway_s: self.auth_leeway.as_secs(),
                 expiry_warning_s: self.auth_warning.as_secs(),
+                refusal: self.auth_refusal,
                 ..crate::auth::AuthConfig::default()
             });
         crate::http::Gate {

@@ -83,17 +83,24 @@ fn a_token_with_a_repeated_key_is_refused() {
     assert_eq!(status(&upgrade(&server, &format!("/?token={good}")).1), 101);
     // The last `sub` wins in serde_json; a gateway that logs or checks the first sees another user.
     let two_subs = token(&format!(r#"{{"sub":"u1","exp":{exp},"sub":"admin"}}"#));
-    let (_, head) = upgrade(&server, &format!("/?token={two_subs}"));
-    assert_eq!(status(&head), 401, "{head}");
-    assert!(head.contains("duplicate key in the payload"), "{head}");
+    // Refused as any invalid token: a 101, then close 4003 with the reason (`--auth-refusal close`).
+    let (mut s, head) = upgrade(&server, &format!("/?token={two_subs}"));
+    assert_eq!(status(&head), 101, "{head}");
+    let (_, opcode, payload) = read_frame(&mut s).expect("a Close");
+    assert_eq!((opcode, &payload[..2]), (0x8, &4003u16.to_be_bytes()[..]));
+    let reason = String::from_utf8_lossy(&payload[2..]);
+    assert!(reason.contains("duplicate key in the payload"), "{reason}");
     let two_algs = sign_hs256_raw(
         r#"{"alg":"none","alg":"HS256"}"#,
         &format!(r#"{{"sub":"u1","exp":{exp}}}"#),
         SECRET.as_bytes(),
     );
-    let (_, head) = upgrade(&server, &format!("/?token={two_algs}"));
-    assert_eq!(status(&head), 401, "{head}");
-    assert!(head.contains("duplicate key in the header"), "{head}");
+    let (mut s, head) = upgrade(&server, &format!("/?token={two_algs}"));
+    assert_eq!(status(&head), 101, "{head}");
+    let (_, opcode, payload) = read_frame(&mut s).expect("a Close");
+    assert_eq!((opcode, &payload[..2]), (0x8, &4003u16.to_be_bytes()[..]));
+    let reason = String::from_utf8_lossy(&payload[2..]);
+    assert!(reason.contains("duplicate key in the header"), "{reason}");
 }
 
 #[test]

@@ -54,9 +54,13 @@ fn read_json_not_feed(s: &mut TcpStream) -> serde_json::Value {
 
 #[test]
 fn origins_and_tokens_at_the_upgrade() {
+    // The HTTP statuses of refused tokens (`--auth-refusal http`); the default close is in
+    // tests/auth_refusal.rs.
     let server = Server::start(&[
         "--workers",
         "1",
+        "--auth-refusal",
+        "http",
         "--auth-secret",
         SECRET,
         "--origins",

@@ -1,8 +1,25 @@
-//! Why a token was refused, grouped by cause, with the `401` response the upgrade answers.
+//! Why a token was refused, grouped by cause, with how the upgrade is refused: a `101` and at once a
+//! close (4001 expired, 4003 anything else; `--auth-refusal close`, the default: a browser can read a
+//! close code, never the status of a failed upgrade) or the `401` response (`--auth-refusal http`).
 
 use std::fmt;
 
-/// Why authentication failed. Every variant answers the upgrade with `401 Unauthorized` (see
+use super::session::{CLOSE_TOKEN_EXPIRED, CLOSE_TOKEN_REFUSED};
+use crate::protocol::CloseCode;
+
+/// How an upgrade whose token is missing, invalid or expired is refused (`--auth-refusal`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthRefusal {
+    /// Accept the upgrade (`101`) and close at once with [`AuthError::close_code`] and
+    /// [`AuthError::description`] as the reason; no message from the client is processed.
+    #[default]
+    Close,
+    /// `401 Unauthorized` with `WWW-Authenticate` (for non-browser clients that read the status).
+    Http,
+}
+
+/// Why authentication failed. At the upgrade, every variant is refused as `--auth-refusal` says: a close
+/// with [`AuthError::close_code`] after the `101`, or `401 Unauthorized` (see
 /// [`AuthError::write_response`]); on an open socket a failed refresh is reported with
 /// [`super::refresh_failed_json`] and the connection stays open until the current token expires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,9 +72,31 @@ impl AuthError {
         }
     }
 
-    /// HTTP status answering the upgrade.
+    /// HTTP status answering the upgrade (`--auth-refusal http`).
     pub fn status(self) -> u16 {
         401
+    }
+
+    /// Close code after the `101` (`--auth-refusal close`), the one mapping from error to code:
+    /// 4001 when the token expired (fetch a new one and reconnect), 4003 when it is missing or
+    /// invalid in any other way (retrying with the same token cannot help).
+    pub fn close_code(self) -> CloseCode {
+        match self {
+            AuthError::Expired { .. } => CLOSE_TOKEN_EXPIRED,
+            AuthError::Missing
+            | AuthError::Malformed(_)
+            | AuthError::BadSignature
+            | AuthError::NotYetValid
+            | AuthError::WrongAudience
+            | AuthError::UnsupportedAlg
+            | AuthError::WrongSubject => CLOSE_TOKEN_REFUSED,
+        }
+    }
+
+    /// Append the Close frame of a refused token (code [`Self::close_code`], reason
+    /// [`Self::description`], at most 123 bytes).
+    pub fn write_close(self, out: &mut Vec<u8>) {
+        crate::protocol::frame::encode_close(self.close_code(), &self.description(), out);
     }
 
     /// `WWW-Authenticate` value (RFC 6750 §3): no error code when no token was sent at all (§3.1),
@@ -129,6 +168,27 @@ mod tests {
         assert_eq!(reasons.len(), all.len());
         assert_eq!(AuthError::Expired { exp: 9 }.reason(), "token_expired");
         assert!(all.iter().all(|e| e.status() == 401));
+    }
+
+    #[test]
+    fn close_codes_expired_4001_else_4003() {
+        assert_eq!(AuthError::Expired { exp: 1 }.close_code().0, 4001);
+        for err in [
+            AuthError::Missing,
+            AuthError::Malformed("x"),
+            AuthError::BadSignature,
+            AuthError::NotYetValid,
+            AuthError::WrongAudience,
+            AuthError::UnsupportedAlg,
+            AuthError::WrongSubject,
+        ] {
+            assert_eq!(err.close_code().0, 4003, "{err}");
+        }
+        let mut out = Vec::new();
+        AuthError::BadSignature.write_close(&mut out);
+        assert_eq!(out[0], 0x88, "FIN + Close");
+        assert_eq!(&out[2..4], &4003u16.to_be_bytes());
+        assert_eq!(&out[4..], b"bad signature");
     }
 
     #[test]

@@ -17,12 +17,12 @@ mod session;
 mod source;
 mod symbols;
 
-pub use error::AuthError;
+pub use error::{AuthError, AuthRefusal};
 pub use jwt::sign_hs256;
 pub use origin::OriginPolicy;
 pub use session::{
-    CLOSE_TOKEN_EXPIRED, CLOSE_TOKEN_EXPIRED_REASON, auth_command_token, deadline_ms,
-    expiring_json, expiry_plan, refresh, refresh_failed_json, refreshed_json,
+    CLOSE_TOKEN_EXPIRED, CLOSE_TOKEN_EXPIRED_REASON, CLOSE_TOKEN_REFUSED, auth_command_token,
+    deadline_ms, expiring_json, expiry_plan, refresh, refresh_failed_json, refreshed_json,
 };
 pub use source::{SUBPROTOCOL, TokenLocation, TokenSource, token_from_request};
 pub use symbols::SymbolFilter;
@@ -47,6 +47,8 @@ pub struct AuthConfig {
     pub cookie_name: String,
     /// How long before expiry the client is warned, seconds.
     pub expiry_warning_s: u64,
+    /// How an upgrade with a missing, invalid or expired token is refused (`--auth-refusal`).
+    pub refusal: AuthRefusal,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -57,13 +59,14 @@ impl std::fmt::Debug for AuthConfig {
             .field("leeway_s", &self.leeway_s)
             .field("cookie_name", &self.cookie_name)
             .field("expiry_warning_s", &self.expiry_warning_s)
+            .field("refusal", &self.refusal)
             .finish()
     }
 }
 
 impl Default for AuthConfig {
     /// No secrets (every token fails `BadSignature`), no audience, 30 s leeway,
-    /// cookie `ringcast_token`, warning 60 s before expiry.
+    /// cookie `ringcast_token`, warning 60 s before expiry, refusals as a `101` and a close.
     fn default() -> Self {
         AuthConfig {
             secrets: Vec::new(),
@@ -71,6 +74,7 @@ impl Default for AuthConfig {
             leeway_s: 30,
             cookie_name: "ringcast_token".into(),
             expiry_warning_s: 60,
+            refusal: AuthRefusal::Close,
         }
     }
 }

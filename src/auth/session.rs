@@ -12,6 +12,10 @@ pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode(4001);
 /// Close reason sent with [`CLOSE_TOKEN_EXPIRED`].
 pub const CLOSE_TOKEN_EXPIRED_REASON: &str = "token expired";
 
+/// Close code of an upgrade whose token is missing or invalid (not expired), with
+/// `--auth-refusal close`: the client should stop, not retry with the same token.
+pub const CLOSE_TOKEN_REFUSED: CloseCode = CloseCode(4003);
+
 /// When to warn and when to close a connection authenticated as `identity`, in seconds since the
 /// Unix epoch: `(warn_at, close_at)`.
 ///

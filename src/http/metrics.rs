@@ -89,7 +89,7 @@ impl Metrics {
             ),
             (
                 "ringcast_handshakes_failed_total",
-                "Upgrade requests refused with an HTTP error.",
+                "Upgrade requests refused: with an HTTP error, or (a missing or invalid token, `--auth-refusal close`) with a 101 and a close.",
                 |w| WorkerStats::get(&w.handshake_failed),
             ),
             (

@@ -3,7 +3,7 @@
 pub mod metrics;
 pub mod page;
 
-use crate::auth::{self, AuthConfig, AuthError, Identity, OriginPolicy};
+use crate::auth::{self, AuthConfig, AuthError, AuthRefusal, Identity, OriginPolicy};
 use crate::protocol::handshake::{self, HttpError, Request, Upgrade};
 
 /// What the upgrade is checked against (built once per worker from the configuration). `Debug` masks the
@@ -51,12 +51,20 @@ pub enum Route {
     Reject(HttpError),
     /// Origin not allowed, or `/metrics` without its token (403).
     Forbidden(&'static str),
-    /// Missing, bad or expired token (401).
+    /// Missing, bad or expired token, `--auth-refusal http`: 401.
     Unauthorized(AuthError),
+    /// Missing, bad or expired token, `--auth-refusal close`: a `101` (echoing the subprotocol a
+    /// browser needs answered) and at once a Close with [`AuthError::close_code`]; the connection never
+    /// opens for messages.
+    RefuseToken {
+        upgrade: Upgrade,
+        protocol: Option<String>,
+        err: AuthError,
+    },
 }
 
 /// Decide a request: plain routes, then the upgrade rules (RFC 6455), then Origin (403), then the token
-/// (401). `now_s`: seconds since the Unix epoch.
+/// (101 + close 4001/4003, or 401 with `--auth-refusal http`). `now_s`: seconds since the Unix epoch.
 pub fn route(req: &Request<'_>, gate: &Gate, now_s: u64) -> Route {
     if req.method == "GET" && req.header("upgrade").is_none() {
         match req.path() {
@@ -92,9 +100,32 @@ pub fn route(req: &Request<'_>, gate: &Gate, now_s: u64) -> Route {
                 identity: Some(identity),
                 protocol: protocol.map(str::to_owned),
             },
-            Err(err) => Route::Unauthorized(err),
+            Err(err) => match cfg.refusal {
+                AuthRefusal::Http => Route::Unauthorized(err),
+                AuthRefusal::Close => Route::RefuseToken {
+                    upgrade,
+                    protocol: refusal_protocol(req, cfg).map(str::to_owned),
+                    err,
+                },
+            },
         },
     }
+}
+
+/// The subprotocol a refused upgrade's `101` echoes: the one a valid token would have got (the token
+/// came from the subprotocol list), else `ringcast.v1` when offered. A browser that offered
+/// subprotocols fails a `101` that names none, and would see 1006 instead of the close code.
+fn refusal_protocol<'a>(req: &Request<'a>, cfg: &AuthConfig) -> Option<&'a str> {
+    if let Some(echo) =
+        auth::token_from_request(req, &cfg.cookie_name).and_then(|s| s.echo_protocol)
+    {
+        return Some(echo);
+    }
+    req.headers_named("sec-websocket-protocol")
+        .filter_map(|value| std::str::from_utf8(value).ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .find(|entry| *entry == auth::SUBPROTOCOL)
 }
 
 fn metrics_allowed(req: &Request<'_>, gate: &Gate) -> bool {
@@ -180,13 +211,45 @@ mod tests {
             decide(&upgrade(&good, "https://evil.com"), &gate),
             Route::Forbidden(_)
         ));
+        // Default `--auth-refusal close`: a 101, then 4001 (expired) or 4003.
         assert!(matches!(
             decide(&upgrade(&expired, "https://a.example.com"), &gate),
-            Route::Unauthorized(AuthError::Expired { .. })
+            Route::RefuseToken {
+                err: AuthError::Expired { .. },
+                protocol: None,
+                ..
+            }
         ));
         assert!(matches!(
             decide(&upgrade("", "https://a.example.com"), &gate),
-            Route::Unauthorized(_)
+            Route::RefuseToken {
+                err: AuthError::Missing,
+                ..
+            }
+        ));
+        let offered = upgrade("", "https://a.example.com").replace(
+            "Host: x\r\n",
+            "Host: x\r\nSec-WebSocket-Protocol: ringcast.v1, token.bad\r\n",
+        );
+        assert!(matches!(
+            decide(&offered, &gate),
+            Route::RefuseToken { err: AuthError::Malformed(_), protocol: Some(p), .. } if p == "ringcast.v1"
+        ));
+        let http = Gate {
+            auth: gate.auth.clone().map(|cfg| AuthConfig {
+                refusal: AuthRefusal::Http,
+                ..cfg
+            }),
+            origins: OriginPolicy::parse("https://*.example.com").unwrap(),
+            ..Gate::default()
+        };
+        assert!(matches!(
+            decide(&upgrade(&expired, "https://a.example.com"), &http),
+            Route::Unauthorized(AuthError::Expired { .. })
+        ));
+        assert!(matches!(
+            decide(&upgrade(&good, "https://evil.com"), &http),
+            Route::Forbidden(_)
         ));
         match decide(&upgrade(&good, "https://a.example.com"), &gate) {
             Route::Upgrade {

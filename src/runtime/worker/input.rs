@@ -188,6 +188,21 @@ impl State {
                 crate::auth::origin::write_forbidden(&mut self.scratch);
                 self.finish(ring, slot);
             }
+            Route::RefuseToken {
+                upgrade,
+                protocol,
+                err,
+            } => {
+                // A 101 and the Close in one write, then the write side is shut: the connection is
+                // never Open, so nothing the client sent (or sends) is acted on, and it is not counted
+                // among the WebSocket connections.
+                WorkerStats::add(&self.control.stats.handshake_failed, 1);
+                let code = err.close_code().0;
+                tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason = err.reason(), code, "refused: 101 + close");
+                handshake::write_101(&upgrade, protocol.as_deref(), &mut self.scratch);
+                err.write_close(&mut self.scratch);
+                self.finish(ring, slot);
+            }
             Route::Unauthorized(err) => {
                 WorkerStats::add(&self.control.stats.handshake_failed, 1);
                 tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason = err.reason(), "refused: 401");

@@ -1,0 +1,147 @@
+//! Refused tokens a browser can see (issue 11), over real sockets: with the default `--auth-refusal
+//! close` an upgrade with a missing, invalid or expired token gets a `101` and at once a Close (4001
+//! expired, 4003 otherwise, the reason saying why), never opens for messages and is counted as a
+//! refused handshake; `--auth-refusal http` keeps the `401`. Origin refusals stay `403` in both modes.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use ringcast::auth::sign_hs256;
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn token(exp: u64, secret: &[u8]) -> String {
+    sign_hs256(&serde_json::json!({"sub": "u1", "exp": exp}), secret)
+}
+
+/// An upgrade to `target` with `extra` header lines and `then` bytes in the same write.
+fn upgrade(server: &Server, target: &str, extra: &str, then: &[u8]) -> (TcpStream, String) {
+    let mut s = server.connect();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut req = upgrade_request(target)
+        .replace("\r\n\r\n", &format!("\r\n{extra}\r\n"))
+        .into_bytes();
+    req.extend_from_slice(then);
+    s.write_all(&req).unwrap();
+    let head = read_head(&mut s);
+    (s, head)
+}
+
+/// The first frame after the `101` must be a Close: its code and reason.
+fn first_frame_is_close(s: &mut TcpStream) -> (u16, String) {
+    let (_, opcode, payload) = read_frame(s).expect("a frame after the 101");
+    assert_eq!(
+        opcode,
+        0x8,
+        "first frame is not a Close: {:?}",
+        String::from_utf8_lossy(&payload)
+    );
+    assert!(payload.len() >= 2, "a Close with a code");
+    let code = u16::from_be_bytes([payload[0], payload[1]]);
+    (code, String::from_utf8(payload[2..].to_vec()).unwrap())
+}
+
+#[test]
+fn refused_tokens_get_a_101_then_a_close_code_a_browser_can_read() {
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--auth-secret",
+        SECRET,
+        "--origins",
+        "https://*.example.com",
+    ]);
+    let origin = "Origin: https://app.example.com\r\n";
+    let exp = now_s() - 3600;
+    // A subscribe in the same packet as the upgrade: never acted on.
+    let subscribe = frame(true, 0x1, br#"{"op":"subscribe","symbols":["EFERT"]}"#);
+
+    let (mut s, head) = upgrade(
+        &server,
+        &format!("/?token={}", token(exp, SECRET.as_bytes())),
+        origin,
+        &subscribe,
+    );
+    assert_eq!(status_of(head.as_bytes()), 101, "{head}");
+    assert_eq!(
+        first_frame_is_close(&mut s),
+        (4001, format!("token expired at {exp}"))
+    );
+    assert!(closed_within(&mut s, Duration::from_secs(5)), "then EOF");
+
+    let forged = token(now_s() + 600, &[9u8; 32]);
+    let (mut s, head) = upgrade(&server, &format!("/?token={forged}"), origin, &subscribe);
+    assert_eq!(status_of(head.as_bytes()), 101, "{head}");
+    assert_eq!(first_frame_is_close(&mut s), (4003, "bad signature".into()));
+
+    let (mut s, head) = upgrade(&server, "/", origin, &[]);
+    assert_eq!(status_of(head.as_bytes()), 101, "{head}");
+    assert_eq!(first_frame_is_close(&mut s), (4003, "no token".into()));
+
+    // A browser that offered subprotocols needs one answered, or it reports 1006 instead of the code.
+    let (mut s, head) = upgrade(
+        &server,
+        "/",
+        &format!("{origin}Sec-WebSocket-Protocol: ringcast.v1, token.not-a-jwt\r\n"),
+        &[],
+    );
+    assert_eq!(status_of(head.as_bytes()), 101, "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Protocol: ringcast.v1\r\n"),
+        "{head}"
+    );
+    let (code, reason) = first_frame_is_close(&mut s);
+    assert_eq!(code, 4003);
+    assert!(reason.starts_with("malformed token"), "{reason}");
+
+    // Origin refusals stay 403.
+    let good = token(now_s() + 600, SECRET.as_bytes());
+    let (_, head) = upgrade(
+        &server,
+        &format!("/?token={good}"),
+        "Origin: https://evil.test\r\n",
+        &[],
+    );
+    assert_eq!(status_of(head.as_bytes()), 403, "{head}");
+
+    // Counted as refused handshakes (4 tokens + 1 origin); the subscribes were never acted on.
+    assert_eq!(server.metric("ringcast_handshakes_failed_total"), 5.0);
+    assert_eq!(server.metric("ringcast_symbols"), 0.0, "nothing subscribed");
+    // A valid token with the same subscribe in the same packet does subscribe (the gauge can move).
+    let (_ok, head) = upgrade(&server, &format!("/?token={good}"), origin, &subscribe);
+    assert_eq!(status_of(head.as_bytes()), 101, "{head}");
+    poll_until(Duration::from_secs(5), "EFERT subscribed", || {
+        server.metric("ringcast_symbols") == 1.0
+    });
+}
+
+#[test]
+fn auth_refusal_http_keeps_the_401() {
+    let server = Server::start(&[
+        "--workers",
+        "1",
+        "--auth-secret",
+        SECRET,
+        "--auth-refusal",
+        "http",
+    ]);
+    let expired = token(now_s() - 3600, SECRET.as_bytes());
+    let (mut s, head) = upgrade(&server, &format!("/?token={expired}"), "", &[]);
+    assert_eq!(status_of(head.as_bytes()), 401, "{head}");
+    assert!(head.contains("error=\"invalid_token\""), "{head}");
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    let (_, head) = upgrade(&server, "/", "", &[]);
+    assert_eq!(status_of(head.as_bytes()), 401, "{head}");
+    assert_eq!(server.metric("ringcast_handshakes_failed_total"), 2.0);
+}
