@@ -211,9 +211,8 @@ export function connect(url, options = {}) {
   };
 
   // Liveness: the server's pings are answered by the browser, invisibly to JS, so any server message counts
-  // as a sign of life; after probeAfterMs of silence the client sends {"op":"ping"} (the server answers an
-  // unknown op with an error message, or with a pong), and with no answer deadAfterMs later it drops the
-  // socket and reconnects.
+  // as a sign of life; after probeAfterMs of silence the client sends {"op":"ping"}, which the server answers
+  // with {"type":"pong"}, and with no answer deadAfterMs later it drops the socket and reconnects.
   const armLiveness = () => {
     clearTimeout(livenessTimer);
     livenessTimer = setTimeout(() => {
@@ -344,14 +343,10 @@ export function connect(url, options = {}) {
           refreshToken().then((ok) => ok && send(JSON.stringify({ op: "auth", token })));
         }
         return;
-      case "pong":
+      case "pong": // the answer to a liveness probe (any message already re-armed the timer)
         probes = Math.max(0, probes - 1);
         return;
       case "error":
-        if (probes > 0 && msg.error === "bad_request") {
-          probes -= 1; // the answer to a liveness probe (an op this server does not know)
-          return;
-        }
         return onError({ kind: "server", code: msg.error, message: msg.message });
       default:
         return;

@@ -124,8 +124,8 @@ test("a silent socket is probed, then dropped and replaced", async () => {
     symbols: ["EFERT"],
   });
   await until("probe", () => made[0]?.sent.includes('{"op":"ping"}'));
-  // An answer (the server's error for an unknown op) keeps it alive.
-  made[0].serverSends({ type: "error", error: "bad_request", message: "unknown op" });
+  // The server's answer keeps it alive.
+  made[0].serverSends({ type: "pong" });
   await until("second probe", () => made[0].sent.filter((m) => m.includes("ping")).length === 2);
   await until("replaced", () => made[1]?.readyState === 1, 1000);
   assert.equal(made[0].readyState, 3, "the silent socket was closed");

@@ -182,11 +182,16 @@ test("liveness: the server answers the client's probe, so a quiet socket is kept
   const sent = [];
   const statuses = [];
   const errors = [];
+  const pongs = [];
   const feed = connect(`ws://127.0.0.1:${port}/`, {
     symbols: ["QUIET"],
     probeAfterMs: 150,
     deadAfterMs: 1_000,
     WebSocket: class extends WebSocket {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener("message", (e) => e.data === '{"type":"pong"}' && pongs.push(e.data));
+      }
       send(text) {
         sent.push(text);
         super.send(text);
@@ -200,6 +205,7 @@ test("liveness: the server answers the client's probe, so a quiet socket is kept
       sent.filter((m) => m === '{"op":"ping"}').length >= 4);
     assert.deepEqual(statuses, ["connecting", "live"], "never dropped as dead");
     assert.deepEqual(errors, [], "the probe's answers are not reported as errors");
+    assert.ok(pongs.length >= 3, `the server answers {"op":"ping"} with {"type":"pong"} (${pongs.length})`);
   } finally {
     feed.close();
     await stopAll();

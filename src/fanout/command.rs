@@ -22,6 +22,9 @@ pub enum ClientCommand {
     Unsubscribe(Vec<String>),
     /// `{"op":"auth","token":"…"}`: a fresh token for a long-lived socket.
     Auth(String),
+    /// `{"op":"ping"}`: an application-level liveness check (browsers cannot see WebSocket pings),
+    /// answered with [`pong_json`].
+    Ping,
 }
 
 /// Why a client message was refused (the connection stays open).
@@ -129,12 +132,16 @@ fn parse_json(text: &str, max_symbols: usize) -> Result<ClientCommand, CommandEr
     match cmd.op.as_str() {
         "subscribe" => Ok(ClientCommand::Subscribe(symbols()?)),
         "unsubscribe" => Ok(ClientCommand::Unsubscribe(symbols()?)),
+        "ping" if cmd.symbols.is_none() && cmd.token.is_none() => Ok(ClientCommand::Ping),
+        "ping" => Err(CommandError::BadRequest(
+            "`ping` takes no `symbols` or `token`".into(),
+        )),
         "auth" => match cmd.token {
             Some(token) if !token.is_empty() => Ok(ClientCommand::Auth(token)),
             _ => Err(CommandError::BadRequest("`auth` needs a `token`".into())),
         },
         other => Err(CommandError::BadRequest(format!(
-            "unknown op `{}` (subscribe, unsubscribe, auth)",
+            "unknown op `{}` (subscribe, unsubscribe, auth, ping)",
             other.chars().take(SHOWN_SYMBOL_CHARS).collect::<String>()
         ))),
     }
@@ -269,6 +276,11 @@ pub fn subscribed_json(symbols: &[String], unknown: &[&str]) -> Vec<u8> {
         &serde_json::json!({"type": "subscribed", "symbols": symbols, "unknown": unknown}),
     )
     .expect("serialising a JSON value")
+}
+
+/// `{"type":"pong"}`: the answer to `{"op":"ping"}`.
+pub fn pong_json() -> Vec<u8> {
+    br#"{"type":"pong"}"#.to_vec()
 }
 
 /// `{"type":"unsubscribed","symbols":[…]}`
@@ -429,6 +441,29 @@ mod tests {
             panic!("a 10,000-character symbol is bad");
         };
         assert_eq!(shown.len(), SHOWN_SYMBOL_CHARS);
+    }
+
+    #[test]
+    fn an_application_ping_is_a_command_answered_with_a_pong() {
+        assert_eq!(parse(r#"{"op":"ping"}"#, CAP), Ok(ClientCommand::Ping));
+        assert_eq!(
+            parse(r#" { "op" : "ping" } "#, CAP),
+            Ok(ClientCommand::Ping)
+        );
+        for bad in [
+            r#"{"op":"ping","symbols":["A"]}"#,
+            r#"{"op":"ping","token":"t"}"#,
+            r#"{"op":"ping","x":1}"#,
+        ] {
+            assert_eq!(parse(bad, CAP).unwrap_err().code(), "bad_request", "{bad}");
+        }
+        // The plain form is a symbol list: `ping` there subscribes to the symbol PING's spelling.
+        assert_eq!(
+            parse("ping", CAP),
+            Ok(ClientCommand::Subscribe(vec!["ping".into()]))
+        );
+        let v: serde_json::Value = serde_json::from_slice(&pong_json()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "pong"}));
     }
 
     #[test]

@@ -369,6 +369,12 @@ impl State {
                     self.reply(slot, command::unsubscribed_json(&symbols));
                 }
                 Ok(ClientCommand::Auth(token)) => self.refresh_auth(slot, &token),
+                // Rate-limited above and queued through `deliver` (backlog) like any reply.
+                Ok(ClientCommand::Ping) => {
+                    if !self.reply(slot, command::pong_json()) {
+                        return;
+                    }
+                }
                 Err(err) => {
                     WorkerStats::add(&self.control.stats.bad_commands, 1);
                     self.reply(slot, err.to_json());
