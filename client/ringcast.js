@@ -269,7 +269,13 @@ export function connect(url, options = {}) {
       if (sock !== ws) return;
       drop(e.code, e.reason);
     };
-    sock.onerror = () => {}; // always followed by close
+    // A browser follows every error with a close; Node's WebSocket (undici) may not when an upgrade is
+    // refused (e.g. a draining server's 503), which left the connect hanging until connectTimeoutMs. An
+    // error before open is therefore a failed connect at once (a close that follows finds it dropped).
+    sock.onerror = () => {
+      if (sock !== ws || sock.readyState === 1) return;
+      drop(1006, "connect failed");
+    };
   };
 
   // The socket is gone (closed by the server, the network, or our liveness check): plan the next connect.

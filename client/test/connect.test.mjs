@@ -26,6 +26,10 @@ function fakeSockets() {
     serverSends(obj) {
       this.onmessage?.({ data: JSON.stringify(obj) });
     }
+    failsToConnect() {
+      this.readyState = 3;
+      this.onerror?.({});
+    }
     serverCloses(code, reason = "") {
       this.readyState = 3;
       this.onclose?.({ code, reason });
@@ -130,6 +134,21 @@ test("a silent socket is probed, then dropped and replaced", async () => {
   await until("replaced", () => made[1]?.readyState === 1, 1000);
   assert.equal(made[0].readyState, 3, "the silent socket was closed");
   feed.close();
+});
+
+test("an error before open (no close follows, as in Node on a refused upgrade) is a failed connect at once", async () => {
+  const { FakeWS, made } = fakeSockets();
+  const statuses = [];
+  const feed = connect("ws://x/", { ...FAST, WebSocket: FakeWS, onStatus: (s, d) => statuses.push([s, d]) });
+  try {
+    await until("first socket", () => made.length === 1);
+    made[0].failsToConnect();
+    await until("retried well before connectTimeoutMs", () => made[1]?.readyState === 1, 500);
+    const [, detail] = statuses.find(([s]) => s === "reconnecting");
+    assert.equal(detail.code, 1006);
+  } finally {
+    feed.close();
+  }
 });
 
 test("1013 waits at least overloadMinMs", async () => {

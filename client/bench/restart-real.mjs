@@ -1,0 +1,89 @@
+// Real restart: N clients (connect() from ../ringcast.js, default timing) against a real `ringcast serve`
+// (one worker) and redis-server on loopback; the server gets SIGTERM (--drain-window, close 1012 spread
+// over it), and as soon as it has exited a new one is started on the same port. Measured from the SIGTERM:
+// when each client is `live` again. Bounded (gives up after --limit-s), kills what it started.
+//
+//   RINGCAST_BIN=target/release/ringcast node --experimental-websocket client/bench/restart-real.mjs \
+//     [--clients 1000] [--drain 2s] [--limit-s 45]
+
+import { connect } from "../ringcast.js";
+import { freePort, start, startRedis, startServer, stopAll, until } from "../test/harness.mjs";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
+);
+const CLIENTS = Number(args.clients ?? 1000);
+const DRAIN = args.drain ?? "2s";
+const LIMIT_MS = Number(args["limit-s"] ?? 45) * 1000;
+
+const began = Date.now();
+const hardStop = setTimeout(async () => {
+  console.error(`gave up after ${LIMIT_MS} ms`);
+  await stopAll();
+  process.exit(2);
+}, LIMIT_MS);
+
+const { url: redisUrl } = await startRedis();
+const port = await freePort();
+const serverArgs = ["--drain-window", DRAIN];
+let server = await startServer(port, redisUrl, serverArgs);
+
+let t0 = 0;
+const back = new Array(CLIENTS).fill(null); // ms after the SIGTERM when live again
+const closed = new Array(CLIENTS).fill(null); // ms after the SIGTERM when the socket went
+const events = Array.from({ length: CLIENTS }, () => []); // (ms after SIGTERM, status, planned delay)
+let live = 0;
+const feeds = [];
+for (let i = 0; i < CLIENTS; i++) {
+  feeds.push(
+    connect(`ws://127.0.0.1:${port}/`, {
+      symbols: [`S${i % 50}`],
+      onStatus: (s, d) => {
+        if (t0 !== 0) events[i].push([Date.now() - t0, s, d?.delayMs ?? d?.why ?? ""]);
+        if (s === "live") {
+          if (t0 === 0) live += 1;
+          else if (back[i] === null) back[i] = Date.now() - t0;
+        } else if (s === "reconnecting" && t0 !== 0 && closed[i] === null) {
+          closed[i] = Date.now() - t0;
+        }
+      },
+    }),
+  );
+}
+await until(() => `${CLIENTS} clients live (${live})`, () => live === CLIENTS, 20_000);
+const connectedIn = Date.now() - began;
+
+t0 = Date.now();
+server.kill("SIGTERM");
+await new Promise((resolve) => (server.exitCode !== null ? resolve() : server.once("exit", resolve)));
+const exitedAt = Date.now() - t0;
+server = start(process.env.RINGCAST_BIN || "target/release/ringcast", [
+  "--log", "warn", "serve", "--listen", `127.0.0.1:${port}`, "--redis", redisUrl, "--workers", "1", ...serverArgs,
+]);
+await until(
+  () => `all back (${back.filter((b) => b !== null).length}/${CLIENTS})`,
+  () => back.every((b) => b !== null),
+  LIMIT_MS - (Date.now() - began) - 2_000,
+);
+
+for (const f of feeds) f.close();
+clearTimeout(hardStop);
+await stopAll();
+
+const times = [...back].sort((a, b) => a - b);
+const q = (p) => times[Math.min(times.length - 1, Math.ceil(p * times.length) - 1)];
+let peak = 0;
+for (let hi = 0, lo = 0; hi < times.length; hi++) {
+  while (times[hi] - times[lo] >= 1000) lo++;
+  peak = Math.max(peak, hi - lo + 1);
+}
+const closes = closed.filter((c) => c !== null).sort((a, b) => a - b);
+console.log(`clients ${CLIENTS}, connected in ${connectedIn} ms; drain window ${DRAIN}`);
+console.log(`old server exited ${exitedAt} ms after SIGTERM; closes seen ${closes[0]}–${closes.at(-1)} ms`);
+console.log(`live again: first ${times[0]} ms, 50% ${q(0.5)} ms, 99% ${q(0.99)} ms, all ${times.at(-1)} ms; peak ${peak} in 1 s`);
+const buckets = new Map();
+for (const t of times) buckets.set(Math.floor(t / 250), (buckets.get(Math.floor(t / 250)) ?? 0) + 1);
+console.log("| from (s) | clients live again |\n|---|---:|");
+for (const [b, n] of [...buckets].sort((a, b) => a[0] - b[0])) console.log(`| ${(b / 4).toFixed(2)} | ${n} |`);
+if (args.trace) for (const i of [0, 1, 2, CLIENTS - 1]) console.log(`client ${i}:`, JSON.stringify(events[i]));
+process.exit(0);
