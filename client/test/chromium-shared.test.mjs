@@ -91,3 +91,35 @@ test("two tabs share one socket, each gets only its symbols, and a closed tab's 
     await stopAll();
   }
 });
+
+test("a worker that fails to load falls back to a socket of the tab's own, and says so", {
+  skip: skipWhy,
+  timeout: 60_000,
+}, async () => {
+  const { url: redisUrl, publish } = await startRedis();
+  publish('{"symbol":"EFERT","price":"55.00"}');
+  const port = await freePort();
+  await startServer(port, redisUrl);
+  const browser = await startBrowser();
+  try {
+    const tab = await browser.openTab(`http://127.0.0.1:${port}/?symbols=LUCK`);
+    await until("the page", async () => (await tab.evaluate("typeof window.ringcast")) === "object");
+    await tab.evaluate(`import("/ringcast.js").then((m) => {
+      window.statuses = [];
+      window.fallback = m.connect("ws://" + location.host + "/", {
+        symbols: ["EFERT"],
+        workerUrl: "/no-such-worker.js",
+        onStatus: (s, d) => window.statuses.push(s + ":" + d.mode),
+      });
+    })`);
+    await until(async () => `the fallback live (${await tab.evaluate("JSON.stringify(window.statuses)")})`, async () =>
+      (await tab.evaluate("window.statuses?.includes('live:dedicated') ?? false")) === true);
+    assert.equal(await tab.evaluate("window.fallback.mode"), "dedicated");
+    assert.equal(await tab.evaluate("window.ringcast.mode"), "shared", "the page's own feed is still shared");
+    await until("the fallback's snapshot", async () =>
+      (await tab.evaluate(`window.fallback.latest("EFERT")?.price ?? null`)) === "55.00");
+  } finally {
+    await browser.close();
+    await stopAll();
+  }
+});
