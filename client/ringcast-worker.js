@@ -1,7 +1,9 @@
 // ringcast-worker.js: connect()'s shared mode (client/README.md): every tab of one origin talks to ONE
 // SharedWorker, which holds ONE WebSocket (ringcast.js's connect) for all of them, counts which tab (port) wants
-// which symbol, hands each tab only its own ticks, and unsubscribes what no tab wants any more (a tab that
-// says "bye" on pagehide or close(), or falls silent for `missedBeats` heartbeats).
+// which symbol, hands each tab only its own ticks, and unsubscribes what no tab wants any more: a tab that
+// says "bye" (pagehide, close()), whose Web Lock is released (the tab holds one for its life; the browser
+// frees it when the tab dies, however it dies), or, where there are no Web Locks, that falls silent for
+// `missedBeats` heartbeats.
 //
 // Both sides live here: connectShared() runs in the page (ringcast.js's connect() calls it), serveShared()
 // in the worker. Served by `ringcast serve` at /ringcast-worker.js; started as
@@ -83,13 +85,15 @@ export function silentPorts(lastSeen, now, heartbeatMs, missedBeats = SHARED_DEF
 /**
  * The worker side: adopts each connecting port, holds the one upstream feed (made from the first tab's
  * "hello": url, token, timing) while any port is known, and routes its events. `deps` for tests: `connect`
- * (the upstream's), `now`. Returns `{ book, sweep }` (sweep: drop the silent ports now).
+ * (the upstream's), `now`, `locks` (navigator.locks). Returns `{ book, sweep }` (sweep: drop the silent
+ * ports now).
  */
 export function serveShared(scope, deps = {}) {
   const connectUpstream = deps.connect || connect;
   const now = deps.now || (() => Date.now());
+  const locks = "locks" in deps ? deps.locks : globalThis.navigator?.locks;
   const book = makePortBook();
-  const lastSeen = new Map();
+  const lastSeen = new Map(); // the ports that hold no lock: when each was last heard
   const tokenPorts = new Set(); // ports whose page has a getToken
   const asks = new Map(); // token request id -> resolve
   let nextAsk = 1;
@@ -186,7 +190,11 @@ export function serveShared(scope, deps = {}) {
 
   const onPortMessage = (port, m) => {
     if (m.op === "hello") {
-      lastSeen.set(port, now());
+      if (m.lock && locks) {
+        // Granted once the tab's own hold on it ends: the tab is gone.
+        locks.request(m.lock, () => forget(port));
+        lastSeen.delete(port);
+      } else lastSeen.set(port, now());
       if (m.getToken) tokenPorts.add(port);
       if (!feed) start(m);
       book.add(port, []);
@@ -195,7 +203,7 @@ export function serveShared(scope, deps = {}) {
     }
     // A port dropped as silent (a throttled background tab) that speaks again: it says hello again.
     if (!book.has(port)) return m.op === "bye" ? undefined : post(port, { type: "rejoin" });
-    lastSeen.set(port, now());
+    if (lastSeen.has(port)) lastSeen.set(port, now());
     switch (m.op) {
       case "subscribe":
         return subscribe(port, safeSymbols(m.symbols));
@@ -264,11 +272,19 @@ export function connectShared(url, options = {}) {
   let stopped = false;
   let heard = false; // the worker has spoken: it loaded
   let direct = null; // the dedicated fallback, once the worker failed
+  let joined = false; // hello sent (it carries every symbol wanted so far)
   addSymbols(wanted, parseSymbols(options.symbols || []));
+  // A Web Lock held for the tab's life: the worker waits on it to learn the tab is gone. Without Web
+  // Locks, heartbeats tell the worker instead.
+  const locks = globalThis.navigator?.locks;
+  const lock = locks ? `ringcast-tab-${Date.now()}-${Math.random().toString(36).slice(2)}` : null;
+  let releaseLock = () => {};
 
-  const hello = () =>
+  const hello = () => {
+    joined = true;
     port.postMessage({
       op: "hello",
+      lock,
       url,
       token: options.token || null,
       getToken: Boolean(options.getToken),
@@ -276,6 +292,7 @@ export function connectShared(url, options = {}) {
       timing,
       heartbeatMs,
     });
+  };
 
   port.onmessage = (e) => {
     const m = e.data || {};
@@ -313,7 +330,7 @@ export function connectShared(url, options = {}) {
         return;
     }
   };
-  const beat = setInterval(() => port.postMessage({ op: "ping" }), heartbeatMs);
+  const beat = lock ? null : setInterval(() => port.postMessage({ op: "ping" }), heartbeatMs);
   const bye = () => port.postMessage({ op: "bye" });
   const back = (e) => e.persisted && !stopped && !direct && hello(); // back from the back/forward cache
   const events = typeof addEventListener === "function" ? globalThis : null;
@@ -332,9 +349,16 @@ export function connectShared(url, options = {}) {
     if (heard || stopped || direct) return;
     unhook();
     port.close();
+    releaseLock();
     direct = connect(url, { ...options, shared: false, symbols: [...wanted] });
   };
-  hello();
+  if (lock) {
+    locks.request(lock, () => {
+      if (stopped || direct) return undefined;
+      hello(); // only once the lock is held: the worker's wait on it must not be granted at once
+      return new Promise((resolve) => (releaseLock = resolve));
+    });
+  } else hello();
 
   return {
     get mode() {
@@ -343,14 +367,14 @@ export function connectShared(url, options = {}) {
     subscribe(symbols) {
       if (direct) return direct.subscribe(symbols);
       const added = addSymbols(wanted, parseSymbols(symbols));
-      if (added.length && !stopped) port.postMessage({ op: "subscribe", symbols: added });
+      if (added.length && joined && !stopped) port.postMessage({ op: "subscribe", symbols: added });
       return added;
     },
     unsubscribe(symbols) {
       if (direct) return direct.unsubscribe(symbols);
       const removed = removeSymbols(wanted, parseSymbols(symbols));
       for (const s of removed) latest.delete(s);
-      if (removed.length && !stopped) port.postMessage({ op: "unsubscribe", symbols: removed });
+      if (removed.length && joined && !stopped) port.postMessage({ op: "unsubscribe", symbols: removed });
       return removed;
     },
     latest(symbol) {
@@ -370,6 +394,7 @@ export function connectShared(url, options = {}) {
       conflator.clear();
       bye();
       port.close();
+      releaseLock();
       lastStatus = "closed";
       onStatus("closed", { code: 1000, reason: "closed by the page", mode: "shared" });
     },

@@ -1,7 +1,8 @@
 // The shared mode in a real headless Chromium (browser.mjs) against a real `ringcast serve` + redis-server:
 // two tabs of the page on one origin share ONE WebSocket (the server's ringcast_connections_open says 1), each
-// receives only its own symbols, closing one tab unsubscribes what only it wanted (the server stops queueing
-// those ticks: ringcast_deliveries_total), and closing the last tab closes the socket.
+// receives only its own symbols, closing one tab (even without its "bye") unsubscribes what only it wanted
+// (the server stops queueing those ticks: ringcast_deliveries_total), and closing the last tab closes the
+// socket; a worker that fails to load leaves the tab a socket of its own.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { freePort, startRedis, startServer, stopAll, until } from "./harness.mjs";
@@ -78,6 +79,14 @@ test("two tabs share one socket, each gets only its symbols, and a closed tab's 
     };
     assert.equal(await round(), 2, "with tab B open, OGDC and LUCK go out on the one socket");
 
+    // Tab B dies without its "bye" (its ports swallow it): the Web Lock it held for its life, freed by the
+    // browser with the tab, is what tells the worker.
+    await b.evaluate(`(() => {
+      const post = MessagePort.prototype.postMessage;
+      MessagePort.prototype.postMessage = function (m, ...rest) {
+        if (m?.op !== "bye") return post.call(this, m, ...rest);
+      };
+    })()`);
     await b.close();
     let queued = null;
     await until(async () => `OGDC unsubscribed (frames per round: ${queued})`, async () => (queued = await round()) === 1);

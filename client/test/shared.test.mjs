@@ -110,6 +110,30 @@ test("worker: two tabs share one feed, each gets only its ticks, and a tab's bye
   assert.deepEqual(a.got, [{ type: "rejoin" }], "a dropped tab that speaks again is asked to say hello");
 });
 
+test("worker: a tab holding a Web Lock is dropped when its lock is freed, never for silence", () => {
+  const feed = fakeFeed();
+  const scope = fakeScope();
+  const waits = new Map();
+  let clock = 0;
+  const locks = { request: (name, granted) => waits.set(name, granted) };
+  const { sweep } = serveShared(scope, { connect: feed.connect, now: () => clock, locks });
+  const a = fakePort(scope);
+  const b = fakePort(scope);
+  a.say({ op: "hello", url: "ws://x/", symbols: ["EFERT"], lock: "tab-a", heartbeatMs: 1000 });
+  b.say({ op: "hello", url: "ws://x/", symbols: ["EFERT", "OGDC"], lock: "tab-b" });
+  assert.deepEqual([...waits.keys()], ["tab-a", "tab-b"]);
+  clock = 60_000;
+  sweep();
+  assert.deepEqual(feed.calls, [["subscribe", ["EFERT"]], ["subscribe", ["OGDC"]]], "no drop for silence");
+  waits.get("tab-b")(); // tab b died: the browser freed its lock
+  assert.deepEqual(feed.calls.at(-1), ["unsubscribe", ["OGDC"]]);
+  feed.opts.onTick({ symbol: "EFERT" });
+  assert.deepEqual(a.ticks(), ["EFERT"]);
+  assert.deepEqual(b.ticks(), []);
+  waits.get("tab-a")();
+  assert.equal(feed.closed, true, "the last tab gone: the socket is closed");
+});
+
 test("worker: getToken is asked of a tab that has one", async () => {
   const feed = fakeFeed();
   const scope = fakeScope();
