@@ -40,12 +40,19 @@ test("two tabs share one socket, each gets only its symbols, and a closed tab's 
     const open = async () => (await metric(port, "ringcast_connections_open")) - 1;
     const sockets = (n) => until(async () => `${n} open WebSocket(s), not ${await open()}`, async () => (await open()) === n, 30_000);
 
+    // What a tab received (its latest-value store): a hidden tab draws nothing until it is shown (the
+    // board repaints per animation frame), but its ticks arrive.
+    const got = (tab, symbol) => tab.evaluate(`window.ringcast.latest("${symbol}")?.price ?? null`);
     const a = await page("EFERT,LUCK");
     await until("tab A live", () => live(a), 30_000);
     assert.equal(await a.evaluate("window.ringcast.mode"), "shared");
     await sockets(1);
+    publish('{"symbol":"LUCK","price":"400.00"}');
+    await until("LUCK in tab A", async () => (await got(a, "LUCK")) === "400.00");
     const b = await page("LUCK,OGDC");
     await until("tab B live", () => live(b), 30_000);
+    // LUCK was already subscribed for tab A, so the server sends no new snapshot: the worker hands over its own.
+    await until("tab B's snapshot of LUCK", async () => (await got(b, "LUCK")) === "400.00");
     assert.equal(await b.evaluate("window.ringcast.mode"), "shared");
     assert.equal(await b.evaluate(`document.getElementById("status").dataset.mode`), "shared");
     await sockets(1); // both tabs on one WebSocket
@@ -53,9 +60,6 @@ test("two tabs share one socket, each gets only its symbols, and a closed tab's 
     publish('{"symbol":"EFERT","price":"55.00"}');
     publish('{"symbol":"LUCK","price":"405.00"}');
     publish('{"symbol":"OGDC","price":"120.00"}');
-    // What a tab received (its latest-value store): a hidden tab draws nothing until it is shown (the
-    // board repaints per animation frame), but its ticks arrive.
-    const got = (tab, symbol) => tab.evaluate(`window.ringcast.latest("${symbol}")?.price ?? null`);
     await until("each tab's ticks", async () =>
       (await got(a, "EFERT")) === "55.00" && (await got(a, "LUCK")) === "405.00" &&
       (await got(b, "LUCK")) === "405.00" && (await got(b, "OGDC")) === "120.00");
