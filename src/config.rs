@@ -172,6 +172,10 @@ pub struct ServeConfig {
     /// Most messages per second a client may send (bursts of one second's worth); 0 = no limit (1008).
     #[arg(long, env = "RINGCAST_MAX_MSGS_PER_S", default_value_t = 20)]
     pub max_msgs_per_s: u32,
+    /// Do not serve the live ticker page (`GET /`) and `/ringcast.js` (404); the WebSocket upgrade on `/`
+    /// works either way.
+    #[arg(long, env = "RINGCAST_NO_PAGE")]
+    pub no_page: bool,
     /// Token required to read `/metrics` (`Authorization: Bearer …` or `?token=`); default: open.
     #[arg(long, env = "RINGCAST_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<Secret>,
@@ -258,6 +262,7 @@ impl ServeConfig {
             origins,
             auth,
             metrics_token: self.metrics_token.as_ref().map(|t| t.expose().to_string()),
+            page: !self.no_page,
         }
     }
 

@@ -343,6 +343,11 @@ fn demo_runs_serves_ticks_and_stops_everything_on_sigterm() {
         "{}",
         out.text()
     );
+    assert!(
+        out.text().contains(&format!("page    http://{addr}/")),
+        "the demo prints the page's URL: {}",
+        out.text()
+    );
 }
 
 /// A pub/sub subscriber on `channel` that waits up to `within` for one message.

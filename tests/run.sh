@@ -225,6 +225,25 @@ built_step "cargo test --release" cargo test --release --no-fail-fast
 # Debug build: debug_assert! and overflow checks run (the release tests compile them out).
 step "cargo test --lib (debug)" cargo test --lib
 step "cargo test (perf/)" bash -c 'cd perf && cargo test'
+install_chromium() {   # for client/test/chromium.test.mjs
+    if ! command -v chromium >/dev/null 2>&1 && [[ "$(id -u)" -eq 0 ]]; then
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium ||
+            { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }; } \
+            >"$LOGDIR/apt-chromium.log" 2>&1 || { tail -n 20 "$LOGDIR/apt-chromium.log"; return 1; }
+    fi
+    command -v chromium >/dev/null 2>&1 || { echo "chromium: missing (not root): install it (apt-get install -y chromium)"; return 1; }
+    echo "chromium: $(chromium --version 2>/dev/null)"
+}
+# The browser client (client/): unit tests, a real server, a real Chromium.
+setup "install chromium" install_chromium
+node_client_tests() {   # node's TAP totals become one counted "client: N passed, M failed" line
+    local out="$LOGDIR/node-client.log" rc
+    node --experimental-websocket --test --test-reporter=tap client/test/ 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    echo "client: $(sed -nE 's/^# pass ([0-9]+)$/\1/p' "$out" | tail -1) passed, $(sed -nE 's/^# fail ([0-9]+)$/\1/p' "$out" | tail -1) failed"
+    return "$rc"
+}
+built_step "node --test client/test/" node_client_tests
 
 # ---- system tests
 

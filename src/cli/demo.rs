@@ -131,7 +131,10 @@ fn run(args: &DemoArgs) -> Result<(), CliError> {
         let channel = args.redis.keys().ticks;
         std::thread::Builder::new()
             .name("ringcast-watch".into())
-            .spawn(move || watch(&url, &channel))
+            .spawn(move || {
+                watch(&url, &channel);
+                println!("open the live ticker page: http://{target}/");
+            })
             .ok()
     };
 
@@ -303,6 +306,9 @@ fn print_banner(
         args.symbols,
         args.redis.keys().ticks,
         pid("feed")
+    );
+    println!(
+        "  page    http://{target}/  (the live ticker page; ?symbols=EFERT,LUCK picks the board)"
     );
     println!("watch ticks:");
     println!("  python3 -m websockets {ws}      then type: EFERT,LUCK");

@@ -1,6 +1,7 @@
 //! The few plain-HTTP routes served on the WebSocket port, and the decision to upgrade.
 
 pub mod metrics;
+pub mod page;
 
 use crate::auth::{self, AuthConfig, AuthError, Identity, OriginPolicy};
 use crate::protocol::handshake::{self, HttpError, Request, Upgrade};
@@ -14,6 +15,8 @@ pub struct Gate {
     pub auth: Option<AuthConfig>,
     /// Access to `/metrics`: a bearer token (`Authorization: Bearer …` or `?token=…`), when set.
     pub metrics_token: Option<String>,
+    /// Serve the ticker page and `/ringcast.js` (off with `--no-page`).
+    pub page: bool,
 }
 
 impl std::fmt::Debug for Gate {
@@ -36,6 +39,8 @@ pub enum Route {
     Health,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `GET /` or `/ringcast.js` without an upgrade: the embedded page (or 304, or 404 with `--no-page`).
+    Page(page::Response),
     /// A valid WebSocket upgrade, with who it is (when auth is on) and the subprotocol to echo.
     Upgrade {
         upgrade: Upgrade,
@@ -58,6 +63,13 @@ pub fn route(req: &Request<'_>, gate: &Gate, now_s: u64) -> Route {
             "/healthz" => return Route::Health,
             "/metrics" if metrics_allowed(req, gate) => return Route::Metrics,
             "/metrics" => return Route::Forbidden("metrics need their token"),
+            // A request with a WebSocket key is a (broken) upgrade: it gets the upgrade's precise refusal.
+            path if req.header("sec-websocket-key").is_none() => {
+                if let Some(asset) = page::asset_at(path) {
+                    let etag = req.header("if-none-match");
+                    return Route::Page(page::respond(asset, gate.page, etag));
+                }
+            }
             _ => {}
         }
     }
@@ -160,6 +172,7 @@ mod tests {
                 ..AuthConfig::default()
             }),
             metrics_token: None,
+            page: false,
         };
         let good = auth::sign_hs256(&serde_json::json!({"sub": "u1", "exp": 5_000}), &secret);
         let expired = auth::sign_hs256(&serde_json::json!({"sub": "u1", "exp": 10}), &secret);
@@ -181,6 +194,27 @@ mod tests {
             } => assert_eq!(id.user, "u1"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn page_routes() {
+        let on = Gate {
+            page: true,
+            ..Gate::default()
+        };
+        let get = |head: &str, gate: &Gate| decide(head, gate);
+        let plain = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert!(
+            matches!(get(plain, &on), Route::Page(page::Response::Asset(a)) if a == page::INDEX)
+        );
+        assert!(matches!(
+            get(plain, &Gate::default()),
+            Route::Page(page::Response::NotFound)
+        ));
+        // An upgrade, or a broken one (a key without `Upgrade`), is never the page.
+        assert!(matches!(get(&upgrade("", ""), &on), Route::Upgrade { .. }));
+        let broken = upgrade("", "").replace("Upgrade: websocket\r\n", "");
+        assert!(matches!(get(&broken, &on), Route::Reject(_)));
     }
 
     #[test]

@@ -168,6 +168,10 @@ impl State {
                 );
                 self.finish(ring, slot);
             }
+            Route::Page(response) => {
+                response.write(&mut self.scratch);
+                self.finish(ring, slot);
+            }
             Route::Metrics => {
                 http::write_metrics(&self.settings.metrics, &mut self.scratch);
                 self.finish(ring, slot);

@@ -1,0 +1,438 @@
+// ringcast.js: the browser client of a Ringcast server. A dependency-free ES module (no bundler; works from a
+// plain <script type="module">). Protocol: docs/protocol.md; tokens: docs/auth.md; this file: client/README.md.
+//
+//   import { connect } from "/ringcast.js";
+//   const feed = connect("wss://ticks.example.com/", { symbols: ["EFERT", "LUCK"], onTick: (t) => draw(t) });
+//
+// The pure pieces (backoff schedule, close-code policy, symbol bookkeeping) are exported for tests. The
+// shared mode (one socket for all tabs, through a SharedWorker) lives in ringcast-worker.js.
+
+import { connectShared } from "./ringcast-worker.js";
+
+/** Reconnect timing, in milliseconds. */
+export const DEFAULTS = Object.freeze({
+  baseMs: 500, // first retry: a uniform delay in [0, baseMs)
+  capMs: 30_000, // the window never grows past this
+  healthyMs: 10_000, // live this long and the attempt counter resets
+  promptMs: 1_000, // 1001/1012/4001/network back: a uniform delay in [0, promptMs)
+  overloadMinMs: 5_000, // 1013: at least this, plus a window four doublings further on
+  probeAfterMs: 20_000, // no server traffic this long: send a probe
+  deadAfterMs: 10_000, // no answer to the probe within this: the socket is dead
+  connectTimeoutMs: 10_000, // a socket not open within this is dropped (a connect can hang, e.g. in a backlog)
+});
+
+/**
+ * Exponential backoff with full jitter: a uniform delay in [0, min(cap, base * 2^attempt)).
+ * `attempt` counts failed connects since the last healthy period (0 for the first retry).
+ */
+export function backoffDelay(attempt, opts = DEFAULTS, random = Math.random) {
+  const window = Math.min(opts.capMs, opts.baseMs * 2 ** Math.min(attempt, 30));
+  return Math.floor(random() * window);
+}
+
+/**
+ * What a close code makes the client do, the one table (docs/protocol.md "Close codes" repeats it).
+ * Codes not listed (1000, 1002, 1006, 1007, 1009, 1011, …) take the default: `backoff`.
+ *   prompt  — reconnect soon, spread over `promptMs` (the server restarts or moves us on)
+ *   backoff — reconnect after backoffDelay(attempt), attempt + 1
+ *   overload — reconnect after overloadMinMs + backoffDelay(attempt + 4), attempt + 1
+ *   token   — call getToken(), then reconnect as `prompt` (no getToken: stop)
+ *   stop    — do not reconnect; status `closed`, onError called
+ */
+export const CLOSE_CODES = Object.freeze({
+  1001: { action: "prompt", why: "going away" },
+  1008: { action: "stop", why: "policy violation" },
+  1012: { action: "prompt", why: "service restart (server draining)" },
+  1013: { action: "overload", why: "try again later (overload)" },
+  4001: { action: "token", why: "token expired" },
+  4003: { action: "stop", why: "token refused by policy" },
+});
+
+/** The policy entry of a close code (`backoff` when not in CLOSE_CODES). */
+export function closePolicy(code) {
+  return CLOSE_CODES[code] || { action: "backoff", why: `closed (${code})` };
+}
+
+/**
+ * The delay before the next connect and the attempt counter after it, for a close `code`.
+ * Returns `null` when the policy is `stop`.
+ */
+export function planReconnect(code, attempt, opts = DEFAULTS, random = Math.random) {
+  const { action } = closePolicy(code);
+  switch (action) {
+    case "stop":
+      return null;
+    case "prompt":
+    case "token":
+      return { delayMs: Math.floor(random() * opts.promptMs), attempt: 0 };
+    case "overload":
+      return {
+        delayMs: Math.min(opts.capMs, opts.overloadMinMs + backoffDelay(attempt + 4, opts, random)),
+        attempt: attempt + 1,
+      };
+    default:
+      return { delayMs: backoffDelay(attempt, opts, random), attempt: attempt + 1 };
+  }
+}
+
+const SYMBOL = /^[!#-&(-+\--[\]-~]{1,32}$/; // printable ASCII without space , " ' \ (docs/protocol.md §1)
+
+/** `"EFERT, LUCK"` or `["EFERT","LUCK"]` → valid, de-duplicated symbols; throws on an impossible one. */
+export function parseSymbols(input) {
+  const list = Array.isArray(input) ? input : String(input ?? "").split(",");
+  const out = [];
+  for (const raw of list) {
+    const s = String(raw).trim();
+    if (s === "") continue;
+    if (!SYMBOL.test(s)) throw new TypeError(`ringcast: not a valid symbol: ${JSON.stringify(s)}`);
+    if (!out.includes(s)) out.push(s);
+  }
+  return out;
+}
+
+/** Adds `symbols` to the set; returns those that were new (what to send in a subscribe). */
+export function addSymbols(set, symbols) {
+  const added = symbols.filter((s) => !set.has(s));
+  for (const s of added) set.add(s);
+  return added;
+}
+
+/** Removes `symbols` from the set; returns those that were there (what to send in an unsubscribe). */
+export function removeSymbols(set, symbols) {
+  const removed = symbols.filter((s) => set.has(s));
+  for (const s of removed) set.delete(s);
+  return removed;
+}
+
+/** The client→server messages. Subscribes are split in chunks so none passes the server's limit. */
+export function subscribeMessages(symbols, op = "subscribe", chunk = 256) {
+  const out = [];
+  for (let i = 0; i < symbols.length; i += chunk) {
+    out.push(JSON.stringify({ op, symbols: symbols.slice(i, i + chunk) }));
+  }
+  return out;
+}
+
+/** `url` with `?token=` set (docs/auth.md: the query works with and without `--auth-secret`). */
+export function withToken(url, token) {
+  if (!token) return url;
+  const sep = url.includes("?") ? "&" : "?";
+  return `${url}${sep}token=${encodeURIComponent(token)}`;
+}
+
+/**
+ * Whether a JWT's `exp` (read without verifying: only the server can) is within `marginS` of `nowS`.
+ * A token that cannot be read counts as not expired (the server decides).
+ */
+export function tokenExpired(token, nowS = Date.now() / 1000, marginS = 5) {
+  try {
+    const part = String(token).split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const { exp } = JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
+    return typeof exp === "number" && exp <= nowS + marginS;
+  } catch {
+    return false;
+  }
+}
+
+/** Each frame, hands the UI the latest tick of each symbol that changed (at most one call per symbol). */
+export function makeConflator(deliver, schedule) {
+  const pending = new Map();
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    const batch = [...pending.values()];
+    pending.clear();
+    for (const tick of batch) deliver(tick);
+  };
+  return {
+    push(tick) {
+      pending.set(tick.symbol, tick);
+      if (!scheduled) {
+        scheduled = true;
+        schedule(flush);
+      }
+    },
+    clear() {
+      pending.clear();
+    },
+  };
+}
+
+function frameScheduler() {
+  if (typeof requestAnimationFrame === "function") return (fn) => requestAnimationFrame(() => fn());
+  return (fn) => setTimeout(fn, 16);
+}
+
+/**
+ * Connects and stays connected until close() or a `stop` close code.
+ * options: symbols, token | getToken (async () => jwt), onTick(tick), onSnapshot(tick), onStatus(status,
+ * detail), onError(err), onRetired(symbol), shared (default: where SharedWorker exists), workerUrl,
+ * WebSocket (constructor, default the global), timing overrides (DEFAULTS' names), random (for tests).
+ * Shared mode: all tabs of the origin share one socket held by a SharedWorker (ringcast-worker.js); the
+ * same API either way. Every status's detail carries `mode`: "shared" or "dedicated".
+ */
+export function connect(url, options = {}) {
+  const shared = options.shared ?? (typeof SharedWorker !== "undefined" && !options.WebSocket);
+  if (shared) {
+    const feed = connectShared(url, options);
+    if (feed) return feed;
+  }
+  return connectDirect(url, options, "dedicated");
+}
+
+/** One socket of this page's own (also the worker's socket in shared mode). */
+function connectDirect(url, options, mode) {
+  const opts = { ...DEFAULTS, ...options };
+  const WS = options.WebSocket || globalThis.WebSocket;
+  if (typeof WS !== "function") throw new Error("ringcast: no WebSocket in this environment");
+  const random = options.random || Math.random;
+  const noop = () => {};
+  const onTick = options.onTick || noop;
+  // Without onSnapshot, snapshot ticks reach onTick like live ones.
+  const onSnapshot = options.onSnapshot || ((tick) => conflator.push(tick));
+  const onStatus = options.onStatus || noop;
+  const onError = options.onError || noop;
+  const onRetired = options.onRetired || noop;
+
+  const wanted = new Set();
+  const latest = new Map();
+  const awaitingSnapshot = new Set();
+  const conflator = makeConflator((tick) => onTick(tick), options.schedule || frameScheduler());
+  let token = options.token || null;
+  let ws = null;
+  let attempt = 0;
+  let stopped = false;
+  let retryTimer = null;
+  let healthyTimer = null;
+  let livenessTimer = null;
+  let probes = 0; // probes sent on this socket whose answer has not come yet
+  let opening = false; // between open() starting and its socket existing (getToken may be awaited)
+  let lastStatus = null;
+
+  addSymbols(wanted, parseSymbols(options.symbols || []));
+
+  const status = (s, detail = {}) => {
+    lastStatus = s;
+    onStatus(s, { ...detail, mode });
+  };
+  const clearTimers = () => {
+    clearTimeout(retryTimer);
+    clearTimeout(healthyTimer);
+    clearTimeout(livenessTimer);
+    retryTimer = healthyTimer = livenessTimer = null;
+  };
+  const send = (text) => {
+    if (ws && ws.readyState === 1) ws.send(text);
+  };
+
+  // Liveness: the server's pings are answered by the browser, invisibly to JS, so any server message counts
+  // as a sign of life; after probeAfterMs of silence the client sends {"op":"ping"} (the server answers an
+  // unknown op with an error message, or with a pong), and with no answer deadAfterMs later it drops the
+  // socket and reconnects.
+  const armLiveness = () => {
+    clearTimeout(livenessTimer);
+    livenessTimer = setTimeout(() => {
+      probes += 1;
+      send(JSON.stringify({ op: "ping" }));
+      livenessTimer = setTimeout(() => drop(1006, "no traffic: socket presumed dead"), opts.deadAfterMs);
+    }, opts.probeAfterMs);
+  };
+
+  const refreshToken = async () => {
+    if (!options.getToken) return false;
+    try {
+      token = await options.getToken();
+      return Boolean(token);
+    } catch (err) {
+      onError({ kind: "token", message: String(err && err.message ? err.message : err) });
+      return false;
+    }
+  };
+
+  const open = async () => {
+    retryTimer = null;
+    if (stopped || ws || opening) return;
+    opening = true;
+    // A refused upgrade reaches JS as a bare 1006, so an expired token (a laptop that slept) would be
+    // retried forever: fetch a new one first.
+    if (options.getToken && (!token || tokenExpired(token))) await refreshToken();
+    opening = false;
+    if (stopped || ws) return;
+    status("connecting", { attempt });
+    let sock;
+    try {
+      sock = new WS(withToken(url, token));
+    } catch (err) {
+      onError({ kind: "connect", message: String(err && err.message ? err.message : err) });
+      return schedule(1006);
+    }
+    ws = sock;
+    probes = 0;
+    livenessTimer = setTimeout(() => drop(1006, "connect timed out"), opts.connectTimeoutMs);
+    sock.onopen = () => {
+      if (sock !== ws) return;
+      for (const m of subscribeMessages([...wanted])) sock.send(m);
+      status("live");
+      armLiveness();
+      healthyTimer = setTimeout(() => (attempt = 0), opts.healthyMs);
+    };
+    sock.onmessage = (e) => {
+      if (sock !== ws) return;
+      armLiveness();
+      if (typeof e.data === "string") onMessage(e.data);
+    };
+    sock.onclose = (e) => {
+      if (sock !== ws) return;
+      drop(e.code, e.reason);
+    };
+    sock.onerror = () => {}; // always followed by close
+  };
+
+  // The socket is gone (closed by the server, the network, or our liveness check): plan the next connect.
+  const drop = (code, reason) => {
+    const old = ws;
+    ws = null;
+    clearTimers();
+    awaitingSnapshot.clear();
+    if (old) {
+      old.onopen = old.onmessage = old.onclose = old.onerror = null;
+      if (old.readyState <= 1) {
+        try {
+          old.close(1000);
+        } catch {
+          // closing a socket still connecting may throw in old engines; it is dropped either way
+        }
+      }
+    }
+    if (stopped) return;
+    schedule(code, reason);
+  };
+
+  const schedule = async (code, reason = "") => {
+    const policy = closePolicy(code);
+    if (policy.action === "token" && !(await refreshToken())) {
+      return stopped || stopFor(code, "token expired and no new token");
+    }
+    const plan = planReconnect(code, attempt, opts, random);
+    if (!plan) return stopFor(code, reason || policy.why);
+    if (stopped) return;
+    attempt = plan.attempt;
+    status("reconnecting", { delayMs: plan.delayMs, code, reason: reason || policy.why, attempt });
+    retryTimer = setTimeout(open, plan.delayMs);
+  };
+
+  const stopFor = (code, why) => {
+    stopped = true;
+    clearTimers();
+    onError({ kind: "closed", code, message: why });
+    status("closed", { code, reason: why });
+  };
+
+  const onMessage = (text) => {
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return onError({ kind: "parse", message: "server sent non-JSON text" });
+    }
+    if (!msg || typeof msg !== "object") return;
+    if (typeof msg.type !== "string") {
+      if (typeof msg.symbol !== "string" || !wanted.has(msg.symbol)) return;
+      latest.set(msg.symbol, msg);
+      if (awaitingSnapshot.delete(msg.symbol)) return onSnapshot(msg);
+      return conflator.push(msg);
+    }
+    switch (msg.type) {
+      case "subscribed": {
+        const unknown = new Set(msg.unknown || []);
+        for (const s of msg.symbols || []) if (!unknown.has(s)) awaitingSnapshot.add(s);
+        return;
+      }
+      case "feed":
+        return status(msg.status === "down" ? "feed-down" : "live");
+      case "retired":
+        wanted.delete(msg.symbol);
+        latest.delete(msg.symbol);
+        return onRetired(msg.symbol);
+      case "auth":
+        if (msg.status === "expiring") {
+          refreshToken().then((ok) => ok && send(JSON.stringify({ op: "auth", token })));
+        }
+        return;
+      case "pong":
+        probes = Math.max(0, probes - 1);
+        return;
+      case "error":
+        if (probes > 0 && msg.error === "bad_request") {
+          probes -= 1; // the answer to a liveness probe (an op this server does not know)
+          return;
+        }
+        return onError({ kind: "server", code: msg.error, message: msg.message });
+      default:
+        return;
+    }
+  };
+
+  // The network is back: no point waiting out the backoff.
+  const onOnline = () => {
+    if (stopped || ws || opening) return;
+    clearTimeout(retryTimer);
+    attempt = 0;
+    retryTimer = setTimeout(open, Math.floor(random() * opts.promptMs));
+  };
+  const onOffline = () => {
+    if (ws) drop(1006, "browser offline");
+  };
+  const events = typeof addEventListener === "function" ? globalThis : null;
+  if (events) {
+    events.addEventListener("online", onOnline);
+    events.addEventListener("offline", onOffline);
+  }
+
+  open();
+
+  return {
+    mode,
+    subscribe(symbols) {
+      const added = addSymbols(wanted, parseSymbols(symbols));
+      for (const m of subscribeMessages(added)) send(m);
+      return added;
+    },
+    unsubscribe(symbols) {
+      const removed = removeSymbols(wanted, parseSymbols(symbols));
+      for (const s of removed) latest.delete(s);
+      for (const m of subscribeMessages(removed, "unsubscribe")) send(m);
+      return removed;
+    },
+    latest(symbol) {
+      return latest.get(symbol);
+    },
+    symbols() {
+      return [...wanted];
+    },
+    status() {
+      return lastStatus;
+    },
+    close() {
+      if (stopped) return;
+      stopped = true;
+      clearTimers();
+      conflator.clear();
+      if (events) {
+        events.removeEventListener("online", onOnline);
+        events.removeEventListener("offline", onOffline);
+      }
+      const old = ws;
+      ws = null;
+      if (old) {
+        old.onopen = old.onmessage = old.onclose = old.onerror = null;
+        try {
+          old.close(1000);
+        } catch {
+          // see drop()
+        }
+      }
+      status("closed", { code: 1000, reason: "closed by the page" });
+    },
+  };
+}

@@ -1,0 +1,94 @@
+// Shared by the tests that run the real thing (server.test.mjs, chromium.test.mjs): free ports, child
+// processes that are all killed at the end, bounded waits. (Holds no tests itself.)
+import { spawn, execFileSync } from "node:child_process";
+import { createServer, connect as tcpConnect } from "node:net";
+import { fileURLToPath } from "node:url";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+export const BIN = process.env.RINGCAST_BIN || `${root}target/release/ringcast`;
+export const REDIS = process.env.RINGCAST_REDIS_SERVER || "redis-server";
+const children = new Set();
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Spawns a child killed by stop()/stopAll(); `group`: in its own process group, killed as a group (for
+ * programs with children of their own, like Chromium). */
+export function start(cmd, args, stdio = ["ignore", "ignore", "inherit"], { group = false } = {}) {
+  const child = spawn(cmd, args, { stdio, detached: group });
+  child.group = group;
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  return child;
+}
+
+export function stop(child) {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", resolve);
+    if (child.group) process.kill(-child.pid, "SIGKILL");
+    else child.kill("SIGKILL");
+  });
+}
+
+/** Stops every child still running, the most recently started first. */
+export async function stopAll() {
+  for (const c of [...children].reverse()) await stop(c);
+}
+
+export async function until(what, ready, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await ready()) return;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "function" ? await what() : what}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export const healthy = (port) =>
+  fetch(`http://127.0.0.1:${port}/healthz`).then(
+    (r) => r.ok,
+    () => false,
+  );
+
+function redisPong(port) {
+  return new Promise((resolve) => {
+    const s = tcpConnect(port, "127.0.0.1", () => s.write("PING\r\n"));
+    s.setTimeout(1000, () => s.destroy());
+    s.on("data", (d) => {
+      resolve(d.toString().startsWith("+PONG"));
+      s.destroy();
+    });
+    s.on("error", () => resolve(false));
+    s.on("close", () => resolve(false));
+  });
+}
+
+/** A redis-server on a free port, answering; returns its URL and a `publish(tickJson)`. */
+export async function startRedis() {
+  const port = await freePort();
+  const url = `redis://127.0.0.1:${port}`;
+  start(REDIS, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+  const publish = (tick) => execFileSync(BIN, ["publish", "--redis", url, tick], { stdio: "ignore" });
+  await until("redis", () => redisPong(port));
+  return { url, publish };
+}
+
+/** `ringcast serve` on `port` (one worker) against `redisUrl`, once its /healthz answers. */
+export async function startServer(port, redisUrl, extra = []) {
+  const child = start(BIN, [
+    "--log", "warn", "serve", "--listen", `127.0.0.1:${port}`, "--redis", redisUrl, "--workers", "1", ...extra,
+  ]);
+  await until("server health", () => healthy(port));
+  return child;
+}
