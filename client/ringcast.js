@@ -4,7 +4,10 @@
 //   import { connect } from "/ringcast.js";
 //   const feed = connect("wss://ticks.example.com/", { symbols: ["EFERT", "LUCK"], onTick: (t) => draw(t) });
 //
-// The pure pieces (backoff schedule, close-code policy, symbol bookkeeping) are exported for tests.
+// The pure pieces (backoff schedule, close-code policy, symbol bookkeeping) are exported for tests. The
+// shared mode (one socket for all tabs, through a SharedWorker) lives in ringcast-worker.js.
+
+import { connectShared } from "./ringcast-worker.js";
 
 /** Reconnect timing, in milliseconds. */
 export const DEFAULTS = Object.freeze({
@@ -163,10 +166,22 @@ function frameScheduler() {
 /**
  * Connects and stays connected until close() or a `stop` close code.
  * options: symbols, token | getToken (async () => jwt), onTick(tick), onSnapshot(tick), onStatus(status,
- * detail), onError(err), onRetired(symbol), WebSocket (constructor, default the global), timing overrides
- * (DEFAULTS' names), random (for tests).
+ * detail), onError(err), onRetired(symbol), shared (default: where SharedWorker exists), workerUrl,
+ * WebSocket (constructor, default the global), timing overrides (DEFAULTS' names), random (for tests).
+ * Shared mode: all tabs of the origin share one socket held by a SharedWorker (ringcast-worker.js); the
+ * same API either way. Every status's detail carries `mode`: "shared" or "dedicated".
  */
 export function connect(url, options = {}) {
+  const shared = options.shared ?? (typeof SharedWorker !== "undefined" && !options.WebSocket);
+  if (shared) {
+    const feed = connectShared(url, options);
+    if (feed) return feed;
+  }
+  return connectDirect(url, options, "dedicated");
+}
+
+/** One socket of this page's own (also the worker's socket in shared mode). */
+function connectDirect(url, options, mode) {
   const opts = { ...DEFAULTS, ...options };
   const WS = options.WebSocket || globalThis.WebSocket;
   if (typeof WS !== "function") throw new Error("ringcast: no WebSocket in this environment");
@@ -182,7 +197,7 @@ export function connect(url, options = {}) {
   const wanted = new Set();
   const latest = new Map();
   const awaitingSnapshot = new Set();
-  const conflator = makeConflator((tick) => onTick(tick), frameScheduler());
+  const conflator = makeConflator((tick) => onTick(tick), options.schedule || frameScheduler());
   let token = options.token || null;
   let ws = null;
   let attempt = 0;
@@ -198,7 +213,7 @@ export function connect(url, options = {}) {
 
   const status = (s, detail = {}) => {
     lastStatus = s;
-    onStatus(s, detail);
+    onStatus(s, { ...detail, mode });
   };
   const clearTimers = () => {
     clearTimeout(retryTimer);
@@ -378,6 +393,7 @@ export function connect(url, options = {}) {
   open();
 
   return {
+    mode,
     subscribe(symbols) {
       const added = addSymbols(wanted, parseSymbols(symbols));
       for (const m of subscribeMessages(added)) send(m);

@@ -77,13 +77,31 @@ fn the_page_and_the_client_module_are_served_and_the_upgrade_still_works() {
     let (status, _, _) = get(&server, "/ringcast.js", "If-None-Match: \"older\"\r\n");
     assert_eq!(status, 200);
 
+    // The SharedWorker of the shared mode: served the same way.
+    let (status, head, body) = get(&server, "/ringcast-worker.js", "");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(
+        header(&head, "content-type").unwrap(),
+        "text/javascript; charset=utf-8"
+    );
+    assert_eq!(body, include_bytes!("../client/ringcast-worker.js"));
+    let worker_etag = header(&head, "etag").expect("an ETag").to_string();
+    assert_ne!(worker_etag, etag);
+    let (status, _, body) = get(
+        &server,
+        "/ringcast-worker.js",
+        &format!("If-None-Match: {worker_etag}\r\n"),
+    );
+    assert_eq!(status, 304);
+    assert!(body.is_empty());
+
     assert_upgrades(&server);
 }
 
 #[test]
 fn no_page_gives_404_and_the_upgrade_still_works() {
     let server = Server::start(&["--workers", "1", "--no-page"]);
-    for path in ["/", "/ringcast.js"] {
+    for path in ["/", "/ringcast.js", "/ringcast-worker.js"] {
         let (status, head, _) = get(&server, path, "");
         assert_eq!(status, 404, "{path}: {head}");
     }

@@ -220,7 +220,8 @@ if [[ "${RINGCAST_SKIP_CLIPPY:-0}" == 1 ]]; then
 else
     step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 fi
-built_step "cargo test --release" cargo test --release
+# --no-fail-fast: every test binary runs and reports even after one fails.
+built_step "cargo test --release" cargo test --release --no-fail-fast
 # Debug build: debug_assert! and overflow checks run (the release tests compile them out).
 step "cargo test --lib (debug)" cargo test --lib
 step "cargo test (perf/)" bash -c 'cd perf && cargo test'

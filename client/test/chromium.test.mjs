@@ -1,103 +1,23 @@
-// The live ticker page in a real headless Chromium (Debian `chromium`; env RINGCAST_CHROMIUM picks another
-// binary), driven over the DevTools protocol (no playwright), against a real `ringcast serve` + redis-server:
-// the board renders the snapshot, follows published ticks (data-price), adds and removes symbols, and after
-// SIGKILL and a restart of the server reconnects by itself, resubscribes and shows ticks published after it.
-// Skipped, saying why, without a Chromium or without a global WebSocket (node --experimental-websocket).
+// The live ticker page in a real headless Chromium (browser.mjs), against a real `ringcast serve` +
+// redis-server: the board renders the snapshot, follows published ticks (data-price), adds and removes symbols,
+// and after SIGKILL and a restart of the server reconnects by itself, resubscribes and shows ticks published
+// after it. Skipped, saying why, without a Chromium or without a global WebSocket (node --experimental-websocket).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { freePort, start, startRedis, startServer, stop, stopAll, until } from "./harness.mjs";
+import { freePort, startRedis, startServer, stop, stopAll, until } from "./harness.mjs";
+import { skipWhy, startBrowser } from "./browser.mjs";
 
-function findChromium() {
-  for (const name of [process.env.RINGCAST_CHROMIUM, "chromium", "chromium-browser", "google-chrome"]) {
-    if (!name) continue;
-    try {
-      execFileSync("sh", ["-c", `command -v "${name}"`], { stdio: "ignore" });
-      return name;
-    } catch {
-      // try the next
-    }
-  }
-  return null;
-}
-
-const CHROMIUM = findChromium();
-const profile = mkdtempSync(join(tmpdir(), "ringcast-chromium-"));
-after(async () => {
-  await stopAll();
-  rmSync(profile, { recursive: true, force: true });
-});
+after(stopAll);
 
 /** Starts Chromium headless; resolves with a DevTools session on a new tab at `url`. */
 async function openPage(url) {
-  const chrome = start(
-    CHROMIUM,
-    [
-      "--headless=new",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--no-first-run",
-      "--remote-debugging-port=0",
-      "--remote-allow-origins=*",
-      `--user-data-dir=${profile}`,
-      "about:blank",
-    ],
-    ["ignore", "ignore", "pipe"],
-    { group: true },
-  );
-  let stderr = "";
-  const endpoint = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no DevTools endpoint within 30 s: ${stderr}`)), 30_000);
-    chrome.stderr.on("data", (d) => {
-      stderr += d;
-      const m = stderr.match(/DevTools listening on (ws:\/\/\S+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    chrome.on("exit", (code) => reject(new Error(`chromium exited (${code}): ${stderr}`)));
-  });
-  const ws = new WebSocket(endpoint);
-  await new Promise((resolve, reject) => {
-    ws.onopen = resolve;
-    ws.onerror = () => reject(new Error("DevTools socket failed"));
-  });
-  let nextId = 1;
-  const waiting = new Map();
-  ws.onmessage = (e) => {
-    const msg = JSON.parse(e.data);
-    const w = waiting.get(msg.id);
-    if (!w) return;
-    waiting.delete(msg.id);
-    if (msg.error) w.reject(new Error(JSON.stringify(msg.error)));
-    else w.resolve(msg.result);
-  };
-  const call = (method, params = {}, sessionId) =>
-    new Promise((resolve, reject) => {
-      const id = nextId++;
-      waiting.set(id, { resolve, reject });
-      ws.send(JSON.stringify({ id, method, params, sessionId }));
-    });
-  const { targetId } = await call("Target.createTarget", { url });
-  const { sessionId } = await call("Target.attachToTarget", { targetId, flatten: true });
-  const evaluate = async (expression) => {
-    const r = await call("Runtime.evaluate", { expression, returnByValue: true }, sessionId);
-    if (r.exceptionDetails) throw new Error(`page: ${JSON.stringify(r.exceptionDetails)}`);
-    return r.result.value;
-  };
-  return { chrome, evaluate, close: () => ws.close() };
+  const browser = await startBrowser();
+  const tab = await browser.openTab(url);
+  return { evaluate: tab.evaluate, close: () => browser.close() };
 }
 
 test("the page renders ticks, follows publishes, and recovers from a server SIGKILL + restart", {
-  skip: !CHROMIUM
-    ? "no chromium (apt-get install -y chromium, or set RINGCAST_CHROMIUM)"
-    : typeof WebSocket === "undefined"
-      ? "no global WebSocket (run node with --experimental-websocket)"
-      : false,
+  skip: skipWhy,
   timeout: 120_000,
 }, async () => {
   const { url: redisUrl, publish } = await startRedis();
@@ -113,6 +33,7 @@ test("the page renders ticks, follows publishes, and recovers from a server SIGK
     await until(async () => `the snapshot on the board (EFERT ${await price("EFERT")})`, async () =>
       (await price("EFERT")) === "55.00", 30_000);
     assert.equal(await badge(), "live");
+    assert.equal(await page.evaluate("window.ringcast.mode"), "shared", "Chromium has SharedWorker: one socket per origin");
     assert.equal(
       await page.evaluate(`document.querySelector('tr[data-symbol="EFERT"] .pct').textContent`),
       "+10.00%",
@@ -147,7 +68,7 @@ test("the page renders ticks, follows publishes, and recovers from a server SIGK
     assert.equal(await price("EFERT"), null, "no row comes back for a removed symbol");
     assert.equal(await page.evaluate("window.ringcast.latest('EFERT') ?? null"), null, "nor its ticks");
   } finally {
-    page.close();
+    await page.close();
     await stopAll();
   }
 });

@@ -1,4 +1,5 @@
-//! The live ticker page (`GET /`) and the browser client (`GET /ringcast.js`), embedded in the binary:
+//! The live ticker page (`GET /`), the browser client (`GET /ringcast.js`) and the SharedWorker that lets
+//! all tabs of one origin share one socket (`GET /ringcast-worker.js`), embedded in the binary:
 //! no build step, no CDN. `--no-page` turns both off (404); the WebSocket upgrade on `/` is unaffected.
 //! Each asset carries a strong ETag (a hash of its bytes, computed at compile time): a request whose
 //! `If-None-Match` names it gets `304 Not Modified` without the body.
@@ -16,6 +17,7 @@ pub struct Asset {
 
 const INDEX_HTML: &str = include_str!("../../client/index.html");
 const CLIENT_JS: &str = include_str!("../../client/ringcast.js");
+const WORKER_JS: &str = include_str!("../../client/ringcast-worker.js");
 
 /// The page: revalidated on every load, so a new server's page is picked up at once.
 pub const INDEX: Asset = Asset {
@@ -33,6 +35,14 @@ pub const CLIENT: Asset = Asset {
     etag: fnv1a(CLIENT_JS.as_bytes()),
 };
 
+/// The SharedWorker module (imports `/ringcast.js`): cached like the client.
+pub const WORKER: Asset = Asset {
+    body: WORKER_JS,
+    content_type: "text/javascript; charset=utf-8",
+    cache_control: "public, max-age=300",
+    etag: fnv1a(WORKER_JS.as_bytes()),
+};
+
 /// The answer to a plain `GET` of a page path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Response {
@@ -47,6 +57,7 @@ pub fn asset_at(path: &str) -> Option<Asset> {
     match path {
         "/" | "/index.html" => Some(INDEX),
         "/ringcast.js" => Some(CLIENT),
+        "/ringcast-worker.js" => Some(WORKER),
         _ => None,
     }
 }
@@ -134,8 +145,10 @@ mod tests {
         assert_eq!(asset_at("/"), Some(INDEX));
         assert_eq!(asset_at("/index.html"), Some(INDEX));
         assert_eq!(asset_at("/ringcast.js"), Some(CLIENT));
+        assert_eq!(asset_at("/ringcast-worker.js"), Some(WORKER));
         assert_eq!(asset_at("/other.js"), None);
         assert_ne!(INDEX.etag(), CLIENT.etag());
+        assert_ne!(WORKER.etag(), CLIENT.etag());
     }
 
     #[test]
@@ -172,6 +185,14 @@ mod tests {
         assert!(not_modified.starts_with("HTTP/1.1 304 Not Modified\r\n"));
         assert!(not_modified.contains(&format!("ETag: {}\r\n", INDEX.etag())));
         assert!(not_modified.ends_with("\r\n\r\n"));
+        let worker = text(Response::Asset(WORKER));
+        assert!(worker.contains("Content-Type: text/javascript; charset=utf-8\r\n"));
+        assert!(worker.contains(&format!("ETag: {}\r\n", WORKER.etag())));
+        assert!(worker.ends_with(WORKER.body));
+        assert_eq!(
+            respond(WORKER, true, Some(WORKER.etag().as_bytes())),
+            Response::NotModified(WORKER)
+        );
         assert!(text(Response::NotFound).starts_with("HTTP/1.1 404 Not Found\r\n"));
     }
 }

@@ -432,9 +432,14 @@ pub fn ringcast_command(args: &[&str], env: &[(&str, &str)]) -> Command {
 impl Server {
     /// A server started by the test itself (e.g. without `--listen`, or `--processes N`), reachable at
     /// `addr`, killed when dropped; returns once `/healthz` answers 200.
+    /// A deadline, not a speed target: 30 s leaves room for a loaded 2-core CI box (a `demo` starts
+    /// redis-server first); a process that exits meanwhile fails at once, with its status.
     pub fn adopt(child: Child, addr: SocketAddr) -> Server {
-        let server = Server { child, addr };
-        poll_until(Duration::from_secs(10), "/healthz answers 200", || {
+        let mut server = Server { child, addr };
+        poll_until(Duration::from_secs(30), "/healthz answers 200", || {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("the process exited before /healthz answered: {status}");
+            }
             matches!(server.try_get("/healthz"), Ok((200, _)))
         });
         server

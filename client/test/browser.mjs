@@ -1,0 +1,113 @@
+// A headless Chromium driven over the DevTools protocol (no playwright), for chromium*.test.mjs: Debian
+// `chromium` (env RINGCAST_CHROMIUM picks another binary). Started through harness.mjs, so stopAll() kills it.
+// (Holds no tests itself.)
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { start, stop } from "./harness.mjs";
+
+function findChromium() {
+  for (const name of [process.env.RINGCAST_CHROMIUM, "chromium", "chromium-browser", "google-chrome"]) {
+    if (!name) continue;
+    try {
+      execFileSync("sh", ["-c", `command -v "${name}"`], { stdio: "ignore" });
+      return name;
+    } catch {
+      // try the next
+    }
+  }
+  return null;
+}
+
+export const CHROMIUM = findChromium();
+
+/** Why a browser test cannot run here (for `skip`), or false. */
+export const skipWhy = !CHROMIUM
+  ? "no chromium (apt-get install -y chromium, or set RINGCAST_CHROMIUM)"
+  : typeof WebSocket === "undefined"
+    ? "no global WebSocket (run node with --experimental-websocket)"
+    : false;
+
+/**
+ * Starts Chromium headless on a fresh profile; resolves with `{ openTab(url), close() }`. A tab:
+ * `{ targetId, evaluate(expression), activate(), close() }` (Target.activateTarget brings it to the front;
+ * Target.closeTarget closes it as a user would).
+ */
+export async function startBrowser() {
+  const profile = mkdtempSync(join(tmpdir(), "ringcast-chromium-"));
+  const chrome = start(
+    CHROMIUM,
+    [
+      "--headless=new",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--no-first-run",
+      "--remote-debugging-port=0",
+      "--remote-allow-origins=*",
+      `--user-data-dir=${profile}`,
+      "about:blank",
+    ],
+    ["ignore", "ignore", "pipe"],
+    { group: true },
+  );
+  let stderr = "";
+  const endpoint = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no DevTools endpoint within 30 s: ${stderr}`)), 30_000);
+    chrome.stderr.on("data", (d) => {
+      stderr += d;
+      const m = stderr.match(/DevTools listening on (ws:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    chrome.on("exit", (code) => reject(new Error(`chromium exited (${code}): ${stderr}`)));
+  });
+  const ws = new WebSocket(endpoint);
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = () => reject(new Error("DevTools socket failed"));
+  });
+  let nextId = 1;
+  const waiting = new Map();
+  ws.onmessage = (e) => {
+    const msg = JSON.parse(e.data);
+    const w = waiting.get(msg.id);
+    if (!w) return;
+    waiting.delete(msg.id);
+    if (msg.error) w.reject(new Error(JSON.stringify(msg.error)));
+    else w.resolve(msg.result);
+  };
+  const call = (method, params = {}, sessionId) =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      waiting.set(id, { resolve, reject });
+      ws.send(JSON.stringify({ id, method, params, sessionId }));
+    });
+  const openTab = async (url) => {
+    const { targetId } = await call("Target.createTarget", { url });
+    const { sessionId } = await call("Target.attachToTarget", { targetId, flatten: true });
+    const evaluate = async (expression) => {
+      const r = await call("Runtime.evaluate", { expression, returnByValue: true }, sessionId);
+      if (r.exceptionDetails) throw new Error(`page: ${JSON.stringify(r.exceptionDetails)}`);
+      return r.result.value;
+    };
+    return {
+      targetId,
+      evaluate,
+      activate: () => call("Target.activateTarget", { targetId }),
+      close: () => call("Target.closeTarget", { targetId }),
+    };
+  };
+  return {
+    chrome,
+    openTab,
+    /** Stops Chromium and removes its profile. */
+    async close() {
+      ws.close();
+      await stop(chrome);
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
