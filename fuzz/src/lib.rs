@@ -198,6 +198,8 @@ pub fn client_command(data: &[u8]) {
             }
         }
         Ok(ClientCommand::Auth(token)) => assert!(!token.is_empty()),
+        // `{"op":"ping"}`: only from a JSON object.
+        Ok(ClientCommand::Ping) => assert!(text.trim_start().starts_with('{')),
         Err(CommandError::TooManySymbols { limit }) => assert_eq!(*limit, cap),
         Err(CommandError::BadSymbol(s)) => assert!(s.chars().count() <= MAX_SYMBOL_LEN + 1),
         Err(_) => {}
