@@ -121,7 +121,7 @@ pub fn parse(text: &str, max_symbols: usize) -> Result<ClientCommand, CommandErr
 
 fn parse_json(text: &str, max_symbols: usize) -> Result<ClientCommand, CommandError> {
     let cmd: JsonCommand = serde_json::from_str(text)
-        .map_err(|e| CommandError::BadRequest(format!("invalid command JSON: {e}")))?;
+        .map_err(|e| CommandError::BadRequest(shown("invalid command JSON: ", &e)))?;
     let symbols = || match cmd.symbols {
         Some(raw) => read_symbols(raw, max_symbols),
         None => Err(CommandError::BadRequest(format!(
@@ -147,6 +147,37 @@ fn parse_json(text: &str, max_symbols: usize) -> Result<ClientCommand, CommandEr
     }
 }
 
+/// Longest parser error quoted back to a client: serde's messages quote the offending key or value
+/// whole, which would make the reply (and its cost) as large as the message.
+const SHOWN_ERROR_CHARS: usize = 160;
+
+/// `prefix` and the start of `err`'s message, cut to `SHOWN_ERROR_CHARS` while it is written (never
+/// formatted whole first).
+fn shown(prefix: &str, err: &impl std::fmt::Display) -> String {
+    struct Cut(String, usize);
+    impl std::fmt::Write for Cut {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for c in s.chars() {
+                if self.1 == 0 {
+                    return Err(std::fmt::Error);
+                }
+                self.0.push(c);
+                self.1 -= 1;
+            }
+            Ok(())
+        }
+    }
+    let mut out = Cut(
+        String::with_capacity(prefix.len() + SHOWN_ERROR_CHARS),
+        SHOWN_ERROR_CHARS,
+    );
+    out.0.push_str(prefix);
+    if std::fmt::write(&mut out, format_args!("{err}")).is_err() {
+        out.0.push('…');
+    }
+    out.0
+}
+
 /// Walk a raw `symbols` array, materialising at most `max + 1` strings.
 fn read_symbols(raw: &RawValue, max: usize) -> Result<Vec<String>, CommandError> {
     let mut symbols = Capped::new(max);
@@ -161,7 +192,7 @@ fn read_symbols(raw: &RawValue, max: usize) -> Result<Vec<String>, CommandError>
         return Err(err);
     }
     walked.map_err(|e| {
-        CommandError::BadRequest(format!("`symbols` must be a list of strings: {e}"))
+        CommandError::BadRequest(shown("`symbols` must be a list of strings: ", &e))
     })?;
     symbols.finish()
 }
@@ -294,6 +325,26 @@ mod tests {
     use super::*;
 
     const CAP: usize = 256;
+
+    #[test]
+    fn parser_errors_are_quoted_short() {
+        let key = "k".repeat(5000);
+        let err = parse(&format!("{{\"{key}\":1}}"), CAP).unwrap_err();
+        let msg = err.message();
+        assert_eq!(err.code(), "bad_request");
+        assert!(
+            msg.starts_with("invalid command JSON: unknown field"),
+            "{msg}"
+        );
+        assert!(
+            msg.chars().count() <= "invalid command JSON: ".len() + SHOWN_ERROR_CHARS + 1,
+            "{} chars",
+            msg.len()
+        );
+        assert!(msg.ends_with('…'));
+        let short = parse("{not json", CAP).unwrap_err().message();
+        assert!(!short.ends_with('…'), "{short}");
+    }
 
     #[test]
     fn plain_form_of_the_seed_client() {
