@@ -54,9 +54,9 @@ fn too_many_symbols_and_binary_messages_get_errors_and_the_connection_stays() {
     server.wait_feed_up();
     let mut ws = server.ws();
     send_text(&mut ws, "A1,A2");
-    assert_eq!(read_json(&mut ws)["type"], "subscribed");
+    assert_eq!(read_reply(&mut ws)["type"], "subscribed");
     send_text(&mut ws, r#"{"op":"subscribe","symbols":["A3","A4"]}"#);
-    let err = read_json(&mut ws);
+    let err = read_reply(&mut ws);
     assert_eq!(
         error_code(&err),
         (Some("error"), Some("too_many_symbols")),
@@ -65,7 +65,7 @@ fn too_many_symbols_and_binary_messages_get_errors_and_the_connection_stays() {
     assert!(err["message"].is_string(), "{err}");
 
     ws.write_all(&frame(true, 0x2, b"A3")).unwrap();
-    let err = read_json(&mut ws);
+    let err = read_reply(&mut ws);
     assert_eq!(
         error_code(&err),
         (Some("error"), Some("bad_request")),
@@ -76,7 +76,7 @@ fn too_many_symbols_and_binary_messages_get_errors_and_the_connection_stays() {
     // Still open and serving: the third symbol is within the limit, and ticks flow.
     send_text(&mut ws, "A3");
     assert_eq!(
-        read_json(&mut ws)["type"],
+        read_reply(&mut ws)["type"],
         "subscribed",
         "exactly 3 symbols are allowed"
     );
@@ -109,7 +109,7 @@ fn a_narrower_refreshed_token_drops_the_subscriptions_it_no_longer_allows() {
     );
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     send_text(&mut ws, "EFERT,LUCK");
-    assert_eq!(read_json(&mut ws)["type"], "subscribed");
+    assert_eq!(read_reply(&mut ws)["type"], "subscribed");
     let mut con = redis_con(&redis.url());
     let luck0 = r#"{"symbol":"LUCK","seq":0}"#;
     publish_tick(&mut con, "n:", luck0);
@@ -126,7 +126,7 @@ fn a_narrower_refreshed_token_drops_the_subscriptions_it_no_longer_allows() {
             token("alice", &["EFERT"])
         ),
     );
-    let ok = read_json(&mut ws);
+    let ok = read_reply(&mut ws);
     assert_eq!(
         (ok["type"].as_str(), ok["status"].as_str()),
         (Some("auth"), Some("ok")),
@@ -145,7 +145,7 @@ fn a_narrower_refreshed_token_drops_the_subscriptions_it_no_longer_allows() {
     );
     // And it cannot subscribe to LUCK again under that token.
     send_text(&mut ws, "LUCK");
-    assert_eq!(read_json(&mut ws)["error"], "forbidden_symbol");
+    assert_eq!(read_reply(&mut ws)["error"], "forbidden_symbol");
 }
 
 #[test]

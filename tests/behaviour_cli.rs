@@ -179,19 +179,19 @@ fn serve_variables_take_effect_and_a_flag_wins_over_its_variable() {
     let mut ws = server.ws();
     send_text(&mut ws, "E1,E2,E3");
     assert_eq!(
-        read_json(&mut ws)["error"],
+        read_reply(&mut ws)["error"],
         "too_many_symbols",
         "RINGCAST_MAX_SYMBOLS_PER_CONN=2"
     );
     send_text(&mut ws, "E1,E2");
-    assert_eq!(read_json(&mut ws)["type"], "subscribed");
+    assert_eq!(read_reply(&mut ws)["type"], "subscribed");
 
     // The same variable with the flag: the flag wins.
     let flagged = Server::start_with_env(&["--workers", "1", "--max-symbols-per-conn", "3"], &env);
     let mut ws = flagged.ws();
     send_text(&mut ws, "E1,E2,E3");
     assert_eq!(
-        read_json(&mut ws)["type"],
+        read_reply(&mut ws)["type"],
         "subscribed",
         "--max-symbols-per-conn 3 wins over the variable"
     );
@@ -205,10 +205,10 @@ fn retire_tells_subscribers_and_stops_the_symbol_until_they_subscribe_again() {
     let mut con = redis_con(&redis.url());
     let mut both = server.ws();
     send_text(&mut both, "HASCOL,LUCK");
-    assert_eq!(read_json(&mut both)["type"], "subscribed");
+    assert_eq!(read_reply(&mut both)["type"], "subscribed");
     let mut luck_only = server.ws();
     send_text(&mut luck_only, "LUCK");
-    assert_eq!(read_json(&mut luck_only)["type"], "subscribed");
+    assert_eq!(read_reply(&mut luck_only)["type"], "subscribed");
     let hascol1 = r#"{"symbol":"HASCOL","seq":1}"#;
     publish_tick(&mut con, "r:", hascol1);
     assert_eq!(read_text(&mut both), hascol1);
@@ -231,7 +231,7 @@ fn retire_tells_subscribers_and_stops_the_symbol_until_they_subscribe_again() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let retired = read_json(&mut both);
+    let retired = read_reply(&mut both);
     assert_eq!(
         (retired["type"].as_str(), retired["symbol"].as_str()),
         (Some("retired"), Some("HASCOL"))
@@ -255,7 +255,7 @@ fn retire_tells_subscribers_and_stops_the_symbol_until_they_subscribe_again() {
 
     // Subscribing again brings it back: the ack, its latest tick, then live ticks.
     send_text(&mut both, "HASCOL");
-    assert_eq!(read_json(&mut both)["type"], "subscribed");
+    assert_eq!(read_reply(&mut both)["type"], "subscribed");
     assert_eq!(
         read_text(&mut both),
         hascol2,
@@ -274,7 +274,7 @@ fn next_tick_of(ws: &mut std::net::TcpStream, symbol: &str, within: Duration) ->
             Instant::now() < deadline,
             "no {symbol} tick within {within:?}"
         );
-        let v = read_json(ws);
+        let v = read_reply(ws);
         if v["symbol"] == symbol {
             return v;
         }

@@ -21,7 +21,7 @@ fn stuck_client(server: &Server, symbols: &str) -> TcpStream {
     s.write_all(upgrade_request("/").as_bytes()).unwrap();
     assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
     send_text(&mut s, symbols);
-    assert_eq!(read_json(&mut s)["type"], "subscribed");
+    assert_eq!(read_reply(&mut s)["type"], "subscribed");
     s
 }
 
@@ -187,7 +187,7 @@ fn coalesce_delay_delivers_every_tick_in_order_within_the_delay() {
     server.wait_feed_up();
     let mut client = server.ws();
     send_text(&mut client, "K0,K1,K2");
-    assert_eq!(read_json(&mut client)["type"], "subscribed");
+    assert_eq!(read_reply(&mut client)["type"], "subscribed");
 
     // Three bursts of 10 ticks, 50 ms apart within a burst, a pause between bursts.
     let total = 30;

@@ -554,6 +554,17 @@ pub fn read_json<S: Read>(s: &mut S) -> serde_json::Value {
     }
 }
 
+/// The next JSON message that is not a feed status: a server without a reachable Redis tells every
+/// connection `{"type":"feed","status":"down"}` at a moment of its own, which may come before a reply.
+pub fn read_reply<S: Read>(s: &mut S) -> serde_json::Value {
+    loop {
+        let v = read_json(s);
+        if v["type"] != "feed" {
+            return v;
+        }
+    }
+}
+
 impl Server {
     /// A child that serves no port (e.g. `ringcast feed`), handled like a server: signals, exit, killed
     /// when dropped.
