@@ -27,63 +27,99 @@ impl fmt::Debug for Redacted<'_> {
     }
 }
 
-/// The password of `url`'s user-info, as written (percent-encoded or not), if any.
-fn password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let at = authority.rfind('@')?;
-    let userinfo = &authority[..at];
-    let colon = userinfo.find(':')?;
-    Some(&userinfo[colon + 1..])
+/// A URL cut into the parts redaction cares about; text that is not a URL is all `authority`/`rest`.
+struct UrlParts<'a> {
+    /// `scheme://`, or empty.
+    scheme: &'a str,
+    /// What stands before the last `@` of the authority (`user:password`), if there is an `@`.
+    userinfo: Option<&'a str>,
+    /// The authority after the user-info (`host:port`).
+    host: &'a str,
+    /// The path, up to `?`.
+    path: &'a str,
+    /// The query without its `?` (up to `#`), if there is one.
+    query: Option<&'a str>,
+    /// `#…`, or empty.
+    fragment: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    fn of(url: &'a str) -> UrlParts<'a> {
+        let start = url.find("://").map_or(0, |i| i + 3);
+        let (scheme, rest) = url.split_at(start);
+        let (authority, tail) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+        let (userinfo, host) = match authority.rfind('@') {
+            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+            None => (None, authority),
+        };
+        let (path, query, fragment) = match tail.find('?') {
+            Some(q) => {
+                let after = &tail[q + 1..];
+                let (query, fragment) = after.split_at(after.find('#').unwrap_or(after.len()));
+                (&tail[..q], Some(query), fragment)
+            }
+            None => (tail, None, ""),
+        };
+        UrlParts {
+            scheme,
+            userinfo,
+            host,
+            path,
+            query,
+            fragment,
+        }
+    }
+
+    /// The user-info's password, as written (percent-encoded or not), if any.
+    fn password(&self) -> Option<&'a str> {
+        self.userinfo?.split_once(':').map(|(_, pass)| pass)
+    }
+
+    /// The query's `key=value` pairs (a pair without `=` has no value).
+    fn query_pairs(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> {
+        self.query.into_iter().flat_map(|q| {
+            q.split('&').map(|pair| match pair.split_once('=') {
+                Some((key, value)) => (key, Some(value)),
+                None => (pair, None),
+            })
+        })
+    }
 }
 
 /// `url` with the password of its user-info and the values of `password`/`pass` query parameters masked.
 /// A user-info without `:` is a user name alone and stays; text that is not a URL comes back unchanged
 /// except for those two parts if it happens to have them.
 pub fn redact_url(url: &str) -> String {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let rest = &url[start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_len];
+    let parts = UrlParts::of(url);
     let mut out = String::with_capacity(url.len());
-    out.push_str(&url[..start]);
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.find(':') {
-                Some(colon) => {
-                    out.push_str(&userinfo[..=colon]);
-                    out.push_str(MASK);
-                }
-                None => out.push_str(userinfo),
+    out.push_str(parts.scheme);
+    if let Some(userinfo) = parts.userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push(':');
+                out.push_str(MASK);
             }
-            out.push_str(&authority[at..]);
+            None => out.push_str(userinfo),
         }
-        None => out.push_str(authority),
+        out.push('@');
     }
-    let tail = &rest[authority_len..];
-    match tail.find('?') {
-        Some(q) => {
-            out.push_str(&tail[..=q]);
-            let query = &tail[q + 1..];
-            let (query, fragment) = query.split_at(query.find('#').unwrap_or(query.len()));
-            for (i, pair) in query.split('&').enumerate() {
-                if i > 0 {
-                    out.push('&');
-                }
-                match pair.split_once('=') {
-                    Some((key, _)) if is_password_key(key) => {
-                        out.push_str(key);
-                        out.push('=');
-                        out.push_str(MASK);
-                    }
-                    _ => out.push_str(pair),
-                }
+    out.push_str(parts.host);
+    out.push_str(parts.path);
+    if parts.query.is_some() {
+        out.push('?');
+        for (i, (key, value)) in parts.query_pairs().enumerate() {
+            if i > 0 {
+                out.push('&');
             }
-            out.push_str(fragment);
+            out.push_str(key);
+            if let Some(value) = value {
+                out.push('=');
+                out.push_str(if is_password_key(key) { MASK } else { value });
+            }
         }
-        None => out.push_str(tail),
     }
+    out.push_str(parts.fragment);
     out
 }
 
@@ -112,23 +148,20 @@ pub fn scrub(text: &str, url: &str) -> String {
 
 /// The secrets a URL carries: its password (as written and percent-decoded) and password-like query values.
 fn secrets_of(url: &str) -> Vec<String> {
+    let parts = UrlParts::of(url);
     let mut out = Vec::new();
-    if let Some(p) = password(url) {
+    if let Some(p) = parts.password() {
         out.push(p.to_string());
         let decoded = percent_decode(p);
         if decoded != p {
             out.push(decoded);
         }
     }
-    if let Some(q) = url.find('?') {
-        let query = &url[q + 1..];
-        let query = &query[..query.find('#').unwrap_or(query.len())];
-        for pair in query.split('&') {
-            if let Some((key, value)) = pair.split_once('=')
-                && is_password_key(key)
-            {
-                out.push(value.to_string());
-            }
+    for (key, value) in parts.query_pairs() {
+        if let Some(value) = value
+            && is_password_key(key)
+        {
+            out.push(value.to_string());
         }
     }
     out

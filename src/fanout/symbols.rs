@@ -94,9 +94,14 @@ impl SymbolMap {
 
     /// The id of `symbol`, adding it (with no data yet) when unknown, whatever the limit: for subscribing.
     pub fn intern(&mut self, symbol: &str) -> SymbolId {
-        if let Some(id) = self.get(symbol) {
-            return id;
+        match self.get(symbol) {
+            Some(id) => id,
+            None => self.insert(symbol),
         }
+    }
+
+    /// Add `symbol`, known to be absent.
+    fn insert(&mut self, symbol: &str) -> SymbolId {
         let symbol: Symbol = symbol.into();
         let entry = Entry {
             symbol: symbol.clone(),
@@ -127,7 +132,7 @@ impl SymbolMap {
             return Admission::Known(id);
         }
         if self.len() < self.limit {
-            return Admission::Added(self.intern(symbol));
+            return Admission::Added(self.insert(symbol));
         }
         if self.head == NIL {
             self.refused += 1;
@@ -138,7 +143,7 @@ impl SymbolMap {
         self.remove(victim);
         self.evicted += 1;
         Admission::Evicted {
-            id: self.intern(symbol),
+            id: self.insert(symbol),
             evicted,
         }
     }

@@ -41,10 +41,38 @@ fn connection_trouble(e: &RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
+/// A connection for commands (snapshot, fetches), with the connect and command timeouts.
+fn command_connection(client: &redis::Client) -> Result<redis::Connection, RedisError> {
+    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+    con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+    con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+    Ok(con)
+}
+
 /// A snapshot to read again later.
 struct SnapshotRetry {
     at: Instant,
     backoff: Backoff,
+}
+
+impl SnapshotRetry {
+    fn new() -> SnapshotRetry {
+        SnapshotRetry {
+            at: Instant::now(),
+            backoff: Backoff::with_range(
+                SNAPSHOT_RETRY,
+                SNAPSHOT_RETRY_MAX,
+                XorShift::from_clock(),
+            ),
+        }
+    }
+
+    /// After a refused read: when to try again (back-off); returns the delay.
+    fn postpone(&mut self) -> Duration {
+        let delay = self.backoff.next_delay();
+        self.at = Instant::now() + delay;
+        delay
+    }
 }
 
 /// How a session with Redis ended.
@@ -176,14 +204,9 @@ impl Ingest {
             Ok(s) => Some(s),
             Err(e) if connection_trouble(&e) => return e.into(),
             Err(e) => {
-                let mut backoff =
-                    Backoff::with_range(SNAPSHOT_RETRY, SNAPSHOT_RETRY_MAX, XorShift::from_clock());
-                let delay = backoff.next_delay();
-                self.snapshot_failed(&e, delay);
-                retry = Some(SnapshotRetry {
-                    at: Instant::now() + delay,
-                    backoff,
-                });
+                let mut r = SnapshotRetry::new();
+                self.snapshot_failed(&e, r.postpone());
+                retry = Some(r);
                 None
             }
         };
@@ -224,8 +247,7 @@ impl Ingest {
                     }
                     Err(e) if connection_trouble(&e) => return e.into(),
                     Err(e) => {
-                        let delay = r.backoff.next_delay();
-                        r.at = Instant::now() + delay;
+                        let delay = r.postpone();
                         self.snapshot_failed(&e, delay);
                     }
                 }
@@ -320,12 +342,7 @@ impl Ingest {
     fn hmget(&mut self, symbols: &[Symbol]) -> Result<Vec<Option<Vec<u8>>>, RedisError> {
         let con = match &mut self.fetch_con {
             Some(con) => con,
-            None => {
-                let con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-                con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-                con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-                self.fetch_con.insert(con)
-            }
+            None => self.fetch_con.insert(command_connection(&self.client)?),
         };
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(&self.keys.ticks);
@@ -385,9 +402,7 @@ impl Ingest {
     /// HGETALL `{prefix}ticks` on a second, short-lived connection: every stored tick, validated, each
     /// frame built once. Sorted by symbol.
     fn fetch_snapshot(&mut self) -> Result<Vec<(Symbol, PreparedFrame)>, RedisError> {
-        let mut con = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-        con.set_write_timeout(Some(COMMAND_TIMEOUT))?;
+        let mut con = command_connection(&self.client)?;
         let entries: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
             .arg(&self.keys.ticks)
             .query(&mut con)?;
