@@ -8,7 +8,7 @@
 // Both sides live here: connectShared() runs in the page (ringcast.js's connect() calls it), serveShared()
 // in the worker. Served by `ringcast serve` at /ringcast-worker.js; started as
 // `new SharedWorker("/ringcast-worker.js", { type: "module" })`, it serves at once (last line).
-import { DEFAULTS, addSymbols, connect, makeConflator, parseSymbols, removeSymbols } from "./ringcast.js";
+import { DEFAULTS, addSymbols, connect, connectDirect, errorText, parseSymbols, removeSymbols } from "./ringcast.js";
 
 /** Shared-mode timing, in milliseconds. */
 export const SHARED_DEFAULTS = Object.freeze({
@@ -24,16 +24,20 @@ export const SHARED_DEFAULTS = Object.freeze({
  */
 export function makePortBook() {
   const byPort = new Map(); // port -> Set(symbol)
-  const count = new Map(); // symbol -> how many ports want it
+  const bySymbol = new Map(); // symbol -> Set(port): the ports that want it (never empty)
+  const none = new Set();
   const book = {
     add(port, symbols) {
       let mine = byPort.get(port);
       if (!mine) byPort.set(port, (mine = new Set()));
       const subscribe = [];
       for (const s of addSymbols(mine, symbols)) {
-        const n = (count.get(s) || 0) + 1;
-        count.set(s, n);
-        if (n === 1) subscribe.push(s);
+        let ports = bySymbol.get(s);
+        if (!ports) {
+          bySymbol.set(s, (ports = new Set()));
+          subscribe.push(s);
+        }
+        ports.add(port);
       }
       return subscribe;
     },
@@ -42,10 +46,10 @@ export function makePortBook() {
       if (!mine) return [];
       const unsubscribe = [];
       for (const s of removeSymbols(mine, symbols)) {
-        const n = count.get(s) - 1;
-        if (n > 0) count.set(s, n);
-        else {
-          count.delete(s);
+        const ports = bySymbol.get(s);
+        ports.delete(port);
+        if (ports.size === 0) {
+          bySymbol.delete(s);
           unsubscribe.push(s);
         }
       }
@@ -60,17 +64,15 @@ export function makePortBook() {
     },
     /** The server retired `symbol`: nobody holds it any more (no unsubscribe to send). */
     retire(symbol) {
-      for (const mine of byPort.values()) mine.delete(symbol);
-      count.delete(symbol);
+      for (const port of book.holders(symbol)) byPort.get(port).delete(symbol);
+      bySymbol.delete(symbol);
     },
     has: (port) => byPort.has(port),
-    portsFor(symbol) {
-      const out = [];
-      for (const [port, mine] of byPort) if (mine.has(symbol)) out.push(port);
-      return out;
-    },
+    /** The ports that want `symbol`, live (per tick: no copy); iterate it, do not keep or change it. */
+    holders: (symbol) => bySymbol.get(symbol) || none,
+    portsFor: (symbol) => [...book.holders(symbol)],
     ports: () => [...byPort.keys()],
-    symbols: () => [...count.keys()],
+    symbols: () => [...bySymbol.keys()],
   };
   return book;
 }
@@ -112,6 +114,10 @@ export function serveShared(scope, deps = {}) {
   const toAll = (msg) => {
     for (const port of book.ports()) post(port, msg);
   };
+  const toHolders = (type, tick) => {
+    const msg = { type, tick };
+    for (const port of book.holders(tick.symbol)) post(port, msg);
+  };
 
   // getToken lives in the pages: ask one that has it.
   const askToken = () =>
@@ -137,13 +143,9 @@ export function serveShared(scope, deps = {}) {
       token: hello.token || undefined,
       getToken: hello.getToken ? askToken : undefined,
       shared: false,
-      schedule: (fn) => fn(), // no conflation here: each tab conflates per its own frame
-      onTick: (tick) => {
-        for (const port of book.portsFor(tick.symbol)) post(port, { type: "tick", tick });
-      },
-      onSnapshot: (tick) => {
-        for (const port of book.portsFor(tick.symbol)) post(port, { type: "snapshot", tick });
-      },
+      conflate: false, // each tab conflates per its own frame
+      onTick: (tick) => toHolders("tick", tick),
+      onSnapshot: (tick) => toHolders("snapshot", tick),
       onStatus: (status, detail) => {
         lastStatus = { status, detail: { ...detail, mode: "shared" } };
         toAll({ type: "status", ...lastStatus });
@@ -162,8 +164,9 @@ export function serveShared(scope, deps = {}) {
     const fresh = book.add(port, symbols);
     if (fresh.length) feed.subscribe(fresh);
     // Symbols another tab already holds bring no snapshot from the server: hand over the stored one.
+    const subscribed = new Set(fresh);
     for (const s of symbols) {
-      const tick = fresh.includes(s) ? undefined : feed.latest(s);
+      const tick = subscribed.has(s) ? undefined : feed.latest(s);
       if (tick) post(port, { type: "snapshot", tick });
     }
   };
@@ -197,7 +200,6 @@ export function serveShared(scope, deps = {}) {
       } else lastSeen.set(port, now());
       if (m.getToken) tokenPorts.add(port);
       if (!feed) start(m);
-      book.add(port, []);
       if (lastStatus) post(port, { type: "status", ...lastStatus });
       return subscribe(port, safeSymbols(m.symbols));
     }
@@ -240,11 +242,11 @@ function safeSymbols(symbols) {
 }
 
 /**
- * The page side: the same API as connect()'s dedicated mode, talking to the worker. Returns null when no
+ * The page side: connect()'s link to the worker, feeding `tab` (see ringcast.js). Returns null when no
  * SharedWorker can be started (connect() then opens a socket of its own); falls back the same way, with
  * status detail `mode: "dedicated"`, when the worker fails to load.
  */
-export function connectShared(url, options = {}) {
+export function connectShared(url, options, tab) {
   let worker;
   try {
     const script = options.workerUrl || new URL("./ringcast-worker.js", import.meta.url);
@@ -253,27 +255,13 @@ export function connectShared(url, options = {}) {
     return null;
   }
   const port = worker.port;
-  const noop = () => {};
-  const onTick = options.onTick || noop;
-  const onSnapshot = options.onSnapshot || ((tick) => conflator.push(tick));
-  const onStatus = options.onStatus || noop;
-  const onError = options.onError || noop;
-  const onRetired = options.onRetired || noop;
   const heartbeatMs = options.heartbeatMs || SHARED_DEFAULTS.heartbeatMs;
-  const schedule =
-    options.schedule ||
-    (typeof requestAnimationFrame === "function" ? (fn) => requestAnimationFrame(() => fn()) : (fn) => setTimeout(fn, 16));
-  const conflator = makeConflator((tick) => onTick(tick), schedule);
-  const wanted = new Set();
-  const latest = new Map();
   const timing = {};
   for (const k of Object.keys(DEFAULTS)) if (options[k] !== undefined) timing[k] = options[k];
-  let lastStatus = null;
   let stopped = false;
   let heard = false; // the worker has spoken: it loaded
-  let direct = null; // the dedicated fallback, once the worker failed
+  let direct = null; // the link of the dedicated fallback, once the worker failed
   let joined = false; // hello sent (it carries every symbol wanted so far)
-  addSymbols(wanted, parseSymbols(options.symbols || []));
   // A Web Lock held for the tab's life: the worker waits on it to learn the tab is gone. Without Web
   // Locks, heartbeats tell the worker instead.
   const locks = globalThis.navigator?.locks;
@@ -288,7 +276,7 @@ export function connectShared(url, options = {}) {
       url,
       token: options.token || null,
       getToken: Boolean(options.getToken),
-      symbols: [...wanted],
+      symbols: [...tab.wanted],
       timing,
       heartbeatMs,
     });
@@ -300,27 +288,20 @@ export function connectShared(url, options = {}) {
     if (stopped) return;
     switch (m.type) {
       case "tick":
-        if (!wanted.has(m.tick.symbol)) return;
-        latest.set(m.tick.symbol, m.tick);
-        return conflator.push(m.tick);
       case "snapshot":
-        if (!wanted.has(m.tick.symbol)) return;
-        latest.set(m.tick.symbol, m.tick);
-        return onSnapshot(m.tick);
+        if (tab.wanted.has(m.tick.symbol)) tab.deliver(m.tick, m.type === "snapshot");
+        return;
       case "status":
-        lastStatus = m.status;
-        return onStatus(m.status, m.detail);
+        return tab.status(m.status, m.detail);
       case "error":
-        return onError(m.err);
+        return tab.onError(m.err);
       case "retired":
-        wanted.delete(m.symbol);
-        latest.delete(m.symbol);
-        return onRetired(m.symbol);
+        return tab.retire(m.symbol);
       case "getToken":
         return Promise.resolve()
           .then(() => options.getToken())
           .catch((err) => {
-            onError({ kind: "token", message: String(err && err.message ? err.message : err) });
+            tab.onError({ kind: "token", message: errorText(err) });
             return null;
           })
           .then((token) => port.postMessage({ op: "token", id: m.id, token }));
@@ -334,23 +315,20 @@ export function connectShared(url, options = {}) {
   const bye = () => port.postMessage({ op: "bye" });
   const back = (e) => e.persisted && !stopped && !direct && hello(); // back from the back/forward cache
   const events = typeof addEventListener === "function" ? globalThis : null;
-  if (events) {
-    events.addEventListener("pagehide", bye);
-    events.addEventListener("pageshow", back);
-  }
-  const unhook = () => {
+  events?.addEventListener("pagehide", bye);
+  events?.addEventListener("pageshow", back);
+  // Done with the worker (closed, or it failed to load).
+  const leave = () => {
     clearInterval(beat);
-    if (events) {
-      events.removeEventListener("pagehide", bye);
-      events.removeEventListener("pageshow", back);
-    }
+    events?.removeEventListener("pagehide", bye);
+    events?.removeEventListener("pageshow", back);
+    port.close();
+    releaseLock();
   };
   worker.onerror = () => {
     if (heard || stopped || direct) return;
-    unhook();
-    port.close();
-    releaseLock();
-    direct = connect(url, { ...options, shared: false, symbols: [...wanted] });
+    leave();
+    direct = connectDirect(url, options, tab, "dedicated");
   };
   if (lock) {
     locks.request(lock, () => {
@@ -362,41 +340,20 @@ export function connectShared(url, options = {}) {
 
   return {
     get mode() {
-      return direct ? "dedicated" : "shared";
+      return direct ? direct.mode : "shared";
     },
-    subscribe(symbols) {
-      if (direct) return direct.subscribe(symbols);
-      const added = addSymbols(wanted, parseSymbols(symbols));
-      if (added.length && joined && !stopped) port.postMessage({ op: "subscribe", symbols: added });
-      return added;
-    },
-    unsubscribe(symbols) {
-      if (direct) return direct.unsubscribe(symbols);
-      const removed = removeSymbols(wanted, parseSymbols(symbols));
-      for (const s of removed) latest.delete(s);
-      if (removed.length && joined && !stopped) port.postMessage({ op: "unsubscribe", symbols: removed });
-      return removed;
-    },
-    latest(symbol) {
-      return direct ? direct.latest(symbol) : latest.get(symbol);
-    },
-    symbols() {
-      return direct ? direct.symbols() : [...wanted];
-    },
-    status() {
-      return direct ? direct.status() : lastStatus;
+    send(op, symbols) {
+      if (direct) direct.send(op, symbols);
+      else if (joined && !stopped) port.postMessage({ op, symbols });
     },
     close() {
       if (direct) return direct.close();
       if (stopped) return;
       stopped = true;
-      unhook();
-      conflator.clear();
+      tab.conflator.clear();
       bye();
-      port.close();
-      releaseLock();
-      lastStatus = "closed";
-      onStatus("closed", { code: 1000, reason: "closed by the page", mode: "shared" });
+      leave();
+      tab.status("closed", { code: 1000, reason: "closed by the page", mode: "shared" });
     },
   };
 }

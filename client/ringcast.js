@@ -163,78 +163,151 @@ function frameScheduler() {
   return (fn) => setTimeout(fn, 16);
 }
 
+/** An error's text for onError's `message`. */
+export function errorText(err) {
+  return String(err && err.message ? err.message : err);
+}
+
+const PING = JSON.stringify({ op: "ping" });
+
 /**
  * Connects and stays connected until close() or a `stop` close code.
  * options: symbols, token | getToken (async () => jwt), onTick(tick), onSnapshot(tick), onStatus(status,
  * detail), onError(err), onRetired(symbol), shared (default: where SharedWorker exists), workerUrl,
- * WebSocket (constructor, default the global), timing overrides (DEFAULTS' names), random (for tests).
+ * WebSocket (constructor, default the global), timing overrides (DEFAULTS' names), random (for tests),
+ * conflate (default true; the shared worker's own socket passes false: each tab conflates per its frame).
  * Shared mode: all tabs of the origin share one socket held by a SharedWorker (ringcast-worker.js); the
  * same API either way. Every status's detail carries `mode`: "shared" or "dedicated".
  */
 export function connect(url, options = {}) {
   const shared = options.shared ?? (typeof SharedWorker !== "undefined" && !options.WebSocket);
-  if (shared) {
-    const feed = connectShared(url, options);
-    if (feed) return feed;
-  }
-  return connectDirect(url, options, "dedicated");
+  const tab = makeTab(options);
+  const link = (shared && connectShared(url, options, tab)) || connectDirect(url, options, tab, "dedicated");
+  return feedApi(tab, link);
 }
 
-/** One socket of this page's own (also the worker's socket in shared mode). */
-function connectDirect(url, options, mode) {
+/**
+ * What a feed keeps for its page in either mode: the symbols wanted, the latest tick of each, the page's
+ * callbacks (defaults filled in), live ticks conflated per frame, the last status. A link feeds it: the
+ * page's own socket (connectDirect) or the shared worker's port (connectShared).
+ */
+function makeTab(options) {
+  const noop = () => {};
+  const onTick = options.onTick || noop;
+  const conflator =
+    options.conflate === false ? { push: onTick, clear: noop } : makeConflator(onTick, frameScheduler());
+  // Without onSnapshot, snapshot ticks reach onTick like live ones.
+  const onSnapshot = options.onSnapshot || conflator.push;
+  const onStatus = options.onStatus || noop;
+  const onRetired = options.onRetired || noop;
+  const wanted = new Set();
+  const latest = new Map();
+  addSymbols(wanted, parseSymbols(options.symbols || []));
+  const tab = {
+    wanted,
+    latest,
+    conflator,
+    onError: options.onError || noop,
+    lastStatus: null,
+    /** A tick of a wanted symbol: stored, then handed to onSnapshot (`snapshot`) or conflated for onTick. */
+    deliver(tick, snapshot) {
+      latest.set(tick.symbol, tick);
+      if (snapshot) onSnapshot(tick);
+      else conflator.push(tick);
+    },
+    retire(symbol) {
+      wanted.delete(symbol);
+      latest.delete(symbol);
+      onRetired(symbol);
+    },
+    status(s, detail) {
+      tab.lastStatus = s;
+      onStatus(s, detail);
+    },
+  };
+  return tab;
+}
+
+/** The object connect() returns: the tab's state, and its link (`{ mode, send(op, symbols), close() }`). */
+function feedApi(tab, link) {
+  return {
+    get mode() {
+      return link.mode;
+    },
+    subscribe(symbols) {
+      const added = addSymbols(tab.wanted, parseSymbols(symbols));
+      if (added.length) link.send("subscribe", added);
+      return added;
+    },
+    unsubscribe(symbols) {
+      const removed = removeSymbols(tab.wanted, parseSymbols(symbols));
+      for (const s of removed) tab.latest.delete(s);
+      if (removed.length) link.send("unsubscribe", removed);
+      return removed;
+    },
+    latest: (symbol) => tab.latest.get(symbol),
+    symbols: () => [...tab.wanted],
+    status: () => tab.lastStatus,
+    close: () => link.close(),
+  };
+}
+
+/**
+ * The link of one socket of this page's own (also the worker's socket in shared mode, and a tab's when its
+ * worker fails to load): feeds `tab`, reconnecting until close() or a `stop` close code.
+ */
+export function connectDirect(url, options, tab, mode) {
   const opts = { ...DEFAULTS, ...options };
   const WS = options.WebSocket || globalThis.WebSocket;
   if (typeof WS !== "function") throw new Error("ringcast: no WebSocket in this environment");
   const random = options.random || Math.random;
-  const noop = () => {};
-  const onTick = options.onTick || noop;
-  // Without onSnapshot, snapshot ticks reach onTick like live ones.
-  const onSnapshot = options.onSnapshot || ((tick) => conflator.push(tick));
-  const onStatus = options.onStatus || noop;
-  const onError = options.onError || noop;
-  const onRetired = options.onRetired || noop;
-
-  const wanted = new Set();
-  const latest = new Map();
   const awaitingSnapshot = new Set();
-  const conflator = makeConflator((tick) => onTick(tick), options.schedule || frameScheduler());
   let token = options.token || null;
   let ws = null;
   let attempt = 0;
   let stopped = false;
   let retryTimer = null;
   let healthyTimer = null;
-  let livenessTimer = null;
-  let probes = 0; // probes sent on this socket whose answer has not come yet
+  let livenessTimer = null; // the connect timeout, then the liveness watch
+  let heardAt = 0; // when the server last sent anything (performance.now())
+  let probing = false; // a probe is out and nothing has come since
   let opening = false; // between open() starting and its socket existing (getToken may be awaited)
-  let lastStatus = null;
 
-  addSymbols(wanted, parseSymbols(options.symbols || []));
-
-  const status = (s, detail = {}) => {
-    lastStatus = s;
-    onStatus(s, { ...detail, mode });
-  };
+  const status = (s, detail = {}) => tab.status(s, { ...detail, mode });
   const clearTimers = () => {
     clearTimeout(retryTimer);
     clearTimeout(healthyTimer);
     clearTimeout(livenessTimer);
     retryTimer = healthyTimer = livenessTimer = null;
   };
-  const send = (text) => {
+  const sendText = (text) => {
     if (ws && ws.readyState === 1) ws.send(text);
   };
 
   // Liveness: the server's pings are answered by the browser, invisibly to JS, so any server message counts
   // as a sign of life; after probeAfterMs of silence the client sends {"op":"ping"}, which the server answers
-  // with {"type":"pong"}, and with no answer deadAfterMs later it drops the socket and reconnects.
+  // with {"type":"pong"}, and with no answer deadAfterMs later it drops the socket and reconnects. A message
+  // (thousands a second) only stamps heardAt; the one timer reads it when it fires.
+  const watchLiveness = () => {
+    if (probing) return drop(1006, "no traffic: socket presumed dead");
+    const quietMs = performance.now() - heardAt;
+    if (quietMs < opts.probeAfterMs) {
+      livenessTimer = setTimeout(watchLiveness, opts.probeAfterMs - quietMs);
+      return;
+    }
+    probing = true;
+    sendText(PING);
+    livenessTimer = setTimeout(watchLiveness, opts.deadAfterMs);
+  };
   const armLiveness = () => {
     clearTimeout(livenessTimer);
-    livenessTimer = setTimeout(() => {
-      probes += 1;
-      send(JSON.stringify({ op: "ping" }));
-      livenessTimer = setTimeout(() => drop(1006, "no traffic: socket presumed dead"), opts.deadAfterMs);
-    }, opts.probeAfterMs);
+    heardAt = performance.now();
+    probing = false;
+    livenessTimer = setTimeout(watchLiveness, opts.probeAfterMs);
+  };
+  const heard = () => {
+    if (probing) armLiveness(); // the probe's answer (or any message): silence counts from now again
+    else heardAt = performance.now();
   };
 
   const refreshToken = async () => {
@@ -243,7 +316,7 @@ function connectDirect(url, options, mode) {
       token = await options.getToken();
       return Boolean(token);
     } catch (err) {
-      onError({ kind: "token", message: String(err && err.message ? err.message : err) });
+      tab.onError({ kind: "token", message: errorText(err) });
       return false;
     }
   };
@@ -262,22 +335,21 @@ function connectDirect(url, options, mode) {
     try {
       sock = new WS(withToken(url, token));
     } catch (err) {
-      onError({ kind: "connect", message: String(err && err.message ? err.message : err) });
+      tab.onError({ kind: "connect", message: errorText(err) });
       return schedule(1006);
     }
     ws = sock;
-    probes = 0;
     livenessTimer = setTimeout(() => drop(1006, "connect timed out"), opts.connectTimeoutMs);
     sock.onopen = () => {
       if (sock !== ws) return;
-      for (const m of subscribeMessages([...wanted])) sock.send(m);
+      for (const m of subscribeMessages([...tab.wanted])) sock.send(m);
       status("live");
       armLiveness();
       healthyTimer = setTimeout(() => (attempt = 0), opts.healthyMs);
     };
     sock.onmessage = (e) => {
       if (sock !== ws) return;
-      armLiveness();
+      heard();
       if (typeof e.data === "string") onMessage(e.data);
     };
     sock.onclose = (e) => {
@@ -293,24 +365,26 @@ function connectDirect(url, options, mode) {
     };
   };
 
-  // The socket is gone (closed by the server, the network, or our liveness check): plan the next connect.
-  const drop = (code, reason) => {
+  // Detaches the socket, if any, and closes it.
+  const release = () => {
     const old = ws;
     ws = null;
+    if (!old) return;
+    old.onopen = old.onmessage = old.onclose = old.onerror = null;
+    if (old.readyState > 1) return;
+    try {
+      old.close(1000);
+    } catch {
+      // closing a socket still connecting may throw in old engines; it is dropped either way
+    }
+  };
+
+  // The socket is gone (closed by the server, the network, or our liveness check): plan the next connect.
+  const drop = (code, reason) => {
+    release();
     clearTimers();
     awaitingSnapshot.clear();
-    if (old) {
-      old.onopen = old.onmessage = old.onclose = old.onerror = null;
-      if (old.readyState <= 1) {
-        try {
-          old.close(1000);
-        } catch {
-          // closing a socket still connecting may throw in old engines; it is dropped either way
-        }
-      }
-    }
-    if (stopped) return;
-    schedule(code, reason);
+    if (!stopped) schedule(code, reason);
   };
 
   const schedule = async (code, reason = "") => {
@@ -326,10 +400,17 @@ function connectDirect(url, options, mode) {
     retryTimer = setTimeout(open, plan.delayMs);
   };
 
-  const stopFor = (code, why) => {
+  // For good (a `stop` close code or close()): no timer, no listener, no socket left.
+  const halt = () => {
     stopped = true;
     clearTimers();
-    onError({ kind: "closed", code, message: why });
+    unlisten();
+    release();
+  };
+
+  const stopFor = (code, why) => {
+    halt();
+    tab.onError({ kind: "closed", code, message: why });
     status("closed", { code, reason: why });
   };
 
@@ -338,14 +419,14 @@ function connectDirect(url, options, mode) {
     try {
       msg = JSON.parse(text);
     } catch {
-      return onError({ kind: "parse", message: "server sent non-JSON text" });
+      return tab.onError({ kind: "parse", message: "server sent non-JSON text" });
     }
     if (!msg || typeof msg !== "object") return;
     if (typeof msg.type !== "string") {
-      if (typeof msg.symbol !== "string" || !wanted.has(msg.symbol)) return;
-      latest.set(msg.symbol, msg);
-      if (awaitingSnapshot.delete(msg.symbol)) return onSnapshot(msg);
-      return conflator.push(msg);
+      if (typeof msg.symbol === "string" && tab.wanted.has(msg.symbol)) {
+        tab.deliver(msg, awaitingSnapshot.delete(msg.symbol));
+      }
+      return;
     }
     switch (msg.type) {
       case "subscribed": {
@@ -356,21 +437,16 @@ function connectDirect(url, options, mode) {
       case "feed":
         return status(msg.status === "down" ? "feed-down" : "live");
       case "retired":
-        wanted.delete(msg.symbol);
-        latest.delete(msg.symbol);
-        return onRetired(msg.symbol);
+        return tab.retire(msg.symbol);
       case "auth":
         if (msg.status === "expiring") {
-          refreshToken().then((ok) => ok && send(JSON.stringify({ op: "auth", token })));
+          refreshToken().then((ok) => ok && sendText(JSON.stringify({ op: "auth", token })));
         }
         return;
-      case "pong": // the answer to a liveness probe (any message already re-armed the timer)
-        probes = Math.max(0, probes - 1);
-        return;
       case "error":
-        return onError({ kind: "server", code: msg.error, message: msg.message });
+        return tab.onError({ kind: "server", code: msg.error, message: msg.message });
       default:
-        return;
+        return; // "pong", a probe's answer: being heard was the point (heard())
     }
   };
 
@@ -385,54 +461,24 @@ function connectDirect(url, options, mode) {
     if (ws) drop(1006, "browser offline");
   };
   const events = typeof addEventListener === "function" ? globalThis : null;
-  if (events) {
-    events.addEventListener("online", onOnline);
-    events.addEventListener("offline", onOffline);
-  }
+  events?.addEventListener("online", onOnline);
+  events?.addEventListener("offline", onOffline);
+  const unlisten = () => {
+    events?.removeEventListener("online", onOnline);
+    events?.removeEventListener("offline", onOffline);
+  };
 
   open();
 
   return {
     mode,
-    subscribe(symbols) {
-      const added = addSymbols(wanted, parseSymbols(symbols));
-      for (const m of subscribeMessages(added)) send(m);
-      return added;
-    },
-    unsubscribe(symbols) {
-      const removed = removeSymbols(wanted, parseSymbols(symbols));
-      for (const s of removed) latest.delete(s);
-      for (const m of subscribeMessages(removed, "unsubscribe")) send(m);
-      return removed;
-    },
-    latest(symbol) {
-      return latest.get(symbol);
-    },
-    symbols() {
-      return [...wanted];
-    },
-    status() {
-      return lastStatus;
+    send(op, symbols) {
+      for (const m of subscribeMessages(symbols, op)) sendText(m);
     },
     close() {
       if (stopped) return;
-      stopped = true;
-      clearTimers();
-      conflator.clear();
-      if (events) {
-        events.removeEventListener("online", onOnline);
-        events.removeEventListener("offline", onOffline);
-      }
-      const old = ws;
-      ws = null;
-      if (old) {
-        old.onopen = old.onmessage = old.onclose = old.onerror = null;
-        try {
-          old.close(1000);
-        } catch {
-          // see drop()
-        }
-      }
+      halt();
+      tab.conflator.clear();
       status("closed", { code: 1000, reason: "closed by the page" });
     },
   };

@@ -13,10 +13,9 @@
 // A client is "back" at the time of its first connect at or after the server is up. Connect latency is 0.
 
 import { DEFAULTS, planReconnect } from "../ringcast.js";
+import { parseArgs, peakPer, quantile } from "./stats.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
-);
+const args = parseArgs();
 const CLIENTS = Number(args.clients ?? 1000);
 const DOWN_MS = Number(args["down-ms"] ?? 2000);
 const SEED = Number(args.seed ?? 1);
@@ -70,19 +69,6 @@ function run(client, code, upAtMs, seed, spreadMs = 0) {
   const connects = results.reduce((n, r) => n + r.connects, 0);
   return { times, connects };
 }
-
-/** Most reconnects inside any window of `windowMs` (sliding over the sorted times). */
-function peakPer(times, windowMs) {
-  let best = 0;
-  let lo = 0;
-  for (let hi = 0; hi < times.length; hi++) {
-    while (times[hi] - times[lo] >= windowMs) lo++;
-    best = Math.max(best, hi - lo + 1);
-  }
-  return best;
-}
-
-const quantile = (times, q) => times[Math.min(times.length - 1, Math.ceil(q * times.length) - 1)];
 
 function histogram(series, bucketMs = 250) {
   const end = Math.max(...series.map(([, s]) => s.times.at(-1)));

@@ -7,11 +7,10 @@
 //     [--clients 1000] [--drain 2s] [--limit-s 45]
 
 import { connect } from "../ringcast.js";
-import { freePort, start, startRedis, startServer, stopAll, until } from "../test/harness.mjs";
+import { freePort, spawnServer, startRedis, startServer, stopAll, until } from "../test/harness.mjs";
+import { parseArgs, peakPer, quantile } from "./stats.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, a, i, all) => (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []),
-);
+const args = parseArgs();
 const CLIENTS = Number(args.clients ?? 1000);
 const DRAIN = args.drain ?? "2s";
 const LIMIT_MS = Number(args["limit-s"] ?? 45) * 1000;
@@ -57,9 +56,7 @@ t0 = Date.now();
 server.kill("SIGTERM");
 await new Promise((resolve) => (server.exitCode !== null ? resolve() : server.once("exit", resolve)));
 const exitedAt = Date.now() - t0;
-server = start(process.env.RINGCAST_BIN || "target/release/ringcast", [
-  "--log", "warn", "serve", "--listen", `127.0.0.1:${port}`, "--redis", redisUrl, "--workers", "1", ...serverArgs,
-]);
+server = spawnServer(port, redisUrl, serverArgs);
 await until(
   () => `all back (${back.filter((b) => b !== null).length}/${CLIENTS})`,
   () => back.every((b) => b !== null),
@@ -71,12 +68,8 @@ clearTimeout(hardStop);
 await stopAll();
 
 const times = [...back].sort((a, b) => a - b);
-const q = (p) => times[Math.min(times.length - 1, Math.ceil(p * times.length) - 1)];
-let peak = 0;
-for (let hi = 0, lo = 0; hi < times.length; hi++) {
-  while (times[hi] - times[lo] >= 1000) lo++;
-  peak = Math.max(peak, hi - lo + 1);
-}
+const q = (p) => quantile(times, p);
+const peak = peakPer(times, 1000);
 const closes = closed.filter((c) => c !== null).sort((a, b) => a - b);
 console.log(`clients ${CLIENTS}, connected in ${connectedIn} ms; drain window ${DRAIN}`);
 console.log(`old server exited ${exitedAt} ms after SIGTERM; closes seen ${closes[0]}–${closes.at(-1)} ms`);

@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { start, stop } from "./harness.mjs";
+import { skipNoWebSocket, start, stop } from "./harness.mjs";
 
 function findChromium() {
   for (const name of [process.env.RINGCAST_CHROMIUM, "chromium", "chromium-browser", "google-chrome"]) {
@@ -25,9 +25,7 @@ export const CHROMIUM = findChromium();
 /** Why a browser test cannot run here (for `skip`), or false. */
 export const skipWhy = !CHROMIUM
   ? "no chromium (apt-get install -y chromium, or set RINGCAST_CHROMIUM)"
-  : typeof WebSocket === "undefined"
-    ? "no global WebSocket (run node with --experimental-websocket)"
-    : false;
+  : skipNoWebSocket;
 
 /**
  * Starts Chromium headless on a fresh profile; resolves with `{ openTab(url), close() }`. A tab:
@@ -111,3 +109,10 @@ export async function startBrowser() {
     },
   };
 }
+
+/** The price a tab's board shows for `symbol` (its row's data-price: "" before a tick), or null: no row. */
+export const rowPrice = (tab, symbol) =>
+  tab.evaluate(`document.querySelector('tr[data-symbol="${symbol}"]')?.dataset.price ?? null`);
+
+/** The status on a tab's badge (undefined before the page has one). */
+export const badge = (tab) => tab.evaluate(`document.getElementById("status")?.dataset.status`);

@@ -5,8 +5,8 @@
 // socket; a worker that fails to load leaves the tab a socket of its own.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { freePort, startRedis, startServer, stopAll, until } from "./harness.mjs";
-import { skipWhy, startBrowser } from "./browser.mjs";
+import { startStack, stopAll, until } from "./harness.mjs";
+import { badge, rowPrice as price, skipWhy, startBrowser } from "./browser.mjs";
 
 after(stopAll);
 
@@ -24,16 +24,11 @@ test("two tabs share one socket, each gets only its symbols, and a closed tab's 
   skip: skipWhy,
   timeout: 120_000,
 }, async () => {
-  const { url: redisUrl, publish } = await startRedis();
-  const port = await freePort();
-  await startServer(port, redisUrl);
+  const { port, publish } = await startStack();
   const browser = await startBrowser();
   try {
     const page = (symbols) => browser.openTab(`http://127.0.0.1:${port}/?symbols=${symbols}`);
-    const price = (tab, symbol) =>
-      tab.evaluate(`document.querySelector('tr[data-symbol="${symbol}"]')?.dataset.price ?? null`);
-    const live = async (tab) =>
-      (await tab.evaluate(`document.getElementById("status")?.dataset.status`)) === "live";
+    const live = async (tab) => (await badge(tab)) === "live";
     // The gauge counts every open connection: the /metrics request itself (hence - 1) and, for a while, the
     // browser's page loads and spare preconnects. Both tabs are live first, so the figure cannot dip below
     // their sockets: waiting for it to settle at 1 fails with two sockets (dedicated mode: it settles at 2).
@@ -109,10 +104,7 @@ test("a worker that fails to load falls back to a socket of the tab's own, and s
   skip: skipWhy,
   timeout: 60_000,
 }, async () => {
-  const { url: redisUrl, publish } = await startRedis();
-  publish('{"symbol":"EFERT","price":"55.00"}');
-  const port = await freePort();
-  await startServer(port, redisUrl);
+  const { port } = await startStack({ stored: ['{"symbol":"EFERT","price":"55.00"}'] });
   const browser = await startBrowser();
   try {
     const tab = await browser.openTab(`http://127.0.0.1:${port}/?symbols=LUCK`);

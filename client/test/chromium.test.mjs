@@ -4,8 +4,8 @@
 // after it. Skipped, saying why, without a Chromium or without a global WebSocket (node --experimental-websocket).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { freePort, startRedis, startServer, stop, stopAll, until } from "./harness.mjs";
-import { skipWhy, startBrowser } from "./browser.mjs";
+import { startServer, startStack, stop, stopAll, until } from "./harness.mjs";
+import { badge as badgeOf, rowPrice, skipWhy, startBrowser } from "./browser.mjs";
 
 after(stopAll);
 
@@ -20,14 +20,11 @@ test("the page renders ticks, follows publishes, and recovers from a server SIGK
   skip: skipWhy,
   timeout: 120_000,
 }, async () => {
-  const { url: redisUrl, publish } = await startRedis();
-  publish('{"symbol":"EFERT","open":"50.00","price":"55.00"}');
-  const port = await freePort();
-  let server = await startServer(port, redisUrl);
+  const stored = ['{"symbol":"EFERT","open":"50.00","price":"55.00"}'];
+  const { port, redisUrl, publish, server } = await startStack({ stored });
   const page = await openPage(`http://127.0.0.1:${port}/?symbols=EFERT,LUCK`);
-  const price = (symbol) =>
-    page.evaluate(`document.querySelector('tr[data-symbol="${symbol}"]')?.dataset.price ?? null`);
-  const badge = () => page.evaluate(`document.getElementById("status").dataset.status`);
+  const price = (symbol) => rowPrice(page, symbol);
+  const badge = () => badgeOf(page);
   try {
     await until("the board's rows", async () => (await price("LUCK")) === "");
     await until(async () => `the snapshot on the board (EFERT ${await price("EFERT")})`, async () =>
@@ -59,7 +56,7 @@ test("the page renders ticks, follows publishes, and recovers from a server SIGK
 
     await stop(server);
     await until(async () => `the badge to leave live (${await badge()})`, async () => (await badge()) !== "live");
-    server = await startServer(port, redisUrl);
+    await startServer(port, redisUrl);
     await until(async () => `the page live again (${await badge()})`, async () => (await badge()) === "live", 30_000);
     publish('{"symbol":"EFERT","price":"60.00"}');
     publish('{"symbol":"LUCK","price":"407.50"}');

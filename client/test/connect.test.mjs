@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { connect } from "../ringcast.js";
+import { until as waitUntil } from "./harness.mjs";
 
 function fakeSockets() {
   const made = [];
@@ -38,13 +39,8 @@ function fakeSockets() {
   return { FakeWS, made };
 }
 
-async function until(what, ready, ms = 2000) {
-  const deadline = Date.now() + ms;
-  while (!ready()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
+// The fake sockets answer within milliseconds: shorter waits, polled often.
+const until = (what, ready, ms = 2000) => waitUntil(what, ready, ms, 2);
 
 const FAST = { baseMs: 10, promptMs: 10, capMs: 50, overloadMinMs: 20 };
 

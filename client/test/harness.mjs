@@ -1,5 +1,5 @@
-// Shared by the tests that run the real thing (server.test.mjs, chromium.test.mjs): free ports, child
-// processes that are all killed at the end, bounded waits. (Holds no tests itself.)
+// Shared by the tests (and client/bench/restart-real.mjs): free ports, child processes that are all killed at
+// the end, bounded waits, a real redis-server + `ringcast serve`. (Holds no tests itself.)
 import { spawn, execFileSync } from "node:child_process";
 import { createServer, connect as tcpConnect } from "node:net";
 import { fileURLToPath } from "node:url";
@@ -8,6 +8,10 @@ const root = fileURLToPath(new URL("../..", import.meta.url));
 export const BIN = process.env.RINGCAST_BIN || `${root}target/release/ringcast`;
 export const REDIS = process.env.RINGCAST_REDIS_SERVER || "redis-server";
 const children = new Set();
+
+/** Why a test that needs a global WebSocket cannot run here (for `skip`), or false. */
+export const skipNoWebSocket =
+  typeof WebSocket === "undefined" ? "no global WebSocket (run node with --experimental-websocket)" : false;
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -44,14 +48,15 @@ export async function stopAll() {
   for (const c of [...children].reverse()) await stop(c);
 }
 
-export async function until(what, ready, ms = 10_000) {
+/** Polls `ready()` (sync or async) every `pollMs` until true; throws after `ms`, naming `what`. */
+export async function until(what, ready, ms = 10_000, pollMs = 20) {
   const deadline = Date.now() + ms;
   for (;;) {
     if (await ready()) return;
     if (Date.now() > deadline) {
       throw new Error(`timed out after ${ms} ms waiting for ${typeof what === "function" ? await what() : what}`);
     }
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, pollMs));
   }
 }
 
@@ -84,11 +89,28 @@ export async function startRedis() {
   return { url, publish };
 }
 
-/** `ringcast serve` on `port` (one worker) against `redisUrl`, once its /healthz answers. */
-export async function startServer(port, redisUrl, extra = []) {
-  const child = start(BIN, [
+/** `ringcast serve` on `port` (one worker) against `redisUrl`, just started. */
+export function spawnServer(port, redisUrl, extra = []) {
+  return start(BIN, [
     "--log", "warn", "serve", "--listen", `127.0.0.1:${port}`, "--redis", redisUrl, "--workers", "1", ...extra,
   ]);
+}
+
+/** spawnServer(), once its /healthz answers. */
+export async function startServer(port, redisUrl, extra = []) {
+  const child = spawnServer(port, redisUrl, extra);
   await until("server health", () => healthy(port));
   return child;
+}
+
+/**
+ * A redis-server, then `ringcast serve` (`extra` arguments) on a free port; `stored` ticks are published
+ * before the server starts. Resolves with `{ port, wsUrl, redisUrl, publish, server }`.
+ */
+export async function startStack({ extra = [], stored = [] } = {}) {
+  const { url: redisUrl, publish } = await startRedis();
+  for (const tick of stored) publish(tick);
+  const port = await freePort();
+  const server = await startServer(port, redisUrl, extra);
+  return { port, wsUrl: `ws://127.0.0.1:${port}/`, redisUrl, publish, server };
 }

@@ -6,23 +6,20 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { connect } from "../ringcast.js";
-import { freePort, startRedis, startServer, stop, stopAll, until } from "./harness.mjs";
+import { skipNoWebSocket, startServer, startStack, stop, stopAll, until } from "./harness.mjs";
 
 after(stopAll);
 
-test("subscribe → snapshot → live tick; SIGKILL + restart: reconnects and resubscribes", {
-  skip: typeof WebSocket === "undefined" ? "no global WebSocket (run node with --experimental-websocket)" : false,
-  timeout: 60_000,
-}, async () => {
-  const { url: redisUrl, publish } = await startRedis();
-  publish('{"symbol":"EFERT","price":"55.00"}');
-  const port = await freePort();
-  let server = await startServer(port, redisUrl);
+const REAL = { skip: skipNoWebSocket, timeout: 60_000 };
+
+test("subscribe → snapshot → live tick; SIGKILL + restart: reconnects and resubscribes", REAL, async () => {
+  const stored = ['{"symbol":"EFERT","price":"55.00"}'];
+  const { wsUrl, port, redisUrl, publish, server } = await startStack({ stored });
 
   const statuses = [];
   const snaps = [];
   const ticks = [];
-  const feed = connect(`ws://127.0.0.1:${port}/`, {
+  const feed = connect(wsUrl, {
     symbols: ["EFERT", "LUCK"],
     baseMs: 100,
     promptMs: 100,
@@ -41,7 +38,7 @@ test("subscribe → snapshot → live tick; SIGKILL + restart: reconnects and re
 
     await stop(server);
     await until("reconnecting", () => statuses.some(([s]) => s === "reconnecting"));
-    server = await startServer(port, redisUrl);
+    await startServer(port, redisUrl);
     await until(() => `live again (statuses: ${JSON.stringify(statuses)})`, () => statuses.at(-1)[0] === "live");
     // The new server knows this connection's symbols only if the client subscribed again.
     publish('{"symbol":"EFERT","price":"61.00"}');
@@ -63,16 +60,10 @@ function sign(claims) {
   return `${head}.${body}.${mac}`;
 }
 const nowS = () => Math.floor(Date.now() / 1000);
+const AUTH = ["--auth-secret", SECRET, "--auth-leeway", "0s", "--auth-warning", "1s"];
 
-test("token: refreshed on the server's warning without a new socket; a 4001 close fetches one and reconnects", {
-  skip: typeof WebSocket === "undefined" ? "no global WebSocket (run node with --experimental-websocket)" : false,
-  timeout: 60_000,
-}, async () => {
-  const { url: redisUrl, publish } = await startRedis();
-  publish('{"symbol":"EFERT","price":"55.00"}');
-  const port = await freePort();
-  const auth = ["--auth-secret", SECRET, "--auth-leeway", "0s", "--auth-warning", "1s"];
-  await startServer(port, redisUrl, auth);
+test("token: refreshed on the server's warning without a new socket; a 4001 close fetches one and reconnects", REAL, async () => {
+  const { wsUrl, publish } = await startStack({ extra: AUTH, stored: ['{"symbol":"EFERT","price":"55.00"}'] });
 
   // 1st token: expires in 2 s; 2nd (the refresh): another user, so the server refuses it and closes with
   // 4001 at expiry; 3rd (after the 4001): good for an hour.
@@ -89,7 +80,7 @@ test("token: refreshed on the server's warning without a new socket; a 4001 clos
   };
   const statuses = [];
   const errors = [];
-  const feed = connect(`ws://127.0.0.1:${port}/`, {
+  const feed = connect(wsUrl, {
     symbols: ["EFERT"],
     getToken,
     promptMs: 100,
@@ -113,13 +104,8 @@ test("token: refreshed on the server's warning without a new socket; a 4001 clos
   }
 });
 
-test("token refresh keeps the socket past the first token's expiry", {
-  skip: typeof WebSocket === "undefined" ? "no global WebSocket (run node with --experimental-websocket)" : false,
-  timeout: 60_000,
-}, async () => {
-  const { url: redisUrl, publish } = await startRedis();
-  const port = await freePort();
-  await startServer(port, redisUrl, ["--auth-secret", SECRET, "--auth-leeway", "0s", "--auth-warning", "1s"]);
+test("token refresh keeps the socket past the first token's expiry", REAL, async () => {
+  const { wsUrl, publish } = await startStack({ extra: AUTH });
   const issued = [];
   const getToken = async () => {
     const claims = { sub: "alice", exp: nowS() + (issued.length === 0 ? 2 : 3600) };
@@ -127,7 +113,7 @@ test("token refresh keeps the socket past the first token's expiry", {
     return sign(claims);
   };
   const statuses = [];
-  const feed = connect(`ws://127.0.0.1:${port}/`, { symbols: ["LUCK"], getToken, onStatus: (s) => statuses.push(s) });
+  const feed = connect(wsUrl, { symbols: ["LUCK"], getToken, onStatus: (s) => statuses.push(s) });
   try {
     await until("the refresh", () => issued.length === 2);
     const firstExpiryMs = issued[0].exp * 1000;
@@ -141,15 +127,10 @@ test("token refresh keeps the socket past the first token's expiry", {
   }
 });
 
-test("SIGTERM drain: 1012 makes the client reconnect promptly to the next server", {
-  skip: typeof WebSocket === "undefined" ? "no global WebSocket (run node with --experimental-websocket)" : false,
-  timeout: 60_000,
-}, async () => {
-  const { url: redisUrl, publish } = await startRedis();
-  const port = await freePort();
-  const server = await startServer(port, redisUrl, ["--drain-window", "200ms"]);
+test("SIGTERM drain: 1012 makes the client reconnect promptly to the next server", REAL, async () => {
+  const { wsUrl, port, redisUrl, publish, server } = await startStack({ extra: ["--drain-window", "200ms"] });
   const statuses = [];
-  const feed = connect(`ws://127.0.0.1:${port}/`, {
+  const feed = connect(wsUrl, {
     symbols: ["OGDC"],
     onStatus: (s, d) => statuses.push([s, d]),
     connectTimeoutMs: 2_000,
@@ -172,18 +153,13 @@ test("SIGTERM drain: 1012 makes the client reconnect promptly to the next server
   }
 });
 
-test("liveness: the server answers the client's probe, so a quiet socket is kept", {
-  skip: typeof WebSocket === "undefined" ? "no global WebSocket (run node with --experimental-websocket)" : false,
-  timeout: 60_000,
-}, async () => {
-  const { url: redisUrl } = await startRedis();
-  const port = await freePort();
-  await startServer(port, redisUrl);
+test("liveness: the server answers the client's probe, so a quiet socket is kept", REAL, async () => {
+  const { wsUrl } = await startStack();
   const sent = [];
   const statuses = [];
   const errors = [];
   const pongs = [];
-  const feed = connect(`ws://127.0.0.1:${port}/`, {
+  const feed = connect(wsUrl, {
     symbols: ["QUIET"],
     probeAfterMs: 150,
     deadAfterMs: 1_000,
