@@ -10,20 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A client with a tiny receive buffer, so what the server sends it queues on the server at once.
-fn small_window_ws(server: &Server) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect(&server.addr.into()).unwrap();
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.set_nodelay(true).unwrap();
-    s.write_all(upgrade_request("/").as_bytes()).unwrap();
-    assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
-    s
-}
-
 /// `GET /healthz` on a fresh connection: how long the answer took (None: no answer within `limit`).
 fn health_latency(server: &Server, limit: Duration) -> Option<Duration> {
     let start = Instant::now();
@@ -66,18 +52,6 @@ fn publish_all(con: &mut redis::Connection, prefix: &str, symbols: &[String], pa
             .ignore();
     }
     let () = pipe.query(con).unwrap();
-}
-
-/// Wait until `metric` reaches `at_least`; false if it did not within `within`.
-fn metric_reaches(server: &Server, metric: &str, at_least: f64, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if server.metric(metric) >= at_least {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// Item 1: a subscribe listing ~16k distinct symbols (a 64 KB message) cost the worker ~0.3 s of CPU
@@ -153,19 +127,15 @@ fn max_size_subscribes_do_not_stall_the_worker() {
 /// Item 2, exactly: re-subscribing to a symbol already subscribed gets an ack, not its snapshot again.
 #[test]
 fn a_re_subscribe_queues_no_snapshot_again() {
-    let redis = start_redis();
-    let server = Server::start(&["--workers", "1", "--redis", &redis.url(), "--prefix", "r:"]);
-    server.wait_feed_up();
+    let (redis, server) = fed_server("1", "r:", &[]);
     let mut con = redis_con(&redis.url());
     let mut client = server.ws();
-    client.write_all(&frame(true, 0x1, b"RS")).unwrap();
-    assert!(read_text(&mut client).contains("subscribed"));
+    subscribe(&mut client, "RS");
     publish_all(&mut con, "r:", &["RS".into()], 10);
     assert!(read_text(&mut client).contains(r#""symbol":"RS""#));
     // Subscribed, with a latest value: a second subscribe is acknowledged, and the next frame is the
     // next live tick (not the snapshot again).
-    client.write_all(&frame(true, 0x1, b"RS")).unwrap();
-    assert!(read_text(&mut client).contains("subscribed"));
+    subscribe(&mut client, "RS");
     let _: () = redis::cmd("PUBLISH")
         .arg("r:ticks")
         .arg(r#"{"symbol":"RS","seq":"live"}"#)
@@ -180,27 +150,13 @@ fn a_re_subscribe_queues_no_snapshot_again() {
 /// without end); now the first one is queued, the next only acks, within the backlog policy.
 #[test]
 fn re_subscribing_without_reading_does_not_grow_the_backlog() {
-    let redis = start_redis();
-    let server = Server::start(&[
-        "--workers",
-        "1",
-        "--redis",
-        &redis.url(),
-        "--prefix",
-        "a:",
-        "--slow-grace",
-        "60s",
-    ]);
-    server.wait_feed_up();
+    let (redis, server) = fed_server("1", "a:", &["--slow-grace", "60s"]);
     let mut con = redis_con(&redis.url());
     let symbols: Vec<String> = (0..64).map(|i| format!("A{i}")).collect();
     let list = symbols.join(",");
     // A reader makes sure the worker holds a 16 KB latest value of every symbol.
     let mut reader = server.ws();
-    reader
-        .write_all(&frame(true, 0x1, list.as_bytes()))
-        .unwrap();
-    assert!(read_text(&mut reader).contains("subscribed"));
+    subscribe(&mut reader, &list);
     publish_all(&mut con, "a:", &symbols, 16_000);
     for _ in 0..64 {
         assert!(read_text(&mut reader).contains("symbol"));
@@ -267,31 +223,24 @@ fn a_ping_flood_without_reading_leaves_one_pong_waiting() {
 /// slow-grace timer closes it even when nothing more is published.
 #[test]
 fn a_stuck_client_is_closed_at_the_end_of_the_grace_without_further_ticks() {
-    let redis = start_redis();
-    let server = Server::start(&[
-        "--workers",
+    let (redis, server) = fed_server(
         "1",
-        "--redis",
-        &redis.url(),
-        "--prefix",
         "t:",
-        "--max-backlog",
-        "8192",
-        "--send-buffer",
-        "4096",
-        "--slow-grace",
-        "1s",
-        "--close-timeout",
-        "1s",
-    ]);
-    server.wait_feed_up();
+        &[
+            "--max-backlog",
+            "8192",
+            "--send-buffer",
+            "4096",
+            "--slow-grace",
+            "1s",
+            "--close-timeout",
+            "1s",
+        ],
+    );
     let mut con = redis_con(&redis.url());
     let symbols: Vec<String> = (0..8).map(|i| format!("T{i}")).collect();
     let mut stuck = small_window_ws(&server);
-    stuck
-        .write_all(&frame(true, 0x1, symbols.join(",").as_bytes()))
-        .unwrap();
-    assert!(read_text(&mut stuck).contains("subscribed"));
+    subscribe(&mut stuck, &symbols.join(","));
     // One burst of ~770 KB, then silence. Conflation keeps the latest tick of each of the 8 symbols
     // waiting: 8 x 8 KB = 64 KB, far past the 8 KB backlog even after the kernel's buffers took what
     // they could (with 2 KB ticks the conflated queue could drain under the limit before the grace
@@ -301,12 +250,7 @@ fn a_stuck_client_is_closed_at_the_end_of_the_grace_without_further_ticks() {
         publish_all(&mut con, "t:", &symbols, 8000);
     }
     assert!(
-        metric_reaches(
-            &server,
-            "ringcast_slow_consumers_total",
-            1.0,
-            Duration::from_secs(4)
-        ),
+        server.metric_reaches("ringcast_slow_consumers_total", 1.0, Duration::from_secs(4)),
         "not closed within slow-grace (1 s) + 3 s of the last tick"
     );
     let after = burst.elapsed();

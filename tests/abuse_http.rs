@@ -8,30 +8,15 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::*;
 use ringcast::auth::jwt::sign_hs256_raw;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn token(payload: &str) -> String {
     sign_hs256_raw(r#"{"alg":"HS256","typ":"JWT"}"#, payload, SECRET.as_bytes())
-}
-
-/// Send an upgrade to `target`; the stream and the response head.
-fn upgrade(server: &Server, target: &str) -> (TcpStream, String) {
-    let mut s = server.connect();
-    s.write_all(upgrade_request(target).as_bytes()).unwrap();
-    let head = read_head(&mut s);
-    (s, head)
 }
 
 fn status(head: &str) -> u16 {
@@ -62,7 +47,7 @@ fn a_token_expiring_in_the_far_future_does_not_wrap_its_timers() {
     let wraps = now_s() + (u64::MAX / 1000 + 1) + 1 - 30;
     for exp in [wraps, u64::MAX] {
         let jwt = token(&format!(r#"{{"sub":"u1","exp":{exp}}}"#));
-        let (mut s, head) = upgrade(&server, &format!("/?token={jwt}"));
+        let (mut s, head) = upgrade(&server, &format!("/?token={jwt}"), "");
         assert_eq!(status(&head), 101, "{head}");
         assert!(
             stays_quiet(&mut s, Duration::from_millis(2500)),
@@ -80,11 +65,14 @@ fn a_token_with_a_repeated_key_is_refused() {
     let server = Server::start(&["--workers", "1", "--auth-secret", SECRET]);
     let exp = now_s() + 600;
     let good = token(&format!(r#"{{"sub":"u1","exp":{exp}}}"#));
-    assert_eq!(status(&upgrade(&server, &format!("/?token={good}")).1), 101);
+    assert_eq!(
+        status(&upgrade(&server, &format!("/?token={good}"), "").1),
+        101
+    );
     // The last `sub` wins in serde_json; a gateway that logs or checks the first sees another user.
     let two_subs = token(&format!(r#"{{"sub":"u1","exp":{exp},"sub":"admin"}}"#));
     // Refused as any invalid token: a 101, then close 4003 with the reason (`--auth-refusal close`).
-    let (mut s, head) = upgrade(&server, &format!("/?token={two_subs}"));
+    let (mut s, head) = upgrade(&server, &format!("/?token={two_subs}"), "");
     assert_eq!(status(&head), 101, "{head}");
     let (_, opcode, payload) = read_frame(&mut s).expect("a Close");
     assert_eq!((opcode, &payload[..2]), (0x8, &4003u16.to_be_bytes()[..]));
@@ -95,7 +83,7 @@ fn a_token_with_a_repeated_key_is_refused() {
         &format!(r#"{{"sub":"u1","exp":{exp}}}"#),
         SECRET.as_bytes(),
     );
-    let (mut s, head) = upgrade(&server, &format!("/?token={two_algs}"));
+    let (mut s, head) = upgrade(&server, &format!("/?token={two_algs}"), "");
     assert_eq!(status(&head), 101, "{head}");
     let (_, opcode, payload) = read_frame(&mut s).expect("a Close");
     assert_eq!((opcode, &payload[..2]), (0x8, &4003u16.to_be_bytes()[..]));
@@ -141,7 +129,7 @@ fn a_full_connection_table_answers_health_and_refuses_upgrades_with_503() {
     let first = server.ws();
     let _second = server.ws();
     for _ in 0..3 {
-        let (_, head) = upgrade(&server, "/");
+        let (_, head) = upgrade(&server, "/", "");
         assert_eq!(status(&head), 503, "{head}");
         assert!(head.contains("Retry-After: "), "{head}");
         assert_eq!(server.get("/healthz").0, 200, "health still answered");
@@ -149,16 +137,14 @@ fn a_full_connection_table_answers_health_and_refuses_upgrades_with_503() {
     }
     assert!(server.metric("ringcast_admission_refused_total") >= 3.0);
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, head) = upgrade(&server, "/");
-        if status(&head) == 101 {
-            break;
+    poll_until(Duration::from_secs(5), "the freed slot is reused", || {
+        let (_, head) = upgrade(&server, "/", "");
+        let reused = status(&head) == 101;
+        if !reused {
+            assert_eq!(status(&head), 503, "{head}");
         }
-        assert_eq!(status(&head), 503, "{head}");
-        assert!(Instant::now() < deadline, "the freed slot was not reused");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        reused
+    });
 }
 
 #[test]
@@ -196,7 +182,7 @@ fn connections_per_address_are_limited_per_process_not_per_worker() {
     let mut held = Vec::new();
     let mut statuses = Vec::new();
     for _ in 0..10 {
-        let (s, head) = upgrade(&server, "/");
+        let (s, head) = upgrade(&server, "/", "");
         statuses.push(status(&head));
         held.push(s);
     }
@@ -208,18 +194,18 @@ fn connections_per_address_are_limited_per_process_not_per_worker() {
     );
     // A close gives its place back, whichever worker held it.
     held.clear();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while status(&upgrade(&server, "/").1) != 101 {
-        assert!(Instant::now() < deadline, "places not given back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(Duration::from_secs(5), "places given back", || {
+        status(&upgrade(&server, "/", "").1) == 101
+    });
 }
 
 #[test]
 fn the_handshake_rate_is_limited_per_process_not_per_worker() {
     let server = Server::start(&["--workers", "2", "--handshake-rate", "3"]);
     let started = Instant::now();
-    let statuses: Vec<u16> = (0..10).map(|_| status(&upgrade(&server, "/").1)).collect();
+    let statuses: Vec<u16> = (0..10)
+        .map(|_| status(&upgrade(&server, "/", "").1))
+        .collect();
     let admitted = statuses.iter().filter(|&&s| s == 101).count() as f64;
     // A burst of one second's worth (3), plus what refilled while the test ran.
     let allowed = 3.0 + (started.elapsed().as_secs_f64() * 3.0).ceil();

@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{frame, free_port, read_frame, read_head, read_to_close, redis_con, start_redis};
+use common::{
+    free_port, publish_tick, read_frame, read_head, read_json, read_to_close, redis_con, send_text,
+    start_redis,
+};
 
 const PREFIX: &str = "psx:";
 const WAIT: Duration = Duration::from_secs(10);
@@ -90,12 +93,7 @@ impl LoggedServer {
 
     /// Sum of a metric over its label sets.
     fn metric(&self, name: &str) -> f64 {
-        self.metrics_text()
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.split(['{', ' ']).next() == Some(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        common::metric_sum(&self.metrics_text(), name)
     }
 
     fn wait_metric(&self, name: &str, at_least: f64) {
@@ -129,13 +127,7 @@ impl LoggedServer {
 
     /// A raw WebSocket connection.
     fn ws(&self) -> TcpStream {
-        let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(common::upgrade_request("/").as_bytes())
-            .unwrap();
-        let head = read_head(&mut s);
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        s
+        ws_at(self, "/")
     }
 }
 
@@ -147,11 +139,6 @@ impl Drop for LoggedServer {
     }
 }
 
-/// Send a text message from a raw client.
-fn send_text(ws: &mut TcpStream, text: &str) {
-    ws.write_all(&frame(true, 0x1, text.as_bytes())).unwrap();
-}
-
 /// The next data frame (opcode, payload), skipping pings; None on timeout or close.
 fn next_frame(ws: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
     loop {
@@ -160,32 +147,6 @@ fn next_frame(ws: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
             return Some((opcode, payload));
         }
     }
-}
-
-fn next_json(ws: &mut TcpStream) -> serde_json::Value {
-    let (opcode, payload) = next_frame(ws).expect("a frame");
-    assert_eq!(opcode, 0x1, "a text frame");
-    serde_json::from_slice(&payload)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&payload)))
-}
-
-/// HSET + PUBLISH, as `ringcast publish` does.
-fn publish(con: &mut redis::Connection, tick: &str) {
-    let v: serde_json::Value = serde_json::from_str(tick).unwrap();
-    let symbol = v["symbol"].as_str().unwrap();
-    let _: () = redis::pipe()
-        .atomic()
-        .cmd("HSET")
-        .arg(format!("{PREFIX}ticks"))
-        .arg(symbol)
-        .arg(tick)
-        .ignore()
-        .cmd("PUBLISH")
-        .arg(format!("{PREFIX}ticks"))
-        .arg(tick)
-        .ignore()
-        .query(con)
-        .unwrap();
 }
 
 // ---- Item 4: secrets never appear in logs, errors or /metrics. ----
@@ -327,15 +288,7 @@ fn per_user_messages_are_utf8_and_bounded() {
         "4096",
     ]);
     server.wait_metric("ringcast_feed_snapshots_total", 1.0);
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let token = ringcast::auth::sign_hs256(
-        &serde_json::json!({"sub": "alice", "exp": exp}),
-        AUTH_SECRET.as_bytes(),
-    );
+    let token = common::signed_token(AUTH_SECRET.as_bytes(), "alice", common::now_s() + 600, None);
     let mut ws = ws_at(&server, &format!("/?token={token}"));
     let mut con = redis_con(&redis.url());
     let channel = format!("{PREFIX}user:alice");
@@ -381,10 +334,11 @@ fn per_user_messages_are_utf8_and_bounded() {
 
 // ---- Item 11: a wrong-type snapshot key does not stop the live feed. ----
 
-/// Subscribe and return the ack.
+/// Subscribe and return the ack (read as the very next message: unlike `common::subscribe`, which
+/// skips feed statuses, a feed-down status before it fails the test).
 fn subscribe(ws: &mut TcpStream, symbols: &str) -> serde_json::Value {
     send_text(ws, symbols);
-    let ack = next_json(ws);
+    let ack = read_json(ws);
     assert_eq!(ack["type"], "subscribed", "{ack}");
     ack
 }
@@ -472,7 +426,7 @@ fn bounded_symbol_table_evicts_refuses_and_still_serves_the_latest_value() {
 
     // Ten symbols nobody subscribes to: the table keeps three, evicting the least recently ticked.
     for i in 0..10 {
-        publish(&mut con, &tick_of(&format!("S{i}"), i));
+        publish_tick(&mut con, PREFIX, &tick_of(&format!("S{i}"), i));
     }
     server.wait_metric("ringcast_symbols_evicted_total", 7.0);
     let deadline = Instant::now() + WAIT;
@@ -503,7 +457,7 @@ fn bounded_symbol_table_evicts_refuses_and_still_serves_the_latest_value() {
     server.wait_metric("ringcast_feed_latest_fetches_total", 2.0);
 
     // Live ticks of subscribed symbols flow.
-    publish(&mut con, &tick_of("S0", 100));
+    publish_tick(&mut con, PREFIX, &tick_of("S0", 100));
     assert_eq!(next_text(&mut a), tick_of("S0", 100));
 
     // Every symbol of the table subscribed (S0..S9, past the limit: subscribing always works): ticks of
@@ -519,13 +473,13 @@ fn bounded_symbol_table_evicts_refuses_and_still_serves_the_latest_value() {
         next_text(&mut d);
     }
     assert_eq!(server.metric("ringcast_symbol_ticks_refused_total"), 0.0);
-    publish(&mut con, &tick_of("NEW", 42));
+    publish_tick(&mut con, PREFIX, &tick_of("NEW", 42));
     server.wait_metric("ringcast_symbol_ticks_refused_total", 1.0);
     server.wait_log("symbol table is full");
     let mut e = server.ws();
     let ack = subscribe(&mut e, "NEW");
     assert_eq!(ack["symbols"], serde_json::json!(["NEW"]));
     assert_eq!(next_text(&mut e), tick_of("NEW", 42));
-    publish(&mut con, &tick_of("NEW", 43));
+    publish_tick(&mut con, PREFIX, &tick_of("NEW", 43));
     assert_eq!(next_text(&mut e), tick_of("NEW", 43));
 }

@@ -8,26 +8,16 @@ use std::time::Duration;
 
 use common::*;
 
-/// The next JSON message that is not a feed status (a server whose Redis is down says so to everyone).
-fn next_not_feed(s: &mut std::net::TcpStream) -> serde_json::Value {
-    loop {
-        let v = read_json(s);
-        if v["type"] != "feed" {
-            return v;
-        }
-    }
-}
-
 #[test]
 fn an_application_ping_is_answered_with_a_pong_and_rate_limited() {
     let server = Server::start(&["--workers", "1", "--max-msgs-per-s", "3"]);
     let mut s = server.ws();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     send_text(&mut s, r#"{"op":"ping"}"#);
-    assert_eq!(next_not_feed(&mut s), serde_json::json!({"type": "pong"}));
+    assert_eq!(read_reply(&mut s), serde_json::json!({"type": "pong"}));
     // Another message is still served in order after it.
     send_text(&mut s, r#"{"op":"ping","symbols":["A"]}"#);
-    assert_eq!(next_not_feed(&mut s)["error"], "bad_request");
+    assert_eq!(read_reply(&mut s)["error"], "bad_request");
     assert_eq!(server.metric("ringcast_bad_client_messages_total"), 1.0);
     // The burst is 3 messages: the 4th ping within the second closes the connection with 1008.
     for _ in 0..2 {

@@ -7,22 +7,14 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-use ringcast::auth::sign_hs256;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn token(exp: u64, secret: &[u8]) -> String {
-    sign_hs256(&serde_json::json!({"sub": "u1", "exp": exp}), secret)
+    signed_token(secret, "u1", exp, None)
 }
 
 /// An upgrade to `target` with `extra` header lines and `then` bytes in the same write.

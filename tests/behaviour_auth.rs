@@ -6,32 +6,14 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-use ringcast::auth::sign_hs256;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-behaviour";
 
 fn token(sub: &str, symbols: &[&str]) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    sign_hs256(
-        &serde_json::json!({"sub": sub, "exp": exp, "symbols": symbols}),
-        SECRET.as_bytes(),
-    )
-}
-
-fn upgrade(server: &Server, target: &str, headers: &str) -> (TcpStream, String) {
-    let mut s = server.connect();
-    let req = upgrade_request(target).replace("\r\n\r\n", &format!("\r\n{headers}\r\n"));
-    s.write_all(req.as_bytes()).unwrap();
-    let head = read_head(&mut s);
-    (s, head)
+    signed_token(SECRET.as_bytes(), sub, now_s() + 600, Some(symbols))
 }
 
 fn error_code(v: &serde_json::Value) -> (Option<&str>, Option<&str>) {
@@ -40,21 +22,9 @@ fn error_code(v: &serde_json::Value) -> (Option<&str>, Option<&str>) {
 
 #[test]
 fn too_many_symbols_and_binary_messages_get_errors_and_the_connection_stays() {
-    let redis = start_redis();
-    let server = Server::start(&[
-        "--workers",
-        "1",
-        "--redis",
-        &redis.url(),
-        "--prefix",
-        "m:",
-        "--max-symbols-per-conn",
-        "3",
-    ]);
-    server.wait_feed_up();
+    let (redis, server) = fed_server("1", "m:", &["--max-symbols-per-conn", "3"]);
     let mut ws = server.ws();
-    send_text(&mut ws, "A1,A2");
-    assert_eq!(read_reply(&mut ws)["type"], "subscribed");
+    subscribe(&mut ws, "A1,A2");
     send_text(&mut ws, r#"{"op":"subscribe","symbols":["A3","A4"]}"#);
     let err = read_reply(&mut ws);
     assert_eq!(
@@ -90,26 +60,14 @@ fn too_many_symbols_and_binary_messages_get_errors_and_the_connection_stays() {
 
 #[test]
 fn a_narrower_refreshed_token_drops_the_subscriptions_it_no_longer_allows() {
-    let redis = start_redis();
-    let server = Server::start(&[
-        "--workers",
-        "1",
-        "--redis",
-        &redis.url(),
-        "--prefix",
-        "n:",
-        "--auth-secret",
-        SECRET,
-    ]);
-    server.wait_feed_up();
+    let (redis, server) = fed_server("1", "n:", &["--auth-secret", SECRET]);
     let (mut ws, head) = upgrade(
         &server,
         &format!("/?token={}", token("alice", &["EFERT", "LUCK"])),
         "",
     );
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    send_text(&mut ws, "EFERT,LUCK");
-    assert_eq!(read_reply(&mut ws)["type"], "subscribed");
+    subscribe(&mut ws, "EFERT,LUCK");
     let mut con = redis_con(&redis.url());
     let luck0 = r#"{"symbol":"LUCK","seq":0}"#;
     publish_tick(&mut con, "n:", luck0);

@@ -183,8 +183,7 @@ fn serve_variables_take_effect_and_a_flag_wins_over_its_variable() {
         "too_many_symbols",
         "RINGCAST_MAX_SYMBOLS_PER_CONN=2"
     );
-    send_text(&mut ws, "E1,E2");
-    assert_eq!(read_reply(&mut ws)["type"], "subscribed");
+    subscribe(&mut ws, "E1,E2");
 
     // The same variable with the flag: the flag wins.
     let flagged = Server::start_with_env(&["--workers", "1", "--max-symbols-per-conn", "3"], &env);
@@ -199,38 +198,17 @@ fn serve_variables_take_effect_and_a_flag_wins_over_its_variable() {
 
 #[test]
 fn retire_tells_subscribers_and_stops_the_symbol_until_they_subscribe_again() {
-    let redis = start_redis();
-    let server = Server::start(&["--workers", "2", "--redis", &redis.url(), "--prefix", "r:"]);
-    server.wait_feed_up();
+    let (redis, server) = fed_server("2", "r:", &[]);
     let mut con = redis_con(&redis.url());
     let mut both = server.ws();
-    send_text(&mut both, "HASCOL,LUCK");
-    assert_eq!(read_reply(&mut both)["type"], "subscribed");
+    subscribe(&mut both, "HASCOL,LUCK");
     let mut luck_only = server.ws();
-    send_text(&mut luck_only, "LUCK");
-    assert_eq!(read_reply(&mut luck_only)["type"], "subscribed");
+    subscribe(&mut luck_only, "LUCK");
     let hascol1 = r#"{"symbol":"HASCOL","seq":1}"#;
     publish_tick(&mut con, "r:", hascol1);
     assert_eq!(read_text(&mut both), hascol1);
 
-    let out = ringcast_command(
-        &[
-            "retire",
-            "HASCOL",
-            "--redis",
-            &redis.url(),
-            "--prefix",
-            "r:",
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    retire(&redis.url(), "r:", "HASCOL");
     let retired = read_reply(&mut both);
     assert_eq!(
         (retired["type"].as_str(), retired["symbol"].as_str()),
@@ -254,8 +232,7 @@ fn retire_tells_subscribers_and_stops_the_symbol_until_they_subscribe_again() {
     );
 
     // Subscribing again brings it back: the ack, its latest tick, then live ticks.
-    send_text(&mut both, "HASCOL");
-    assert_eq!(read_reply(&mut both)["type"], "subscribed");
+    subscribe(&mut both, "HASCOL");
     assert_eq!(
         read_text(&mut both),
         hascol2,

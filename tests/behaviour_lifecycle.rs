@@ -258,14 +258,8 @@ fn a_client_that_never_answers_the_close_does_not_hold_the_drain() {
 fn a_certificate_replaced_on_disk_is_served_to_new_handshakes() {
     let first = DevCert::ecdsa();
     let second = DevCert::rsa();
-    let live = support::TempDir::new("file-reload");
-    let (cert, key) = (live.0.join("cert.pem"), live.0.join("key.pem"));
-    std::fs::copy(first.cert(), &cert).unwrap();
-    std::fs::copy(first.key(), &key).unwrap();
-    let (cert_s, key_s) = (
-        cert.to_string_lossy().into_owned(),
-        key.to_string_lossy().into_owned(),
-    );
+    let live = support::LiveCert::copy_of("file-reload", &first);
+    let (cert_s, key_s) = live.paths();
     let server = Server::start_tls(&[
         "--workers",
         "1",
@@ -292,7 +286,7 @@ fn a_certificate_replaced_on_disk_is_served_to_new_handshakes() {
     );
 
     // Replace both files the way a deploy does (write aside, rename into place); no SIGHUP.
-    for (from, to) in [(second.key(), &key), (second.cert(), &cert)] {
+    for (from, to) in [(second.key(), &live.key), (second.cert(), &live.cert)] {
         let tmp = to.with_extension("new");
         std::fs::copy(from, &tmp).unwrap();
         std::fs::rename(&tmp, to).unwrap();

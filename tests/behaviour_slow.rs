@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -13,44 +12,29 @@ use common::*;
 
 /// A subscribed client with a tiny receive buffer that does not read, so it falls behind at once.
 fn stuck_client(server: &Server, symbols: &str) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect(&server.addr.into()).unwrap();
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(upgrade_request("/").as_bytes()).unwrap();
-    assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
-    send_text(&mut s, symbols);
-    assert_eq!(read_reply(&mut s)["type"], "subscribed");
+    let mut s = small_window_ws(server);
+    subscribe(&mut s, symbols);
     s
 }
 
-fn slow_server(
-    redis: &ringcast::cli::redis_server::RedisServer,
-    prefix: &str,
-    policy: &str,
-) -> Server {
-    let server = Server::start(&[
-        "--workers",
+fn slow_server(prefix: &str, policy: &str) -> (ringcast::cli::redis_server::RedisServer, Server) {
+    fed_server(
         "1",
-        "--redis",
-        &redis.url(),
-        "--prefix",
         prefix,
-        "--max-backlog",
-        "8192",
-        "--send-buffer",
-        "4096",
-        "--slow-policy",
-        policy,
-        // Far beyond the test: what happens here is the policy's doing, not the grace period's.
-        "--slow-grace",
-        "60s",
-        "--close-timeout",
-        "5s",
-    ]);
-    server.wait_feed_up();
-    server
+        &[
+            "--max-backlog",
+            "8192",
+            "--send-buffer",
+            "4096",
+            "--slow-policy",
+            policy,
+            // Far beyond the test: what happens here is the policy's doing, not the grace period's.
+            "--slow-grace",
+            "60s",
+            "--close-timeout",
+            "5s",
+        ],
+    )
 }
 
 /// Publish batches of 1 KB ticks (`seq` numbered, 4 symbols) until `metric` counts at least one, then 3
@@ -96,8 +80,7 @@ fn flood_until(
 
 #[test]
 fn slow_policy_drop_drops_ticks_and_keeps_the_connection() {
-    let redis = start_redis();
-    let server = slow_server(&redis, "d:", "drop");
+    let (redis, server) = slow_server("d:", "drop");
     let mut stuck = stuck_client(&server, "S0,S1,S2,S3");
     let mut con = redis_con(&redis.url());
     let published = flood_until(&server, &mut con, "d:", "ringcast_dropped_frames_total");
@@ -152,8 +135,7 @@ fn slow_policy_drop_drops_ticks_and_keeps_the_connection() {
 
 #[test]
 fn slow_policy_close_closes_with_1013_at_once() {
-    let redis = start_redis();
-    let server = slow_server(&redis, "c:", "close");
+    let (redis, server) = slow_server("c:", "close");
     let mut stuck = stuck_client(&server, "S0,S1,S2,S3");
     let mut con = redis_con(&redis.url());
     let started = Instant::now();
@@ -173,21 +155,10 @@ fn coalesce_delay_delivers_every_tick_in_order_within_the_delay() {
     const DELAY_MS: u64 = 300;
     // What a loaded 2-core test box may add to a publish → receive trip, beyond the delay.
     const MARGIN_MS: u64 = 700;
-    let redis = start_redis();
-    let server = Server::start(&[
-        "--workers",
-        "1",
-        "--redis",
-        &redis.url(),
-        "--prefix",
-        "k:",
-        "--coalesce-delay",
-        &format!("{DELAY_MS}ms"),
-    ]);
-    server.wait_feed_up();
+    let delay = format!("{DELAY_MS}ms");
+    let (redis, server) = fed_server("1", "k:", &["--coalesce-delay", &delay]);
     let mut client = server.ws();
-    send_text(&mut client, "K0,K1,K2");
-    assert_eq!(read_reply(&mut client)["type"], "subscribed");
+    subscribe(&mut client, "K0,K1,K2");
 
     // Three bursts of 10 ticks, 50 ms apart within a burst, a pause between bursts.
     let total = 30;

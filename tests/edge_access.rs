@@ -5,51 +5,18 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
-use ringcast::auth::sign_hs256;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 fn token(sub: &str, exp: u64, symbols: Option<&[&str]>) -> String {
-    let mut claims = serde_json::json!({"sub": sub, "exp": exp});
-    if let Some(s) = symbols {
-        claims["symbols"] = serde_json::json!(s);
-    }
-    sign_hs256(&claims, SECRET.as_bytes())
-}
-
-/// Send an upgrade with extra headers and a target; returns the stream and the response head.
-fn upgrade(server: &Server, target: &str, extra: &str) -> (TcpStream, String) {
-    let mut s = server.connect();
-    let req = upgrade_request(target).replace("\r\n\r\n", &format!("\r\n{extra}\r\n"));
-    s.write_all(req.as_bytes()).unwrap();
-    let head = read_head(&mut s);
-    (s, head)
+    signed_token(SECRET.as_bytes(), sub, exp, symbols)
 }
 
 fn status(head: &str) -> u16 {
     status_of(head.as_bytes())
-}
-
-/// The next JSON message that is not a feed status (a server without --redis reports its default Redis
-/// down to every client, at a moment that races with the messages a test waits for).
-fn read_json_not_feed(s: &mut TcpStream) -> serde_json::Value {
-    loop {
-        let v: serde_json::Value = serde_json::from_str(&read_text(s)).unwrap();
-        if v["type"] != "feed" {
-            return v;
-        }
-    }
 }
 
 #[test]
@@ -90,10 +57,7 @@ fn origins_and_tokens_at_the_upgrade() {
         status(&upgrade(&server, &format!("/?token={expired}"), origin).1),
         401
     );
-    let forged = sign_hs256(
-        &serde_json::json!({"sub": "u1", "exp": now_s() + 600}),
-        &[9u8; 32],
-    );
+    let forged = signed_token(&[9u8; 32], "u1", now_s() + 600, None);
     assert_eq!(
         status(&upgrade(&server, &format!("/?token={forged}"), origin).1),
         401
@@ -144,7 +108,7 @@ fn token_expiry_on_an_open_socket_with_and_without_refresh() {
     let (mut renewing, head) = upgrade(&server, &format!("/?token={}", token("u1", exp, None)), "");
     assert_eq!(status(&head), 101);
     for s in [&mut lapsing, &mut renewing] {
-        let warn = read_json_not_feed(s);
+        let warn = read_reply(s);
         assert_eq!(
             (warn["type"].as_str(), warn["status"].as_str()),
             (Some("auth"), Some("expiring"))
@@ -158,7 +122,7 @@ fn token_expiry_on_an_open_socket_with_and_without_refresh() {
             format!(r#"{{"op":"auth","token":"{fresh}"}}"#).as_bytes(),
         ))
         .unwrap();
-    let ok = read_json_not_feed(&mut renewing);
+    let ok = read_reply(&mut renewing);
     assert_eq!(ok["status"], "ok");
     // A token for someone else is refused and changes nothing.
     let other = token("u2", now_s() + 600, None);
@@ -169,7 +133,7 @@ fn token_expiry_on_an_open_socket_with_and_without_refresh() {
             format!(r#"{{"op":"auth","token":"{other}"}}"#).as_bytes(),
         ))
         .unwrap();
-    let err = read_json_not_feed(&mut renewing);
+    let err = read_reply(&mut renewing);
     assert_eq!(err["error"], "auth_failed");
     assert_eq!(
         read_close_code(&mut lapsing),
@@ -185,18 +149,7 @@ fn token_expiry_on_an_open_socket_with_and_without_refresh() {
 
 #[test]
 fn symbol_patterns_and_per_user_messages() {
-    let redis = start_redis();
-    let server = Server::start(&[
-        "--workers",
-        "2",
-        "--auth-secret",
-        SECRET,
-        "--redis",
-        &redis.url(),
-        "--prefix",
-        "a:",
-    ]);
-    server.wait_feed_up();
+    let (redis, server) = fed_server("2", "a:", &["--auth-secret", SECRET]);
     let (mut u1, _) = upgrade(
         &server,
         &format!("/?token={}", token("u1", now_s() + 600, Some(&["EF*"]))),
@@ -215,12 +168,8 @@ fn symbol_patterns_and_per_user_messages() {
     u1.write_all(&frame(true, 0x1, b"LUCK")).unwrap();
     let err: serde_json::Value = serde_json::from_str(&read_text(&mut u1)).unwrap();
     assert_eq!(err["error"], "forbidden_symbol");
-    u1.write_all(&frame(true, 0x1, b"EFERT")).unwrap();
-    assert!(read_text(&mut u1).contains("subscribed"));
-    let mut con = redis::Client::open(redis.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    subscribe(&mut u1, "EFERT");
+    let mut con = redis_con(&redis.url());
     let _: i64 = redis::cmd("PUBLISH")
         .arg("a:user:u1")
         .arg(r#"{"type":"note","text":"for u1"}"#)

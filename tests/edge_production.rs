@@ -91,44 +91,31 @@ fn sigterm_drains_clients_with_1012_and_exits() {
     );
 }
 
-/// A client with a tiny receive buffer, so it falls behind as soon as it stops reading.
+/// A subscribed client with a tiny receive buffer, so it falls behind as soon as it stops reading.
 fn small_window_client(server: &Server, symbols: &str) -> TcpStream {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    sock.connect(&server.addr.into()).unwrap();
-    let mut s: TcpStream = sock.into();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(upgrade_request("/").as_bytes()).unwrap();
-    assert!(read_head(&mut s).starts_with("HTTP/1.1 101"));
-    s.write_all(&frame(true, 0x1, symbols.as_bytes())).unwrap();
-    assert!(read_text(&mut s).contains("subscribed"));
+    let mut s = small_window_ws(server);
+    subscribe(&mut s, symbols);
     s
 }
 
 #[test]
 fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
-    let redis = start_redis();
-    let server = Server::start(&[
-        "--workers",
+    let (redis, server) = fed_server(
         "1",
-        "--redis",
-        &redis.url(),
-        "--prefix",
         "s:",
-        "--max-backlog",
-        "1000000",
-        "--send-buffer",
-        "8192",
-        "--slow-grace",
-        "60s",
-    ]);
-    server.wait_feed_up();
+        &[
+            "--max-backlog",
+            "1000000",
+            "--send-buffer",
+            "8192",
+            "--slow-grace",
+            "60s",
+        ],
+    );
     let symbols = "S0,S1,S2,S3,S4";
     let mut slow = small_window_client(&server, symbols);
     let mut fast = server.ws();
-    fast.write_all(&frame(true, 0x1, symbols.as_bytes()))
-        .unwrap();
-    assert!(read_text(&mut fast).contains("subscribed"));
+    subscribe(&mut fast, symbols);
     // 2,000 ticks of ~1.5 KB (3 MB): the slow client overflows its 1 MB backlog many times over, while
     // the fast one, reading all along, never comes near it even on a loaded machine.
     let (per_symbol, pad) = (400, "x".repeat(1500));
@@ -210,24 +197,20 @@ fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
 
 #[test]
 fn a_client_over_its_backlog_past_the_grace_period_is_closed_with_1013() {
-    let redis = start_redis();
-    let server = Server::start(&[
-        "--workers",
+    let (redis, server) = fed_server(
         "1",
-        "--redis",
-        &redis.url(),
-        "--prefix",
         "g:",
-        "--max-backlog",
-        "8192",
-        "--send-buffer",
-        "4096",
-        "--slow-grace",
-        "1s",
-        "--close-timeout",
-        "10s",
-    ]);
-    server.wait_feed_up();
+        &[
+            "--max-backlog",
+            "8192",
+            "--send-buffer",
+            "4096",
+            "--slow-grace",
+            "1s",
+            "--close-timeout",
+            "10s",
+        ],
+    );
     let mut stuck = small_window_client(&server, "G0,G1,G2,G3,G4,G5,G6,G7");
     let mut con = redis_con(&redis.url());
     let pad = "y".repeat(2000);

@@ -142,14 +142,8 @@ fn certificates_reload_under_connected_clients() {
     let first = DevCert::ecdsa();
     let second = DevCert::rsa();
     // The server reads its files from a directory of its own, which the test rewrites.
-    let live = support::TempDir::new("live");
-    let (cert, key) = (live.0.join("cert.pem"), live.0.join("key.pem"));
-    std::fs::copy(first.cert(), &cert).unwrap();
-    std::fs::copy(first.key(), &key).unwrap();
-    let (cert_s, key_s) = (
-        cert.to_string_lossy().into_owned(),
-        key.to_string_lossy().into_owned(),
-    );
+    let live = support::LiveCert::copy_of("live", &first);
+    let (cert_s, key_s) = live.paths();
     let server = Server::start_tls(&[
         "--workers",
         "2",
@@ -171,8 +165,8 @@ fn certificates_reload_under_connected_clients() {
         first.leaf()
     );
 
-    std::fs::copy(second.cert(), &cert).unwrap();
-    std::fs::copy(second.key(), &key).unwrap();
+    std::fs::copy(second.cert(), &live.cert).unwrap();
+    std::fs::copy(second.key(), &live.key).unwrap();
     server.signal("HUP");
     // The reload is asynchronous: new connections get the new certificate once it is done.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -200,7 +194,7 @@ fn certificates_reload_under_connected_clients() {
 
     // A broken certificate is refused; the server keeps the one it has.
     std::fs::write(
-        &cert,
+        &live.cert,
         b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
     )
     .unwrap();

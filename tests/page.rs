@@ -30,8 +30,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 fn assert_upgrades(server: &Server) {
     let mut ws = server.ws();
-    send_text(&mut ws, r#"{"op":"subscribe","symbols":["EFERT"]}"#);
-    assert_eq!(read_json(&mut ws)["type"], "subscribed");
+    subscribe(&mut ws, r#"{"op":"subscribe","symbols":["EFERT"]}"#);
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, redis_con, start_redis};
+use common::{Server, redis_con, retire, start_redis};
 use ringcast::cli::redis_server::RedisServer;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket, connect};
@@ -184,22 +184,7 @@ fn unsubscribe_bad_messages_and_retire() {
     );
 
     // Retire: subscribers are told, the symbol is gone from Redis.
-    let out = std::process::Command::new(common::bin())
-        .args([
-            "retire",
-            "LUCK",
-            "--redis",
-            &redis.url(),
-            "--prefix",
-            PREFIX,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    retire(&redis.url(), PREFIX, "LUCK");
     let msg = next_json(&mut ws);
     assert_eq!(
         (msg["type"].as_str(), msg["symbol"].as_str()),

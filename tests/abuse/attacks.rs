@@ -336,6 +336,15 @@ pub fn ping_flood(suite: &Suite, w: &mut Window) {
     w.peak(suite.rss_kb());
 }
 
+/// PUBLISH `ticks` as one message, a JSON array (one batch of the feed).
+fn publish_batch(con: &mut redis::Connection, ticks: &[String]) {
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(format!("{PREFIX}ticks"))
+        .arg(format!("[{}]", ticks.join(",")))
+        .query(con)
+        .unwrap();
+}
+
 /// Item 10: 250,000 distinct symbols published over ~5 s (arrays of 1,000 ticks, one every 20 ms: a
 /// heavy feed, not a volumetric one) must not all stay in memory.
 pub fn symbol_universe(suite: &Suite, w: &mut Window) {
@@ -346,11 +355,7 @@ pub fn symbol_universe(suite: &Suite, w: &mut Window) {
         let ticks: Vec<String> = (0..1000)
             .map(|i| format!(r#"{{"symbol":"U{:06}","price":"1.00"}}"#, chunk * 1000 + i))
             .collect();
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(format!("{PREFIX}ticks"))
-            .arg(format!("[{}]", ticks.join(",")))
-            .query(&mut con)
-            .unwrap();
+        publish_batch(&mut con, &ticks);
         std::thread::sleep(Duration::from_millis(20));
     }
     // Wait (bounded) until the feed has taken them in.
@@ -389,11 +394,7 @@ pub fn slow_grace(suite: &Suite, w: &mut Window) {
             .iter()
             .map(|s| format!(r#"{{"symbol":"{s}","round":{round},"pad":"{pad}"}}"#))
             .collect();
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(format!("{PREFIX}ticks"))
-            .arg(format!("[{}]", ticks.join(",")))
-            .query(&mut con)
-            .unwrap();
+        publish_batch(&mut con, &ticks);
         std::thread::sleep(Duration::from_millis(100));
         if conflated() > conflated_before {
             break;

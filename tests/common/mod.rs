@@ -2,7 +2,15 @@
 //! WebSocket frames to it over real sockets. Every wait is bounded; the server is killed on drop.
 #![allow(dead_code)]
 
+mod access;
 pub mod cases;
+mod feed;
+
+// Re-exported so `use common::*` finds them; a test binary that uses none of them must not warn.
+#[allow(unused_imports)]
+pub use access::*;
+#[allow(unused_imports)]
+pub use feed::*;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -146,11 +154,7 @@ impl Server {
     pub fn metric(&self, name: &str) -> f64 {
         let (status, text) = self.get("/metrics");
         assert_eq!(status, 200);
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.split(['{', ' ']).next() == Some(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        metric_sum(&text, name)
     }
 
     /// Values of a per-worker metric, indexed by worker.
@@ -201,6 +205,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sum of metric `name` over all its label sets, in a `/metrics` text.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 pub fn upgrade_request(path: &str) -> String {

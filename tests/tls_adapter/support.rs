@@ -81,6 +81,39 @@ impl DevCert {
     }
 }
 
+/// A certificate and key copied into a directory of their own, which a test rewrites under a running
+/// server (a deploy, a renewal). (For the tests that start a server; tls_adapter.rs does not.)
+#[allow(dead_code)]
+pub struct LiveCert {
+    _dir: TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[allow(dead_code)]
+impl LiveCert {
+    /// A copy of `from`'s certificate and key, in a fresh directory named after `tag`.
+    pub fn copy_of(tag: &str, from: &DevCert) -> LiveCert {
+        let dir = TempDir::new(tag);
+        let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+        std::fs::copy(from.cert(), &cert).unwrap();
+        std::fs::copy(from.key(), &key).unwrap();
+        LiveCert {
+            _dir: dir,
+            cert,
+            key,
+        }
+    }
+
+    /// The certificate's and the key's paths, for `--tls-cert` and `--tls-key`.
+    pub fn paths(&self) -> (String, String) {
+        (
+            self.cert.to_string_lossy().into_owned(),
+            self.key.to_string_lossy().into_owned(),
+        )
+    }
+}
+
 pub fn leaf(path: &Path) -> CertificateDer<'static> {
     CertificateDer::pem_file_iter(path)
         .unwrap()
