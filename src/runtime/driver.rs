@@ -6,6 +6,7 @@
 //! core the time → hand it every completion → hand receive buffers back → `Core::poll` (timers, upkeep,
 //! one send per socket with queued bytes) → submit its intents.
 
+use std::mem::ManuallyDrop;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,7 +15,7 @@ use crate::fanout::FeedReceiver;
 use crate::runtime::core::conn::SendOp;
 use crate::runtime::core::{ConnId, Core, Epochs, Intent, MAX_ACCEPTS, RecvEnd, WorkerSettings};
 use crate::runtime::stats::WorkerStats;
-use crate::runtime::uring::{self, AcceptAddr, BufRing, Ring};
+use crate::runtime::uring::{self, BufRing, Ring};
 use crate::runtime::wake::Control;
 use crate::tls::{TlsReloader, WorkerTls};
 
@@ -58,20 +59,20 @@ fn unpack(user_data: u64) -> (Option<Op>, ConnId) {
     (op, id)
 }
 
-/// One worker. Fields are dropped in order: the ring goes first, before the memory it may still point
-/// into (receive buffers, accept addresses, the core's outboxes, the wake-up buffer).
+/// One worker. Teardown (`Drop` below): the ring cancels and reaps every operation in flight before any
+/// field is dropped, so no memory an operation points into (receive buffers, the core's outboxes) is
+/// freed under the kernel; the ring owns the accept addresses and the wake-up buffer itself.
 pub struct Worker {
     ring: Ring,
     bufs: BufRing,
-    core: Core,
+    /// Dropped by hand in `Drop`, only once the ring has reaped every operation in flight.
+    core: ManuallyDrop<Core>,
     listener: socket2::Socket,
     control: Arc<Control>,
     /// Ticks and feed status from the ingest thread (none in the echo profile).
     feed: Option<FeedReceiver>,
-    accept_addrs: Box<[AcceptAddr]>,
-    /// Indexes of the accept address slots not in use by an armed accept.
+    /// Indexes of the ring's accept address slots not in use by an armed accept.
     accept_free: Vec<usize>,
-    wake_buf: Box<u64>,
     start: Instant,
 }
 
@@ -86,7 +87,7 @@ impl Worker {
         admission_epoch: Instant,
     ) -> std::io::Result<Worker> {
         let table = crate::runtime::core::table_size(settings.max_conns, uring::nofile_limit());
-        let mut ring = Ring::new(4096, table.0)?;
+        let mut ring = Ring::new(4096, table.0, MAX_ACCEPTS)?;
         let bufs = BufRing::new(settings.recv_buffers, settings.recv_buffer_size)?;
         ring.register_buf_ring(&bufs)?;
         let start = Instant::now();
@@ -107,13 +108,11 @@ impl Worker {
         Ok(Worker {
             ring,
             bufs,
-            core,
+            core: ManuallyDrop::new(core),
             listener,
             control,
             feed,
-            accept_addrs: (0..MAX_ACCEPTS).map(|_| AcceptAddr::default()).collect(),
             accept_free: (0..MAX_ACCEPTS).rev().collect(),
-            wake_buf: Box::new(0),
             start,
         })
     }
@@ -134,7 +133,8 @@ impl Worker {
             );
             self.ring.submit_and_wait(sleep)?;
             busy_since = Instant::now();
-            self.core.set_now(self.now_us());
+            let now_us = self.now_us();
+            self.core.set_now(now_us);
             if self.control.shutting_down() {
                 self.core.begin_shutdown();
             }
@@ -165,17 +165,18 @@ impl Worker {
         match op {
             Some(Op::Accept) => {
                 let i = id.slot as usize;
+                // Read the peer address before accept `i` can be armed again.
+                let peer = (res >= 0).then(|| self.ring.accept_peer(i)).flatten();
                 self.accept_free.push(i);
                 if res < 0 {
                     self.core.on_accept_failed(-res);
                 } else {
-                    self.core
-                        .on_accepted(res as u32, self.accept_addrs[i].peer());
+                    self.core.on_accepted(res as u32, peer);
                 }
             }
             Some(Op::Recv) => {
                 let armed = uring::more(flags);
-                let bid = uring::buffer_id(flags);
+                let bid = self.bufs.take(flags);
                 let data = match (res, bid) {
                     (n, Some(bid)) if n > 0 => Ok(self.bufs.get(bid, n as usize)),
                     (n, _) if n == -libc::ENOBUFS => Err(RecvEnd::NoBuffers),
@@ -221,8 +222,7 @@ impl Worker {
                             generation: 0,
                         },
                     );
-                    self.ring
-                        .accept(self.listener.as_raw_fd(), &mut self.accept_addrs[i], ud);
+                    self.ring.accept(self.listener.as_raw_fd(), i, ud);
                 }
                 Intent::Receive(id) => self.ring.recv_multishot(id.slot, user_data(Op::Recv, id)),
                 Intent::Send(id, op) => {
@@ -251,7 +251,17 @@ impl Worker {
                 generation: 0,
             },
         );
-        self.ring
-            .read_eventfd(self.control.wake.as_raw_fd(), &mut self.wake_buf, ud);
+        self.ring.read_eventfd(self.control.wake.as_raw_fd(), ud);
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if !self.ring.teardown(uring::TEARDOWN_BOUND) {
+            // A send may still read its outbox: leak the core (and its outboxes) rather than free them.
+            return;
+        }
+        // SAFETY: dropped once, here, and `self.core` is not used after (this is `drop`).
+        unsafe { ManuallyDrop::drop(&mut self.core) }
     }
 }
