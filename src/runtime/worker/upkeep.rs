@@ -155,8 +155,16 @@ impl State {
         }
         let drain = self.drain.as_mut().expect("draining");
         (drain.closed, drain.cursor) = (closed, cursor);
-        let open = WorkerStats::get(&self.control.stats.open);
         let deadline = window + self.settings.limits.close_timeout_ms;
-        (cursor >= self.conns.len() && open == 0) || elapsed >= deadline
+        // Done when no WebSocket session is left (each closed, its close handshake over). Connections still in
+        // their HTTP exchange do not hold the exit back: while draining they are refused (503), and clients
+        // reconnecting promptly after their 1012 would otherwise keep one open at all times and hold the
+        // process to the deadline, and the port from its replacement (docs/client.md).
+        let sessions_left = cursor < self.conns.len()
+            || self
+                .conns
+                .iter()
+                .any(|c| matches!(c.phase, Phase::Open { .. }));
+        !sessions_left || elapsed >= deadline
     }
 }
