@@ -11,7 +11,9 @@ import { connectShared } from "./ringcast-worker.js";
 
 /** Reconnect timing, in milliseconds. */
 export const DEFAULTS = Object.freeze({
-  baseMs: 500, // first retry: a uniform delay in [0, baseMs)
+  baseMs: 1_000, // the first retry's window (a delay in [jitterFloor·baseMs, baseMs))
+  growth: 1.5, // the window grows by this factor per failed connect
+  jitterFloor: 0.25, // a delay is never under this share of its window
   capMs: 30_000, // the window never grows past this
   healthyMs: 10_000, // live this long and the attempt counter resets
   promptMs: 1_000, // 1001/1012/4001/network back: a uniform delay in [0, promptMs)
@@ -22,12 +24,19 @@ export const DEFAULTS = Object.freeze({
 });
 
 /**
- * Exponential backoff with full jitter: a uniform delay in [0, min(cap, base * 2^attempt)).
+ * Exponential backoff with jitter: a uniform delay in [floor·w, w), w = min(cap, base · growth^attempt).
  * `attempt` counts failed connects since the last healthy period (0 for the first retry).
+ *
+ * Why 1.5 and a floor, not full jitter doubling from 0.5 s (docs/client.md "1006"): the window when the server
+ * comes back decides the tail, and with doubling it is about twice the time already waited (after 2 s down,
+ * 99% back at 8.8 s, later than the seed's fixed 3–8 s); growing by 1.5 keeps it near the time waited, and a
+ * floor of a quarter stops the early retries of a fleet from piling at 0 ms and spending attempts for nothing.
  */
 export function backoffDelay(attempt, opts = DEFAULTS, random = Math.random) {
-  const window = Math.min(opts.capMs, opts.baseMs * 2 ** Math.min(attempt, 30));
-  return Math.floor(random() * window);
+  const growth = opts.growth ?? DEFAULTS.growth;
+  const floor = opts.jitterFloor ?? DEFAULTS.jitterFloor;
+  const window = Math.min(opts.capMs, opts.baseMs * growth ** Math.min(attempt, 60));
+  return Math.floor(window * (floor + (1 - floor) * random()));
 }
 
 /**

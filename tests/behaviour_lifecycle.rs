@@ -1,7 +1,8 @@
 //! The server's life as docs/config.md, docs/runtime.md and docs/tls.md state it: `--processes N` runs N
 //! processes on one port (each with its own Redis subscriber), restarts a killed one and stops them all on
 //! SIGTERM; the SIGTERM drain refuses upgrades (503 + Retry-After), turns /healthz to 503, spreads its 1012
-//! closes over `--drain-window` and exits when the clients are gone, or at the window plus the close timeout;
+//! closes over `--drain-window` and exits when the clients are gone (connections still in their HTTP
+//! exchange do not count), or at the window plus the close timeout;
 //! a certificate replaced on disk is picked up without a signal.
 
 mod common;
@@ -251,6 +252,43 @@ fn a_client_that_never_answers_the_close_does_not_hold_the_drain() {
     assert!(
         closed_within(&mut mute, Duration::from_secs(1)),
         "its connection is closed"
+    );
+}
+
+#[test]
+fn connections_still_in_their_http_exchange_do_not_hold_the_drain() {
+    // Clients reconnect promptly after their 1012 and are refused (503) while the server drains: at any
+    // moment one of those may be open. Here one idle connection that never sends its request stands for
+    // them: the process exits once its WebSocket sessions are gone, not at the window plus the close timeout.
+    let (window, close_timeout) = (Duration::from_secs(1), Duration::from_secs(5));
+    let mut server = Server::start(&[
+        "--workers",
+        "1",
+        "--echo",
+        "--drain-window",
+        "1s",
+        "--close-timeout",
+        "5s",
+        "--handshake-timeout",
+        "30s",
+    ]);
+    let mut client = server.ws();
+    let _idle = server.connect();
+    let sigterm = Instant::now();
+    server.signal("TERM");
+    assert_eq!(read_close_code(&mut client), Some(1012));
+    client
+        .write_all(&frame(true, 0x8, &1000u16.to_be_bytes()))
+        .unwrap();
+    assert_eq!(
+        server.wait_exit(window + close_timeout + Duration::from_secs(2)),
+        Some(0),
+        "exits"
+    );
+    let took = sigterm.elapsed();
+    assert!(
+        took < window + Duration::from_secs(2),
+        "exited once the session was closed, not at the deadline (window + close timeout): {took:?}"
     );
 }
 

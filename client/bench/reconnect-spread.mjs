@@ -1,8 +1,10 @@
 // Reconnect spread of N simulated clients after a server restart, with the client's real schedule
-// (planReconnect from ../ringcast.js) against the seed's (a uniform 3–8 s wait before every retry, whatever
-// the close). Simulated time, no sockets: deterministic for a given --seed. Used for docs/client.md.
+// (planReconnect from ../ringcast.js; also with the schedule it had before the 1006 tuning) against the
+// seed's (a uniform 3–8 s wait before every retry, whatever the close). Simulated time, no sockets:
+// deterministic for a given --seed. Used for docs/client.md.
 //
-//   node client/bench/reconnect-spread.mjs [--clients 1000] [--down-ms 2000] [--drain-ms 10000] [--seed 1]
+//   node client/bench/reconnect-spread.mjs [--clients 1000] [--down-ms 2000] [--drain-ms 10000] [--seed 1] \
+//     [--downs 500,2000,5000,10000,30000]
 //
 // Scenarios, each from t = 0 when every client lost its socket at once:
 //   1012  the server drains (close 1012) and its replacement already listens (a connect succeeds at once):
@@ -33,16 +35,19 @@ function rng(seed) {
   };
 }
 
+/** The schedule before the 1006 tuning (docs/client.md): full jitter, doubling from 0.5 s. */
+const BEFORE = { ...DEFAULTS, baseMs: 500, growth: 2, jitterFloor: 0 };
+
 /** Ringcast client: the delay after `code`, then retries with the 1006 plan until the server is up. */
-function ringcastClient(code, upAtMs, random) {
+function ringcastClient(code, upAtMs, random, opts = DEFAULTS) {
   let t = 0;
-  let plan = planReconnect(code, 0, DEFAULTS, random);
+  let plan = planReconnect(code, 0, opts, random);
   let connects = 0;
   for (;;) {
     t += plan.delayMs;
     connects += 1;
     if (t >= upAtMs) return { at: t, connects };
-    plan = planReconnect(1006, plan.attempt, DEFAULTS, random);
+    plan = planReconnect(1006, plan.attempt, opts, random);
   }
 }
 
@@ -96,6 +101,7 @@ for (const [code, upAtMs, spreadMs, what] of [
 ]) {
   const series = [
     ["ringcast.js", run(ringcastClient, code, upAtMs, SEED, spreadMs)],
+    ["before (×2 from 0.5 s)", run((c, u, r) => ringcastClient(c, u, r, BEFORE), code, upAtMs, SEED, spreadMs)],
     ["seed 3–8 s", run(seedClient, code, upAtMs, SEED, spreadMs)],
   ];
   console.log(`## ${what}\n`);
@@ -110,4 +116,21 @@ for (const [code, upAtMs, spreadMs, what] of [
   console.log(`\nReconnects per 250 ms bucket (empty buckets left out):\n`);
   console.log(histogram(series));
   console.log("");
+}
+
+// The 1006 case over a range of downtimes: where each schedule's tail lands (--downs, ms, comma-separated).
+const DOWNS = String(args.downs ?? "500,2000,5000,10000,30000").split(",").map(Number);
+console.log(`## 1006 by downtime: 50% / 99% back (s), connects per client, peak reconnects in 1 s\n`);
+console.log(`| down | ringcast.js | before (×2 from 0.5 s) | seed 3–8 s |`);
+console.log(`|---:|---|---|---|`);
+for (const down of DOWNS) {
+  const cells = [
+    run(ringcastClient, 1006, down, SEED),
+    run((c, u, r) => ringcastClient(c, u, r, BEFORE), 1006, down, SEED),
+    run(seedClient, 1006, down, SEED),
+  ].map((s) => {
+    const q = (p) => (quantile(s.times, p) / 1000).toFixed(1);
+    return `${q(0.5)} / ${q(0.99)} s, ${(s.connects / CLIENTS).toFixed(1)}, ${peakPer(s.times, 1000)}`;
+  });
+  console.log(`| ${down / 1000} s | ${cells.join(" | ")} |`);
 }

@@ -28,11 +28,12 @@ export const skipWhy = !CHROMIUM
   : skipNoWebSocket;
 
 /**
- * Starts Chromium headless on a fresh profile; resolves with `{ openTab(url), close() }`. A tab:
- * `{ targetId, evaluate(expression), activate(), close() }` (Target.activateTarget brings it to the front;
- * Target.closeTarget closes it as a user would).
+ * Starts Chromium headless on a fresh profile; resolves with `{ openTab(url, { context }), newContext(),
+ * close() }`. A tab: `{ targetId, call(method, params), evaluate(expression), activate(), close() }` (`call`:
+ * a DevTools method in the tab's session; Target.activateTarget brings it to the front; Target.closeTarget
+ * closes it as a user would). `extraArgs`: more Chromium flags.
  */
-export async function startBrowser() {
+export async function startBrowser(extraArgs = []) {
   const profile = mkdtempSync(join(tmpdir(), "ringcast-chromium-"));
   const chrome = start(
     CHROMIUM,
@@ -44,6 +45,7 @@ export async function startBrowser() {
       "--remote-debugging-port=0",
       "--remote-allow-origins=*",
       `--user-data-dir=${profile}`,
+      ...extraArgs,
       "about:blank",
     ],
     ["ignore", "ignore", "pipe"],
@@ -83,16 +85,18 @@ export async function startBrowser() {
       waiting.set(id, { resolve, reject });
       ws.send(JSON.stringify({ id, method, params, sessionId }));
     });
-  const openTab = async (url) => {
-    const { targetId } = await call("Target.createTarget", { url });
+  const openTab = async (url, { context } = {}) => {
+    const { targetId } = await call("Target.createTarget", { url, browserContextId: context });
     const { sessionId } = await call("Target.attachToTarget", { targetId, flatten: true });
     const evaluate = async (expression) => {
-      const r = await call("Runtime.evaluate", { expression, returnByValue: true }, sessionId);
+      const r = await call("Runtime.evaluate", { expression, returnByValue: true, awaitPromise: true }, sessionId);
       if (r.exceptionDetails) throw new Error(`page: ${JSON.stringify(r.exceptionDetails)}`);
       return r.result.value;
     };
     return {
       targetId,
+      sessionId,
+      call: (method, params = {}) => call(method, params, sessionId),
       evaluate,
       activate: () => call("Target.activateTarget", { targetId }),
       close: () => call("Target.closeTarget", { targetId }),
@@ -101,6 +105,8 @@ export async function startBrowser() {
   return {
     chrome,
     openTab,
+    /** A new browser context (like a separate profile: its own origin storage, its own SharedWorkers). */
+    newContext: async () => (await call("Target.createBrowserContext")).browserContextId,
     /** Stops Chromium and removes its profile. */
     async close() {
       ws.close();

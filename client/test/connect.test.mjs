@@ -147,6 +147,30 @@ test("an error before open (no close follows, as in Node on a refused upgrade) i
   }
 });
 
+test("backoff reset: the attempt counter grows while sockets die young and resets after healthyMs live", async () => {
+  const { FakeWS, made } = fakeSockets();
+  const attempts = [];
+  const feed = connect("ws://x/", {
+    ...FAST,
+    healthyMs: 100,
+    WebSocket: FakeWS,
+    onStatus: (s, d) => s === "reconnecting" && attempts.push(d.attempt),
+  });
+  try {
+    for (const i of [0, 1]) {
+      await until(`socket ${i} open`, () => made[i]?.readyState === 1);
+      made[i].serverCloses(1006); // dies at once: not healthy
+    }
+    await until("socket 2 open", () => made[2]?.readyState === 1);
+    await new Promise((r) => setTimeout(r, 200)); // live past healthyMs
+    made[2].serverCloses(1006);
+    await until("three reconnects planned", () => attempts.length === 3);
+    assert.deepEqual(attempts, [1, 2, 1], "the third close plans from attempt 0 again");
+  } finally {
+    feed.close();
+  }
+});
+
 test("1013 waits at least overloadMinMs", async () => {
   const { FakeWS, made } = fakeSockets();
   const statuses = [];

@@ -27,13 +27,16 @@ function rng(seed = 42) {
   };
 }
 
-test("backoff: full jitter over a window that doubles from base to cap", () => {
-  assert.equal(backoffDelay(0, DEFAULTS, () => 0), 0);
-  assert.equal(backoffDelay(0, DEFAULTS, () => 0.999999), 499);
-  assert.equal(backoffDelay(3, DEFAULTS, () => 0.5), 2000); // window 4 s
-  for (const attempt of [6, 7, 20, 1000]) {
+test("backoff: jitter over [w/4, w) of a window growing by 1.5 from base to cap", () => {
+  assert.equal(backoffDelay(0, DEFAULTS, () => 0), 250);
+  assert.equal(backoffDelay(0, DEFAULTS, () => 0.999999), 999);
+  assert.equal(backoffDelay(2, DEFAULTS, () => 0), 562); // window 2.25 s
+  assert.equal(backoffDelay(2, DEFAULTS, () => 0.999999), 2249);
+  for (const attempt of [9, 10, 20, 1000]) {
     assert.equal(backoffDelay(attempt, DEFAULTS, () => 0.999999), 29_999, `attempt ${attempt} is capped`);
+    assert.equal(backoffDelay(attempt, DEFAULTS, () => 0), 7_500);
   }
+  assert.equal(backoffDelay(3, { ...DEFAULTS, growth: 2, jitterFloor: 0, baseMs: 500 }, () => 0.5), 2000, "full jitter, doubling");
 });
 
 test("backoff: the first retries of many clients are spread over the whole window", () => {
@@ -41,8 +44,8 @@ test("backoff: the first retries of many clients are spread over the whole windo
   const delays = Array.from({ length: 1000 }, () => backoffDelay(0, DEFAULTS, random));
   const buckets = [0, 0, 0, 0, 0];
   for (const d of delays) {
-    assert.ok(d >= 0 && d < DEFAULTS.baseMs);
-    buckets[Math.floor(d / 100)]++;
+    assert.ok(d >= 250 && d < DEFAULTS.baseMs);
+    buckets[Math.floor((d - 250) / 150)]++;
   }
   for (const b of buckets) assert.ok(b > 150 && b < 250, `uneven spread: ${buckets}`);
 });
@@ -51,12 +54,13 @@ test("plan: attempts grow on failures and the prompt codes reset them", () => {
   const half = () => 0.5;
   let attempt = 0;
   const windows = [];
-  for (let i = 0; i < 8; i++) {
-    const plan = planReconnect(1006, attempt, DEFAULTS, half);
-    windows.push(plan.delayMs * 2);
+  const top = () => 0.999999;
+  for (let i = 0; i < 11; i++) {
+    const plan = planReconnect(1006, attempt, DEFAULTS, top);
+    windows.push(plan.delayMs + 1);
     attempt = plan.attempt;
   }
-  assert.deepEqual(windows, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+  assert.deepEqual(windows, [1000, 1500, 2250, 3375, 5063, 7594, 11391, 17086, 25629, 30000, 30000]);
   assert.deepEqual(planReconnect(1012, 5, DEFAULTS, half), { delayMs: 500, attempt: 0 });
   assert.deepEqual(planReconnect(1001, 5, DEFAULTS, () => 0.1), { delayMs: 100, attempt: 0 });
   assert.deepEqual(planReconnect(4001, 3, DEFAULTS, half), { delayMs: 500, attempt: 0 });

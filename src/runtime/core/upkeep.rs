@@ -146,10 +146,17 @@ impl Core {
                 closed += 1;
             }
         }
-        let shutdown = self.shutdown.as_mut().expect("shutting down");
-        (shutdown.closed, shutdown.cursor) = (closed, cursor);
-        let open = self.open;
         let deadline = window + self.settings.limits.close_timeout_ms;
-        (cursor >= self.conns.len() && open == 0) || elapsed >= deadline
+        // Done when no WebSocket session is left (each closed, its close handshake over; what remains is
+        // flushing or lingering for the peer's EOF). Connections still in their HTTP exchange do not hold
+        // the exit back: while shutting down they are refused (503), and clients reconnecting promptly
+        // after their 1012 would otherwise keep one open at all times and hold the process to the
+        // deadline, and the port from its replacement (docs/client.md).
+        let sessions_left = cursor < self.conns.len()
+            || self
+                .conns
+                .iter()
+                .any(|c| matches!(c.stage, Stage::Open { .. }));
+        !sessions_left || elapsed >= deadline
     }
 }
