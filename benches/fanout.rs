@@ -42,7 +42,7 @@ fn deliver(
     frame: &LocalFrame,
 ) -> usize {
     let mut pending = 0;
-    for &slot in &map.entry(id).subscribers {
+    for &slot in map.entry(id).subscribers() {
         let outbox = outboxes[slot as usize].get_or_insert_with(Box::default);
         outbox.push_tick(id, frame.clone());
         pending += outbox.pending_bytes();

@@ -70,10 +70,7 @@ impl State {
             return;
         }
         conn.phase = Phase::Closing;
-        let conn = &self.conns[slot as usize];
-        if !conn.subs.is_empty() {
-            self.unsubscribe_all(slot);
-        }
+        self.unsubscribe_all(slot);
         let conn = &mut self.conns[slot as usize];
         if conn.recv_armed || conn.sending {
             conn.aux_pending += 1;
@@ -114,6 +111,11 @@ impl State {
             return;
         }
         self.release_identity(slot);
+        debug_assert_eq!(
+            self.symbols.subscription_count(slot),
+            0,
+            "unsubscribed on close"
+        );
         let conn = &mut self.conns[slot as usize];
         let generation = conn.generation;
         *conn = Conn {
