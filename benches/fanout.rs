@@ -43,7 +43,7 @@ fn deliver(
     backlog: &mut Backlog,
 ) -> usize {
     let mut pending = 0;
-    for &slot in &map.entry(id).subscribers {
+    for &slot in map.entry(id).subscribers() {
         let outbox = outboxes[slot as usize].get_or_insert_with(Box::default);
         outbox.push_tick(id, frame.clone(), backlog);
         pending += outbox.pending_bytes();

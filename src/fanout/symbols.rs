@@ -2,6 +2,15 @@
 //!
 //! Owned by one worker, never shared, so no lock and no atomic on the delivery path: the frame a worker
 //! received from ingest is wrapped once in an `Rc`, and each subscriber's outbox takes a non-atomic clone.
+//!
+//! The map also holds both sides of every subscription, as a two-way index: a symbol's subscriber list
+//! (slots, one contiguous slice: what the fan-out loop walks) records, for each subscriber, where the
+//! symbol sits in that connection's list, and each connection's list (per slot, in [`SymbolMap`]) records
+//! where the connection sits in the symbol's. Removing either side is a `swap_remove` at a known position
+//! that re-points the one element it moved, so subscribe, unsubscribe and a connection's unsubscribe-all
+//! cost O(1) per subscription whatever the symbol's number of subscribers (finding a symbol in one
+//! connection's list is O(k), k ≤ `--max-symbols-per-conn`). A subscription costs 16 bytes: 8 in the
+//! symbol's lists (slot + position, amortised `Vec` growth) and 8 in the connection's exact-size list.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -23,14 +32,60 @@ pub struct Entry {
     /// The latest tick of the symbol (sent first to every new subscriber). Read freely; written only
     /// through [`SymbolMap::set_latest`], which keeps the eviction order.
     pub latest: Option<LocalFrame>,
-    /// Slots of this worker's connections subscribed to the symbol.
-    pub subscribers: Vec<u32>,
+    /// Slots of this worker's connections subscribed to the symbol (see [`Entry::subscribers`]).
+    subscribers: Vec<u32>,
+    /// For each subscriber (same index): where this symbol sits in that connection's list.
+    back: Vec<u32>,
     /// The latest value was asked of ingest (the symbol may have been evicted) and not yet answered.
     pub fetch_pending: bool,
     /// Neighbours in the eviction list (entries with data and no subscribers, least recently ticked first).
     prev: SymbolId,
     next: SymbolId,
     linked: bool,
+}
+
+impl Entry {
+    /// Slots of this worker's connections subscribed to the symbol, in no particular order (removing
+    /// one moves the last into its place).
+    pub fn subscribers(&self) -> &[u32] {
+        &self.subscribers
+    }
+}
+
+/// One subscription as a connection's list holds it: the symbol, and where the connection sits in the
+/// symbol's subscriber list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Subscription {
+    symbol: SymbolId,
+    at: u32,
+}
+
+/// A connection's subscriptions: an exact-size boxed slice (16 bytes per slot, no heap for a connection
+/// without subscriptions, no spare capacity). Subscribing is rare next to delivering, so growing by one
+/// reallocation each time is cheap.
+#[derive(Debug, Default)]
+struct SymbolList(Box<[Subscription]>);
+
+impl SymbolList {
+    fn position(&self, symbol: SymbolId) -> Option<usize> {
+        self.0.iter().position(|s| s.symbol == symbol)
+    }
+
+    fn push(&mut self, sub: Subscription) {
+        let mut all = std::mem::take(&mut self.0).into_vec();
+        all.reserve_exact(1);
+        all.push(sub);
+        self.0 = all.into_boxed_slice();
+    }
+
+    /// Remove the element at `i`, moving the last into its place; returns the moved one, if any.
+    fn swap_remove(&mut self, i: usize) -> Option<Subscription> {
+        let mut all = std::mem::take(&mut self.0).into_vec();
+        all.swap_remove(i);
+        let moved = all.get(i).copied();
+        self.0 = all.into_boxed_slice();
+        moved
+    }
 }
 
 /// What [`SymbolMap::admit`] made of a tick's symbol.
@@ -51,10 +106,15 @@ pub enum Admission {
 /// an intrusive list); if every symbol has subscribers, the tick is refused. Subscribing always adds the
 /// symbol (those entries are bounded by connections × `--max-symbols-per-conn`, and what a client
 /// subscribes to is never evicted).
+///
+/// Connections are known by their slot (`u32`); each slot's subscriptions live here (see the module
+/// doc), so a slot must be emptied with [`SymbolMap::unsubscribe_all`] before it is reused.
 #[derive(Debug)]
 pub struct SymbolMap {
     index: HashMap<Symbol, SymbolId>,
     entries: Vec<Option<Entry>>,
+    /// Each connection slot's subscriptions (grown to the highest slot that ever subscribed).
+    conns: Vec<SymbolList>,
     free: Vec<SymbolId>,
     limit: usize,
     /// Eviction list: oldest first.
@@ -79,6 +139,7 @@ impl SymbolMap {
         SymbolMap {
             index: HashMap::new(),
             entries: Vec::new(),
+            conns: Vec::new(),
             free: Vec::new(),
             limit: limit.max(1),
             head: NIL,
@@ -107,6 +168,7 @@ impl SymbolMap {
             symbol: symbol.clone(),
             latest: None,
             subscribers: Vec::new(),
+            back: Vec::new(),
             fetch_pending: false,
             prev: NIL,
             next: NIL,
@@ -188,23 +250,96 @@ impl SymbolMap {
         self.entries[id as usize].as_mut().expect("live symbol id")
     }
 
-    /// Add a subscriber not yet subscribed (the caller checks its connection's own short list first:
-    /// searching a popular symbol's subscribers would cost O(subscribers) per request). A subscribed
+    /// Subscribe connection `slot` to symbol `id`; false (and nothing changes) if it already is. O(k) in
+    /// the connection's own subscriptions (the check), O(1) in the symbol's subscribers. A subscribed
     /// symbol is never evicted.
-    pub fn subscribe(&mut self, id: SymbolId, slot: u32) {
-        let subs = &mut self.entry_mut(id).subscribers;
-        debug_assert!(!subs.contains(&slot), "already subscribed");
-        subs.push(slot);
+    pub fn subscribe(&mut self, id: SymbolId, slot: u32) -> bool {
+        if self.position(slot, id).is_some() {
+            return false;
+        }
+        if self.conns.len() <= slot as usize {
+            self.conns
+                .resize_with(slot as usize + 1, SymbolList::default);
+        }
+        let list = &mut self.conns[slot as usize];
+        let in_conn = list.0.len() as u32;
+        let entry = self.entries[id as usize].as_mut().expect("live symbol id");
+        let at = entry.subscribers.len() as u32;
+        entry.subscribers.push(slot);
+        entry.back.push(in_conn);
+        list.push(Subscription { symbol: id, at });
         self.unlink(id);
+        true
     }
 
-    /// Remove a subscriber; a symbol left with neither data nor subscribers is forgotten (once its fetch,
-    /// if any, is answered), one left with data and no subscribers may be evicted from now on.
-    pub fn unsubscribe(&mut self, id: SymbolId, slot: u32) {
-        let entry = self.entry_mut(id);
-        if let Some(pos) = entry.subscribers.iter().position(|&s| s == slot) {
-            entry.subscribers.swap_remove(pos);
+    /// Unsubscribe connection `slot` from symbol `id`; false (and nothing changes) if it was not
+    /// subscribed. A symbol left with neither data nor subscribers is forgotten (once its fetch, if any,
+    /// is answered), one left with data and no subscribers may be evicted from now on.
+    pub fn unsubscribe(&mut self, id: SymbolId, slot: u32) -> bool {
+        let Some(i) = self.position(slot, id) else {
+            return false;
+        };
+        let at = self.conns[slot as usize].0[i].at;
+        self.detach_from_conn(slot, i);
+        self.detach_from_symbol(id, at);
+        self.settle(id);
+        true
+    }
+
+    /// Unsubscribe connection `slot` from everything (it closes): O(1) per subscription.
+    pub fn unsubscribe_all(&mut self, slot: u32) {
+        let Some(list) = self.conns.get_mut(slot as usize) else {
+            return;
+        };
+        for sub in std::mem::take(list).0.iter() {
+            self.detach_from_symbol(sub.symbol, sub.at);
+            self.settle(sub.symbol);
         }
+    }
+
+    /// Whether connection `slot` is subscribed to symbol `id` (O(k) in its subscriptions).
+    pub fn is_subscribed(&self, slot: u32, id: SymbolId) -> bool {
+        self.position(slot, id).is_some()
+    }
+
+    /// How many symbols connection `slot` is subscribed to.
+    pub fn subscription_count(&self, slot: u32) -> usize {
+        self.conns.get(slot as usize).map_or(0, |l| l.0.len())
+    }
+
+    /// The symbols connection `slot` is subscribed to, in no particular order.
+    pub fn subscriptions(&self, slot: u32) -> impl Iterator<Item = SymbolId> + '_ {
+        let list = self.conns.get(slot as usize).map_or(&[][..], |l| &l.0[..]);
+        list.iter().map(|s| s.symbol)
+    }
+
+    fn position(&self, slot: u32, id: SymbolId) -> Option<usize> {
+        self.conns.get(slot as usize)?.position(id)
+    }
+
+    /// Take the subscription at `i` out of connection `slot`'s list, re-pointing the one moved into its
+    /// place.
+    fn detach_from_conn(&mut self, slot: u32, i: usize) {
+        if let Some(moved) = self.conns[slot as usize].swap_remove(i) {
+            self.entry_mut(moved.symbol).back[moved.at as usize] = i as u32;
+        }
+    }
+
+    /// Take the subscriber at `at` out of symbol `id`'s list, re-pointing the one moved into its place.
+    fn detach_from_symbol(&mut self, id: SymbolId, at: u32) {
+        let entry = self.entry_mut(id);
+        let at = at as usize;
+        entry.subscribers.swap_remove(at);
+        entry.back.swap_remove(at);
+        if let (Some(&slot), Some(&i)) = (entry.subscribers.get(at), entry.back.get(at)) {
+            self.conns[slot as usize].0[i as usize].at = at as u32;
+        }
+    }
+
+    /// After a subscriber left: forget a symbol left with neither data nor subscribers (unless a fetch
+    /// is pending), make one left with data evictable.
+    fn settle(&mut self, id: SymbolId) {
+        let entry = self.entry(id);
         if !entry.subscribers.is_empty() {
             return;
         }
@@ -219,12 +354,15 @@ impl SymbolMap {
         }
     }
 
-    /// Forget a symbol entirely; returns its subscribers.
+    /// Forget a symbol entirely, unsubscribing its subscribers; returns their slots.
     pub fn remove(&mut self, id: SymbolId) -> Vec<u32> {
         self.unlink(id);
         let entry = self.entries[id as usize].take().expect("live symbol id");
         self.index.remove(&entry.symbol);
         self.free.push(id);
+        for (&slot, &i) in entry.subscribers.iter().zip(&entry.back) {
+            self.detach_from_conn(slot, i as usize);
+        }
         entry.subscribers
     }
 
@@ -276,6 +414,9 @@ impl SymbolMap {
 }
 
 #[cfg(test)]
+mod index_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -285,7 +426,7 @@ mod tests {
         let id = map.intern("EFERT");
         assert_eq!(map.intern("EFERT"), id);
         map.subscribe(id, 7);
-        assert_eq!(map.entry(id).subscribers, vec![7]);
+        assert_eq!(map.entry(id).subscribers(), &[7]);
         map.unsubscribe(id, 7);
         assert!(
             map.get("EFERT").is_none(),

@@ -154,10 +154,9 @@ impl Core {
             Ok(identity) => {
                 let json = auth::refreshed_json(identity.expires_at);
                 // Symbols the new token no longer allows are dropped.
-                let subs = self.conns[slot as usize].subs.clone();
-                for id in subs.iter() {
+                let subs: Vec<_> = self.symbols.subscriptions(slot).collect();
+                for id in subs {
                     if !identity.allows(&self.symbols.entry(id).symbol) {
-                        self.conns[slot as usize].subs.remove(id);
                         self.symbols.unsubscribe(id, slot);
                     }
                 }

@@ -66,8 +66,6 @@ pub struct Conn {
     /// resolves a fixed slot when the operation runs (a shutdown runs later, on io-wq), so one still
     /// pending when the slot is reused would hit the next connection.
     pub aux_pending: u8,
-    /// Symbols subscribed to (ids in the worker's symbol map).
-    pub subs: SymbolList,
     /// When data last arrived, in seconds since the worker started (heartbeats and idle timeout).
     pub last_seen_s: u32,
     /// Counted in the process's per-address limiter (released on close).
@@ -170,56 +168,6 @@ impl Conn {
         if let Some(mut plain) = self.tls.as_mut().and_then(|t| t.plain.take()) {
             plain.discard(backlog);
         }
-    }
-}
-
-/// A connection's subscriptions: an exact-size boxed slice (16 bytes inline, no spare capacity on the
-/// heap). Subscribing is rare next to delivering, so growing by one reallocation each time is cheap.
-#[derive(Debug, Default, Clone)]
-pub struct SymbolList(Box<[SymbolId]>);
-
-impl SymbolList {
-    pub fn contains(&self, id: SymbolId) -> bool {
-        self.0.contains(&id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = SymbolId> + '_ {
-        self.0.iter().copied()
-    }
-
-    /// Add `ids` (not yet in the list) in one reallocation.
-    pub fn extend(&mut self, ids: &[SymbolId]) {
-        if ids.is_empty() {
-            return;
-        }
-        let mut all = std::mem::take(&mut self.0).into_vec();
-        all.reserve_exact(ids.len());
-        all.extend_from_slice(ids);
-        self.0 = all.into_boxed_slice();
-    }
-
-    /// Remove `id`; false if it was not there.
-    pub fn remove(&mut self, id: SymbolId) -> bool {
-        let Some(pos) = self.0.iter().position(|&s| s == id) else {
-            return false;
-        };
-        let mut all = std::mem::take(&mut self.0).into_vec();
-        all.swap_remove(pos);
-        self.0 = all.into_boxed_slice();
-        true
-    }
-
-    /// Empty the list, returning what it held.
-    pub fn take(&mut self) -> Box<[SymbolId]> {
-        std::mem::take(&mut self.0)
     }
 }
 
@@ -510,7 +458,7 @@ mod tests {
     fn idle_connection_is_small() {
         // An idle open connection costs its slot only; keep it well under the 256-byte budget.
         let size = size_of::<Conn>();
-        assert!(size <= 152, "Conn is {size} bytes");
+        assert!(size <= 136, "Conn is {size} bytes");
     }
 
     #[test]
@@ -575,20 +523,6 @@ mod tests {
         out.abandon();
         out.discard(g);
         assert_eq!(g.bytes(), 0, "the gauge follows the queue");
-    }
-
-    #[test]
-    fn symbol_lists_hold_exactly_what_they_list() {
-        let mut subs = SymbolList::default();
-        subs.extend(&[3, 5, 8]);
-        assert!(subs.contains(5) && subs.len() == 3);
-        assert!(subs.remove(3));
-        assert!(!subs.remove(3), "already gone");
-        let mut left: Vec<_> = subs.iter().collect();
-        left.sort();
-        assert_eq!(left, vec![5, 8]);
-        assert_eq!(subs.take().len(), 2);
-        assert!(subs.is_empty());
     }
 
     #[test]

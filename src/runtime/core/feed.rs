@@ -91,7 +91,7 @@ impl Core {
                         self.deliver_to_subscribers(id, &frame);
                     }
                     // Nobody waits for it any more: forget it, as an unsubscribe would have.
-                    None if entry.subscribers.is_empty() => {
+                    None if entry.subscribers().is_empty() => {
                         self.symbols.remove(id);
                     }
                     None => {}
@@ -112,7 +112,6 @@ impl Core {
                 };
                 let frame: LocalFrame = Rc::new(frame);
                 for slot in self.symbols.remove(id) {
-                    self.conns[slot as usize].subs.remove(id);
                     self.deliver(slot, Outgoing::Shared(&frame));
                 }
             }
@@ -175,7 +174,7 @@ impl Core {
     fn deliver_to_subscribers(&mut self, id: u32, frame: &LocalFrame) {
         // Index loop: `deliver` may close a slow consumer, which unsubscribes it (swap_remove).
         let mut i = 0;
-        while let Some(&slot) = self.symbols.entry(id).subscribers.get(i) {
+        while let Some(&slot) = self.symbols.entry(id).subscribers().get(i) {
             if self.deliver(slot, Outgoing::Tick(id, frame)) {
                 i += 1;
             }
@@ -291,9 +290,7 @@ impl Core {
     }
 
     pub(super) fn unsubscribe_all(&mut self, slot: u32) {
-        for &id in self.conns[slot as usize].subs.take().iter() {
-            self.symbols.unsubscribe(id, slot);
-        }
+        self.symbols.unsubscribe_all(slot);
     }
 
     /// Act on the commands (and pings) a connection just sent, replying in order. Each costs work
@@ -338,9 +335,7 @@ impl Core {
                 Ok(ClientCommand::Subscribe(symbols)) => self.subscribe(slot, symbols),
                 Ok(ClientCommand::Unsubscribe(symbols)) => {
                     for symbol in &symbols {
-                        if let Some(id) = self.symbols.get(symbol)
-                            && self.conns[slot as usize].subs.remove(id)
-                        {
+                        if let Some(id) = self.symbols.get(symbol) {
                             self.symbols.unsubscribe(id, slot);
                         }
                     }
@@ -371,12 +366,15 @@ impl Core {
             self.reply(slot, CommandError::Forbidden(denied.clone()).to_json());
             return;
         }
-        let conn = &self.conns[slot as usize];
         let new = symbols
             .iter()
-            .filter(|s| self.symbols.get(s).is_none_or(|id| !conn.subs.contains(id)))
+            .filter(|s| {
+                self.symbols
+                    .get(s)
+                    .is_none_or(|id| !self.symbols.is_subscribed(slot, id))
+            })
             .count();
-        if conn.subs.len() + new > limit {
+        if self.symbols.subscription_count(slot) + new > limit {
             WorkerStats::add(&self.stats.bad_commands, 1);
             self.reply(slot, CommandError::TooManySymbols { limit }.to_json());
             return;
@@ -384,14 +382,9 @@ impl Core {
         let mut snapshot = Vec::new();
         let mut unknown = Vec::new();
         let mut missing = Vec::new();
-        let mut added = Vec::with_capacity(new);
         for symbol in &symbols {
             let id = self.symbols.intern(symbol);
-            let fresh = !self.conns[slot as usize].subs.contains(id);
-            if fresh {
-                self.symbols.subscribe(id, slot);
-                added.push(id);
-            }
+            let fresh = self.symbols.subscribe(id, slot);
             match &self.symbols.entry(id).latest {
                 Some(frame) if fresh => snapshot.push((id, frame.clone())),
                 Some(_) => {}
@@ -403,7 +396,6 @@ impl Core {
                 }
             }
         }
-        self.conns[slot as usize].subs.extend(&added);
         let ack = command::subscribed_json(&symbols, &unknown);
         if !self.reply(slot, ack) {
             return;

@@ -488,20 +488,26 @@ impl Core {
             "backlog gauge = sum of the outboxes"
         );
         for (slot, conn) in self.conns.iter().enumerate() {
-            for id in conn.subs.iter() {
+            let slot = slot as u32;
+            for id in self.symbols.subscriptions(slot) {
                 assert!(
-                    self.symbols.entry(id).subscribers.contains(&(slot as u32)),
+                    self.symbols.entry(id).subscribers().contains(&slot),
                     "slot {slot} subscribed to {id} but not in its list"
                 );
             }
             if matches!(conn.stage, Stage::Free) {
-                assert!(conn.outbox.is_none() && conn.subs.is_empty() && !conn.sending);
+                assert!(conn.outbox.is_none() && !conn.sending);
+                assert_eq!(
+                    self.symbols.subscription_count(slot),
+                    0,
+                    "free slot {slot} subscribed"
+                );
             }
         }
         for id in self.symbols.ids() {
-            for &slot in &self.symbols.entry(id).subscribers {
+            for &slot in self.symbols.entry(id).subscribers() {
                 assert!(
-                    self.conns[slot as usize].subs.contains(id),
+                    self.symbols.is_subscribed(slot, id),
                     "slot {slot} listed under {id} without the subscription"
                 );
             }
