@@ -63,7 +63,7 @@ impl FileTicketer {
         if bytes.is_empty() {
             return Err(TicketKeysProblem::Empty);
         }
-        if bytes.len() % TICKET_KEY_LEN != 0 {
+        if !bytes.len().is_multiple_of(TICKET_KEY_LEN) {
             let text = bytes
                 .iter()
                 .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
