@@ -141,6 +141,15 @@ pub struct ServeConfig {
     /// Private key (PEM: ECDSA, RSA or Ed25519) for wss://; with `--tls-cert`.
     #[arg(long, env = "RINGCAST_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Session-ticket keys shared by every server of the name, so TLS sessions resume across restarts and
+    /// hosts: 80 random bytes per key (`openssl rand 80`), newest first; the first encrypts, the others only
+    /// decrypt. Reloaded like the certificate. Default: random keys per process.
+    #[arg(long, env = "RINGCAST_TLS_TICKET_KEYS", requires = "tls_cert")]
+    pub tls_ticket_keys: Option<std::path::PathBuf>,
+    /// Key-exchange groups accepted for wss:// (comma-separated: X25519MLKEM768, SECP256R1MLKEM768, x25519,
+    /// secp256r1, secp384r1, MLKEM768); the client's preference picks among them.
+    #[arg(long, env = "RINGCAST_TLS_GROUPS", default_value = crate::tls::DEFAULT_GROUPS, value_parser = crate::tls::KxGroups::parse)]
+    pub tls_groups: crate::tls::KxGroups,
     /// HS256 secret(s) for client tokens (comma-separated, newest first, each ≥ 32 bytes); enables auth:
     /// upgrades without a valid token are refused (`--auth-refusal`). Tokens come from `?token=`, a
     /// cookie or the subprotocol.

@@ -46,12 +46,18 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
             let paths = TlsConfig {
-                cert_path: cert.clone(),
-                key_path: key.clone(),
+                ticket_keys: cfg.tls_ticket_keys.clone(),
+                groups: cfg.tls_groups.clone(),
+                ..TlsConfig::new(cert.clone(), key.clone())
             };
-            Some(Arc::new(TlsReloader::new(&paths).map_err(|e| {
-                format!("--tls-cert/--tls-key (RINGCAST_TLS_CERT/RINGCAST_TLS_KEY): {e}")
-            })?))
+            let reloader = TlsReloader::new(&paths).map_err(|e| format!("{}: {e}", e.flag()))?;
+            tracing::info!(
+                ticket_keys = ?paths.ticket_keys,
+                groups = ?paths.groups,
+                "TLS: session tickets from {}",
+                if paths.ticket_keys.is_some() { "the key file" } else { "random keys of this process" }
+            );
+            Some(Arc::new(reloader))
         }
         _ => None,
     };

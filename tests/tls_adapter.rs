@@ -271,11 +271,7 @@ fn failed_reload_keeps_the_old_configuration() {
 fn load_errors_name_the_problem() {
     let (a, b, rsa) = (DevCert::ecdsa(), DevCert::ecdsa(), DevCert::rsa());
     let load = |cert: std::path::PathBuf, key: std::path::PathBuf| {
-        TlsAcceptor::new(&ringcast::tls::TlsConfig {
-            cert_path: cert,
-            key_path: key,
-        })
-        .unwrap_err()
+        TlsAcceptor::new(&ringcast::tls::TlsConfig::new(cert, key)).unwrap_err()
     };
     let err = load(a.cert(), b.key());
     assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");

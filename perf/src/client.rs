@@ -63,6 +63,9 @@ struct Conn {
     frag: Vec<u8>,
     /// --tls: the session (None before the connect completes and after the close).
     tls: Option<Box<ClientConnection>>,
+    /// --tls-resume: this connection's client configuration (its own ticket store), kept across
+    /// reconnects.
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// --tls: EPOLLOUT is armed because rustls holds records the socket did not take.
     out_armed: bool,
 }
@@ -122,7 +125,12 @@ pub fn main(flags: &Flags) -> Result<(), String> {
         let Some(ca) = flags.get("ca") else {
             return Err("--tls needs --ca FILE (the PEM certificate(s) to trust)".into());
         };
-        Some(tls::Tls::new(ca, &flags.str("server-name", "localhost"))?)
+        Some(tls::Tls::new(
+            ca,
+            &flags.str("server-name", "localhost"),
+            flags.bool("tls-resume"),
+            flags.get("tls-groups"),
+        )?)
     } else {
         None
     };
@@ -229,6 +237,7 @@ impl Client {
                 wbuf: Vec::new(),
                 frag: Vec::new(),
                 tls: None,
+                tls_config: None,
                 out_armed: false,
             });
         }

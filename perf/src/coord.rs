@@ -59,6 +59,8 @@ struct Opts {
     out: String,
     svg: String,
     quiet: bool,
+    /// --tls-resume, --tls-groups G: passed on to the clients.
+    client_tls: Vec<String>,
 }
 struct Proc {
     child: Child,
@@ -451,6 +453,16 @@ fn parse_opts(flags: &Flags) -> Result<Opts, String> {
         out: flags.str("out", &format!("ringcast-load-{scenario}.json")),
         svg: flags.str("svg", &format!("ringcast-load-{scenario}.svg")),
         quiet: flags.bool("quiet"),
+        client_tls: {
+            let mut v = Vec::new();
+            if flags.bool("tls-resume") {
+                v.push("--tls-resume".to_string());
+            }
+            if let Some(g) = flags.get("tls-groups") {
+                v.extend(["--tls-groups".to_string(), g.to_string()]);
+            }
+            v
+        },
         scenario,
     };
     if o.per_client == 0 || o.per_client > MAX_PER_PROCESS {
@@ -531,6 +543,7 @@ fn spawn_clients(
     let mut tls_args: Vec<&str> = Vec::new();
     if let Some((ca, name)) = a.tls {
         tls_args = vec!["--tls", "--ca", ca, "--server-name", name];
+        tls_args.extend(o.client_tls.iter().map(String::as_str));
     }
     for (i, &(offset, n, src)) in plan.iter().enumerate() {
         let mut child = pinned_with_nofile(&mut Command::new(a.exe), &o.client_cores)

@@ -8,7 +8,11 @@
 //!
 //! Trust: the certificates of one PEM file (`--ca`, by default the throwaway certificate the
 //! coordinator generated for the server it started); server name `--server-name` (`localhost`).
-//! Resumption is off, so every connection does a full handshake, as distinct browsers would.
+//! Resumption is off, so every connection does a full handshake, as distinct browsers would; with
+//! `--tls-resume` each connection keeps its own ticket store (rustls' in-memory cache: the server's
+//! TLS 1.3 tickets, each used once, more from every handshake), so each connection's first handshake is
+//! full and every reconnect (churn) resumes, as a returning browser would. `--tls-groups` limits the
+//! key-exchange groups offered (default: rustls', the post-quantum hybrid X25519MLKEM768 first).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
@@ -24,11 +28,19 @@ use serde_json::{Value, json};
 pub struct Tls {
     config: Arc<ClientConfig>,
     name: ServerName<'static>,
+    resume: bool,
 }
 
 impl Tls {
-    /// Trusts every certificate in the PEM file `ca` and expects the server to present `server_name`.
-    pub fn new(ca: &str, server_name: &str) -> Result<Tls, String> {
+    /// Trusts every certificate in the PEM file `ca` and expects the server to present `server_name`;
+    /// `resume`: reuse sessions; `groups`: comma-separated key-exchange group names to offer, in order
+    /// (`X25519MLKEM768`, `x25519`, `secp256r1`, ...).
+    pub fn new(
+        ca: &str,
+        server_name: &str,
+        resume: bool,
+        groups: Option<&str>,
+    ) -> Result<Tls, String> {
         let pem = std::fs::read(ca).map_err(|e| format!("--ca {ca}: {e}"))?;
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -38,23 +50,55 @@ impl Tls {
         if roots.is_empty() {
             return Err(format!("--ca {ca}: no CERTIFICATE block in the file"));
         }
-        let mut config = ClientConfig::builder()
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if let Some(list) = groups {
+            provider.kx_groups = list
+                .split(',')
+                .map(|name| {
+                    rustls::crypto::aws_lc_rs::ALL_KX_GROUPS
+                        .iter()
+                        .find(|g| format!("{:?}", g.name()).eq_ignore_ascii_case(name.trim()))
+                        .copied()
+                        .ok_or_else(|| format!("--tls-groups: unknown group `{name}`"))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.resumption = rustls::client::Resumption::disabled();
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         let name = ServerName::try_from(server_name.to_string())
             .map_err(|e| format!("--server-name {server_name}: {e}"))?;
         Ok(Tls {
             config: Arc::new(config),
             name,
+            resume,
         })
     }
 
-    /// A new session; its ClientHello is queued (write it with [`flush`]).
-    pub fn session(&self) -> Result<Box<ClientConnection>, String> {
-        let mut c = ClientConnection::new(self.config.clone(), self.name.clone())
-            .map_err(|e| e.to_string())?;
+    /// A new session; its ClientHello is queued (write it with [`flush`]). With `--tls-resume`,
+    /// `own` is the connection's own configuration (made at its first session: its own ticket store),
+    /// reused by its reconnects.
+    pub fn session(
+        &self,
+        own: &mut Option<Arc<ClientConfig>>,
+    ) -> Result<Box<ClientConnection>, String> {
+        let config = if self.resume {
+            own.get_or_insert_with(|| {
+                let mut c = (*self.config).clone();
+                c.resumption = rustls::client::Resumption::in_memory_sessions(1);
+                Arc::new(c)
+            })
+            .clone()
+        } else {
+            self.config.clone()
+        };
+        let mut c = ClientConnection::new(config, self.name.clone()).map_err(|e| e.to_string())?;
         // Our own code bounds what we queue (subscribe, pong, close): no limit, no silent short writes.
         c.set_buffer_limit(None);
         Ok(Box::new(c))
@@ -129,6 +173,7 @@ pub fn describe(conn: &ClientConnection) -> Value {
         "version": conn.protocol_version().map(|v| format!("{v:?}")),
         "cipher_suite": conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())),
         "key_exchange": conn.negotiated_key_exchange_group().map(|g| format!("{:?}", g.name())),
+        "handshake": conn.handshake_kind().map(|k| format!("{k:?}")),
         "alpn": conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned()),
     })
 }
@@ -139,7 +184,7 @@ pub fn healthz(tls: &Tls, target: SocketAddrV4) -> Result<(), String> {
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(2)));
-    let mut s = rustls::StreamOwned::new(*tls.session()?, tcp);
+    let mut s = rustls::StreamOwned::new(*tls.session(&mut None)?, tcp);
     let req = format!("GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
     // The handshake runs inside the first write: a refused certificate shows up here.
     s.write_all(req.as_bytes())

@@ -16,6 +16,8 @@ pub enum FileKind {
     Cert,
     /// `--tls-key`: the PEM private key.
     Key,
+    /// `--tls-ticket-keys`: the session-ticket keys (raw bytes, 80 per key).
+    TicketKeys,
 }
 
 impl FileKind {
@@ -23,6 +25,7 @@ impl FileKind {
         match self {
             FileKind::Cert => "TLS certificate file (--tls-cert)",
             FileKind::Key => "TLS private key file (--tls-key)",
+            FileKind::TicketKeys => "TLS session-ticket key file (--tls-ticket-keys)",
         }
     }
 }
@@ -59,8 +62,61 @@ pub enum TlsError {
     UnsupportedKey { path: PathBuf, detail: String },
     /// The key is not the one the leaf certificate was issued for.
     KeyMismatch { cert: PathBuf, key: PathBuf },
+    /// The ticket-key file does not hold 1 to 16 keys of 80 bytes with distinct names.
+    BadTicketKeys {
+        path: PathBuf,
+        problem: TicketKeysProblem,
+    },
     /// rustls refused the configuration or could not make a ticket key (not a file problem).
     Config(rustls::Error),
+}
+
+/// What is wrong with a ticket-key file (`--tls-ticket-keys`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TicketKeysProblem {
+    /// The file is empty.
+    Empty,
+    /// The size is not a multiple of 80 bytes. `looks_like_text` when it is all printable (hex or
+    /// base64 instead of raw bytes).
+    Length { len: usize, looks_like_text: bool },
+    /// More than 16 keys.
+    TooMany { count: usize },
+    /// Two keys (numbered from 1) start with the same 16-byte name.
+    DuplicateName { first: usize, second: usize },
+    /// Deriving the cipher key failed (not a file problem).
+    Crypto,
+}
+
+impl fmt::Display for TicketKeysProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TicketKeysProblem::Empty => write!(f, "the file is empty"),
+            TicketKeysProblem::Length {
+                len,
+                looks_like_text,
+            } => {
+                write!(f, "{len} bytes is not a whole number of 80-byte keys")?;
+                if *looks_like_text {
+                    write!(
+                        f,
+                        " (it looks like text: the file holds raw bytes, not hex or base64)"
+                    )?;
+                }
+                Ok(())
+            }
+            TicketKeysProblem::TooMany { count } => {
+                write!(
+                    f,
+                    "{count} keys, at most 16 (one encrypts, the others only decrypt: two are enough to rotate)"
+                )
+            }
+            TicketKeysProblem::DuplicateName { first, second } => write!(
+                f,
+                "keys {first} and {second} have the same name (first 16 bytes): was the same key added twice?"
+            ),
+            TicketKeysProblem::Crypto => write!(f, "the ticket cipher could not be set up"),
+        }
+    }
 }
 
 impl fmt::Display for TlsError {
@@ -69,12 +125,14 @@ impl fmt::Display for TlsError {
         match self {
             MissingFile { kind, path } => write!(
                 f,
-                "{} {} does not exist: check the path (certbot: use live/<domain>/{})",
+                "{} {} does not exist: {}",
                 kind.describe(),
                 path.display(),
                 match kind {
-                    FileKind::Cert => "fullchain.pem",
-                    FileKind::Key => "privkey.pem",
+                    FileKind::Cert => "check the path (certbot: use live/<domain>/fullchain.pem)",
+                    FileKind::Key => "check the path (certbot: use live/<domain>/privkey.pem)",
+                    FileKind::TicketKeys =>
+                        "check the path, or make one with `openssl rand 80 > FILE` (mode 0600; the same file on every server of the name)",
                 }
             ),
             Unreadable { kind, path, source } => write!(
@@ -150,7 +208,31 @@ impl fmt::Display for TlsError {
                 key.display(),
                 cert.display()
             ),
+            BadTicketKeys { path, problem } => write!(
+                f,
+                "bad TLS session-ticket key file {}: {problem}; the file is 1 to 16 keys of 80 random bytes each, newest first (make one with `openssl rand 80 > FILE`, see docs/tls.md)",
+                path.display()
+            ),
             Config(e) => write!(f, "TLS configuration rejected by rustls: {e}"),
+        }
+    }
+}
+
+impl TlsError {
+    /// The flag (and environment variable) whose file the error is about, for messages.
+    pub fn flag(&self) -> &'static str {
+        use TlsError::*;
+        match self {
+            MissingFile {
+                kind: FileKind::TicketKeys,
+                ..
+            }
+            | Unreadable {
+                kind: FileKind::TicketKeys,
+                ..
+            }
+            | BadTicketKeys { .. } => "--tls-ticket-keys (RINGCAST_TLS_TICKET_KEYS)",
+            _ => "--tls-cert/--tls-key (RINGCAST_TLS_CERT/RINGCAST_TLS_KEY)",
         }
     }
 }

@@ -11,14 +11,18 @@
 //!   resumes on any other.
 //! - [`TlsReloader`] / [`WorkerTls`]: replace the certificate without a restart (SIGHUP, file
 //!   watch); a bad file keeps the old configuration. Tickets survive reloads.
+//! - [`FileTicketer`]: session-ticket keys from a file (`--tls-ticket-keys`), so tickets resume
+//!   across restarts and on every server sharing the file; [`KxGroups`]: `--tls-groups`.
 //! - [`TlsSession`], [`TlsFailure`], [`plaintext_rejection`]: one connection.
 //!
 //! See docs/tls.md for the operator's view (flags, reload, memory and CPU cost).
 
 mod error;
+mod groups;
 mod load;
 mod reload;
 mod session;
+mod tickets;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,9 +30,11 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 
-pub use error::{FileKind, TlsError, TlsFailure};
+pub use error::{FileKind, TicketKeysProblem, TlsError, TlsFailure};
+pub use groups::{DEFAULT_GROUPS, KxGroups};
 pub use reload::{TlsReloader, WorkerTls};
 pub use session::{TlsSession, plaintext_rejection};
+pub use tickets::{FileTicketer, MAX_TICKET_KEYS, TICKET_KEY_LEN, TICKET_LIFETIME_S};
 
 /// The only application protocol offered in ALPN: WebSocket upgrades are HTTP/1.1.
 pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
@@ -38,13 +44,30 @@ pub const ALPN_HTTP_1_1: &[u8] = b"http/1.1";
 /// hundred bytes, so this is a few MiB at most, shared by all workers.
 pub const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 
-/// Where the certificate chain and private key live (PEM). Both are re-read on every reload.
+/// Where the certificate chain, private key and ticket keys live, and the key-exchange groups. The
+/// files are re-read on every reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsConfig {
     /// Certificate chain, leaf first (certbot: `live/<domain>/fullchain.pem`).
     pub cert_path: PathBuf,
     /// Private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC) (certbot: `live/<domain>/privkey.pem`).
     pub key_path: PathBuf,
+    /// Session-ticket keys shared by a fleet ([`FileTicketer`]); `None`: random keys of this process.
+    pub ticket_keys: Option<PathBuf>,
+    /// Key-exchange groups accepted.
+    pub groups: KxGroups,
+}
+
+impl TlsConfig {
+    /// A certificate and key, with process-random ticket keys and the default groups.
+    pub fn new(cert_path: PathBuf, key_path: PathBuf) -> TlsConfig {
+        TlsConfig {
+            cert_path,
+            key_path,
+            ticket_keys: None,
+            groups: KxGroups::default(),
+        }
+    }
 }
 
 /// Resumption state: kept across reloads and shared by every configuration a process builds, so
@@ -56,11 +79,27 @@ struct Resumption {
 }
 
 impl Resumption {
-    fn new() -> Result<Resumption, TlsError> {
-        Ok(Resumption {
+    fn new(cfg: &TlsConfig) -> Result<Resumption, TlsError> {
+        let ticketer: Arc<dyn ProducesTickets> = match &cfg.ticket_keys {
+            Some(path) => Arc::new(FileTicketer::load(path)?),
             // Random keys, rotated every 6 hours (the previous key still decrypts).
-            ticketer: rustls::crypto::aws_lc_rs::Ticketer::new().map_err(TlsError::Config)?,
+            None => rustls::crypto::aws_lc_rs::Ticketer::new().map_err(TlsError::Config)?,
+        };
+        Ok(Resumption {
+            ticketer,
             cache: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+        })
+    }
+
+    /// For a reload: the ticket-key file read again (it may have been rotated); the session cache
+    /// and process-random ticket keys kept.
+    fn reloaded(&self, cfg: &TlsConfig) -> Result<Resumption, TlsError> {
+        Ok(Resumption {
+            ticketer: match &cfg.ticket_keys {
+                Some(path) => Arc::new(FileTicketer::load(path)?),
+                None => Arc::clone(&self.ticketer),
+            },
+            cache: Arc::clone(&self.cache),
         })
     }
 }
@@ -77,15 +116,18 @@ pub struct TlsAcceptor {
 }
 
 impl TlsAcceptor {
-    /// Loads `cfg.cert_path` and `cfg.key_path` and builds the configuration, with a fresh ticket
-    /// key and an empty session cache.
+    /// Loads `cfg.cert_path` and `cfg.key_path` (and `cfg.ticket_keys`) and builds the
+    /// configuration, with an empty session cache (and fresh ticket keys without a key file).
     pub fn new(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
-        TlsAcceptor::build(cfg, Resumption::new()?)
+        TlsAcceptor::build(cfg, Resumption::new(cfg)?)
     }
 
     /// Loads the files again, keeping `resumption` (the reload path).
     fn build(cfg: &TlsConfig, resumption: Resumption) -> Result<TlsAcceptor, TlsError> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let provider = Arc::new(rustls::crypto::CryptoProvider {
+            kx_groups: cfg.groups.to_vec(),
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        });
         let key = load::load_certified_key(&cfg.cert_path, &cfg.key_path, &provider)?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -7,7 +7,9 @@
 //!
 //! A reload builds a new configuration from the files and swaps it in; sessions already open keep
 //! the configuration they started with (their own `Arc`). A failed reload changes nothing. The
-//! ticket key and session cache carry over, so sessions from before a reload still resume.
+//! session cache and process-random ticket keys carry over, so sessions from before a reload still
+//! resume; a ticket-key file (`--tls-ticket-keys`) is read again with the certificate, so a rotated
+//! file applies to new tickets at once and still decrypts what its older keys issued.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +61,7 @@ impl TlsReloader {
         }
     }
 
-    /// Re-reads both files and, if they load, makes them the configuration of new connections.
+    /// Re-reads the files and, if they load, makes them the configuration of new connections.
     /// On error the previous configuration stays in use and the error is returned for the caller
     /// to log. Open connections are never affected.
     pub fn reload(&self) -> Result<(), TlsError> {
@@ -77,7 +79,7 @@ impl TlsReloader {
         // Stamp before reading: a change during the load shows up at the next check. A failed
         // load is not retried (and re-logged) until the files change again.
         *attempted = Stamps::read(&paths);
-        let acceptor = TlsAcceptor::build(&paths, resumption)?;
+        let acceptor = TlsAcceptor::build(&paths, resumption.reloaded(&paths)?)?;
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         current.generation += 1;
         current.acceptor = acceptor;
@@ -85,8 +87,8 @@ impl TlsReloader {
         Ok(())
     }
 
-    /// True when either file's modification time, size or inode differs from the last load (or
-    /// failed load attempt), including appearing or disappearing. Two `stat` calls; meant for a
+    /// True when a file's modification time, size or inode differs from the last load (or failed
+    /// load attempt), including appearing or disappearing. Two or three `stat` calls; meant for a
     /// timer every few seconds, followed by [`reload`](Self::reload).
     pub fn changed_on_disk(&self) -> bool {
         let attempted = self
@@ -158,11 +160,13 @@ impl WorkerTls {
     }
 }
 
-/// What `stat` says about both files; `None` for a file that cannot be stat'ed.
+/// What `stat` says about the files; `None` for a file that cannot be stat'ed (or, for the ticket
+/// keys, is not configured).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Stamps {
     cert: Option<FileStamp>,
     key: Option<FileStamp>,
+    ticket_keys: Option<FileStamp>,
 }
 
 /// Identity and version of one file, following symlinks (certbot's `live/` links to `archive/`).
@@ -179,6 +183,7 @@ impl Stamps {
         Stamps {
             cert: FileStamp::read(&cfg.cert_path),
             key: FileStamp::read(&cfg.key_path),
+            ticket_keys: cfg.ticket_keys.as_deref().and_then(FileStamp::read),
         }
     }
 }

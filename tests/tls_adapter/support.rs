@@ -69,10 +69,7 @@ impl DevCert {
     }
 
     pub fn config(&self) -> TlsConfig {
-        TlsConfig {
-            cert_path: self.cert(),
-            key_path: self.key(),
-        }
+        TlsConfig::new(self.cert(), self.key())
     }
 
     /// The leaf certificate, DER.

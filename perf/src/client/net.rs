@@ -234,7 +234,8 @@ impl Client {
     /// --tls, connected: the session starts; its ClientHello goes out now (or on EPOLLOUT). The
     /// upgrade waits until the handshake is done (`tls_input`).
     fn start_tls(&mut self, idx: usize) {
-        let session = self.tls.as_ref().map(|t| t.session());
+        let own = &mut self.conns[idx].tls_config;
+        let session = self.tls.as_ref().map(|t| t.session(own));
         match session {
             Some(Ok(s)) => {
                 let c = &mut self.conns[idx];
@@ -406,8 +407,12 @@ impl Client {
                     false
                 } else {
                     if self.conns[idx].state == State::TlsHandshaking && handshake_done {
+                        let t = self.conns[idx].tls.as_ref().unwrap();
+                        if t.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                            self.st.c.tls_resumed += 1;
+                        }
                         if self.tls_info.is_null() {
-                            self.tls_info = tls::describe(self.conns[idx].tls.as_ref().unwrap());
+                            self.tls_info = tls::describe(t);
                         }
                         self.start_upgrade(idx);
                     }

@@ -24,6 +24,8 @@ pub(super) struct Counters {
     pub(super) handshake_errors: u64,
     /// --tls: handshake failures (certificate refused, alert, EOF) and bad records afterwards.
     pub(super) tls_errors: u64,
+    /// --tls: handshakes that resumed a session (`--tls-resume`).
+    pub(super) tls_resumed: u64,
     pub(super) protocol_errors: u64,
     pub(super) server_closed: u64,
     pub(super) server_closed_churners: u64,
@@ -51,6 +53,7 @@ impl Counters {
             connect_errors,
             handshake_errors,
             tls_errors,
+            tls_resumed,
             protocol_errors,
             server_closed,
             server_closed_churners,
@@ -65,7 +68,7 @@ impl Counters {
             "unsubscribed": self.unsubscribed, "unknown": self.unknown, "acks": self.acks,
             "control_errors": self.control_errors, "bytes": self.bytes, "frames": self.frames,
             "reads": self.reads, "connects": self.connects, "connect_errors": self.connect_errors,
-            "handshake_errors": self.handshake_errors, "tls_errors": self.tls_errors, "protocol_errors": self.protocol_errors,
+            "handshake_errors": self.handshake_errors, "tls_errors": self.tls_errors, "tls_resumed": self.tls_resumed, "protocol_errors": self.protocol_errors,
             "server_closed": self.server_closed, "server_closed_churners": self.server_closed_churners, "churn_closes": self.churn_closes,
             "churn_deliveries": self.churn_deliveries,
         })

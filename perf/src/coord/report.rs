@@ -156,6 +156,19 @@ pub(super) fn print_summary(r: &Value) {
                 fmt_us(cl.get("p50").and_then(|x| x.as_u64())),
                 fmt_us(cl.get("p99").and_then(|x| x.as_u64()))
             );
+            // Handshake cost: the server's CPU per connect, as connects per second of one core.
+            let connects = p["counters"]["connects"].as_f64().unwrap_or(0.0);
+            let cpu = p["server_cpu_pct"].as_f64().unwrap_or(0.0) / 100.0;
+            if connects > 0.0 && cpu > 0.0 {
+                let rate = p["connects_per_s"].as_f64().unwrap_or(0.0);
+                println!(
+                    "{:<12} server CPU per connect {:.0} µs = {:.0} connects/s per core; TLS resumed {:.1} %",
+                    "",
+                    cpu / rate * 1e6,
+                    rate / cpu,
+                    p["counters"]["tls_resumed"].as_f64().unwrap_or(0.0) / connects * 100.0
+                );
+            }
         }
     }
     let e = &r["extra"];

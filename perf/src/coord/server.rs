@@ -281,7 +281,7 @@ pub(super) fn start(
         _ => None,
     };
     let probe = match &tls {
-        Some((ca, name)) => Some(tls::Tls::new(ca, name)?),
+        Some((ca, name)) => Some(tls::Tls::new(ca, name, false, None)?),
         None => None,
     };
     let scheme = if probe.is_some() { "https" } else { "http" };
