@@ -103,7 +103,7 @@ impl State {
     fn refuse(&mut self, ring: &mut Ring, slot: u32, retry_after_s: u64, reason: &str) {
         WorkerStats::add(&self.control.stats.handshake_failed, 1);
         WorkerStats::add(&self.control.stats.admission_refused, 1);
-        tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason, "upgrade refused: 503");
+        crate::admission::refusals::refused(503, reason, self.conns[slot as usize].peer);
         admission::write_service_unavailable(retry_after_s, reason, &mut self.scratch);
         self.finish(ring, slot);
     }
@@ -140,7 +140,11 @@ impl State {
         };
         if now_ms >= auth.close_at_ms {
             WorkerStats::add(&self.control.stats.token_expired, 1);
-            tracing::debug!(worker = self.id, slot, user = %auth.identity.user, "token expired; closing 4001");
+            crate::admission::refusals::refused(
+                auth::CLOSE_TOKEN_EXPIRED.0,
+                auth::CLOSE_TOKEN_EXPIRED_REASON,
+                None,
+            );
             self.close_with(
                 slot,
                 auth::CLOSE_TOKEN_EXPIRED,

@@ -255,6 +255,7 @@ impl State {
             backlog,
             "slow consumer; closing with 1013"
         );
+        crate::admission::refusals::refused(1013, "slow consumer", peer);
         self.close_with(slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
     }
 
@@ -339,10 +340,10 @@ impl State {
                 && !self.conns[slot as usize].rate.try_take(&limit, now)
             {
                 WorkerStats::add(&self.control.stats.rate_limited, 1);
-                tracing::debug!(
-                    worker = self.id,
-                    slot,
-                    "message rate over the limit; closing 1008"
+                crate::admission::refusals::refused(
+                    1008,
+                    "message rate limit",
+                    self.conns[slot as usize].peer,
                 );
                 self.close_with(slot, CloseCode::POLICY_VIOLATION, "message rate limit");
                 return;

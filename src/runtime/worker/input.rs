@@ -184,7 +184,7 @@ impl State {
             } => self.admit(ring, slot, upgrade, identity, protocol, rest),
             Route::Forbidden(reason) => {
                 WorkerStats::add(&self.control.stats.handshake_failed, 1);
-                tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason, "refused: 403");
+                crate::admission::refusals::refused(403, reason, self.conns[slot as usize].peer);
                 crate::auth::origin::write_forbidden(&mut self.scratch);
                 self.finish(ring, slot);
             }
@@ -198,14 +198,22 @@ impl State {
                 // among the WebSocket connections.
                 WorkerStats::add(&self.control.stats.handshake_failed, 1);
                 let code = err.close_code().0;
-                tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason = err.reason(), code, "refused: 101 + close");
+                crate::admission::refusals::refused(
+                    code,
+                    err.reason(),
+                    self.conns[slot as usize].peer,
+                );
                 handshake::write_101(&upgrade, protocol.as_deref(), &mut self.scratch);
                 err.write_close(&mut self.scratch);
                 self.finish(ring, slot);
             }
             Route::Unauthorized(err) => {
                 WorkerStats::add(&self.control.stats.handshake_failed, 1);
-                tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason = err.reason(), "refused: 401");
+                crate::admission::refusals::refused(
+                    401,
+                    err.reason(),
+                    self.conns[slot as usize].peer,
+                );
                 err.write_response(&mut self.scratch);
                 self.finish(ring, slot);
             }
