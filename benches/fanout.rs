@@ -1,5 +1,5 @@
 //! Fan-out of one prepared tick frame to 10,000 subscribers, in memory (no sockets): what a worker does
-//! per tick (`feed.rs`: queue the shared frame on every subscriber's outbox) and per flush (`output.rs`:
+//! per tick (`runtime/core/feed.rs`: queue the shared frame on every subscriber's outbox) and per flush (`runtime/core/close.rs`:
 //! build the `msghdr` of each dirty outbox, then account for the completed send).
 //!
 //! ```text
@@ -16,7 +16,7 @@ use std::rc::Rc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ringcast::fanout::prepare_text;
 use ringcast::fanout::symbols::{LocalFrame, SymbolMap};
-use ringcast::runtime::conn::Outbox;
+use ringcast::runtime::conn::{Backlog, Outbox};
 
 const SUBSCRIBERS: u32 = 10_000;
 
@@ -40,11 +40,12 @@ fn deliver(
     id: u32,
     outboxes: &mut [Option<Box<Outbox>>],
     frame: &LocalFrame,
+    backlog: &mut Backlog,
 ) -> usize {
     let mut pending = 0;
     for &slot in &map.entry(id).subscribers {
         let outbox = outboxes[slot as usize].get_or_insert_with(Box::default);
-        outbox.push_tick(id, frame.clone());
+        outbox.push_tick(id, frame.clone(), backlog);
         pending += outbox.pending_bytes();
     }
     pending
@@ -52,7 +53,7 @@ fn deliver(
 
 /// What `flush` + the send completions do, with the kernel's part left out: one `msghdr` per outbox, the
 /// whole of it "sent"; `free_empty` drops emptied outboxes as `on_send` does.
-fn drain(outboxes: &mut [Option<Box<Outbox>>], free_empty: bool) -> usize {
+fn drain(outboxes: &mut [Option<Box<Outbox>>], free_empty: bool, backlog: &mut Backlog) -> usize {
     let mut sends = 0;
     for o in outboxes.iter_mut() {
         let Some(outbox) = o.as_mut() else { continue };
@@ -60,7 +61,7 @@ fn drain(outboxes: &mut [Option<Box<Outbox>>], free_empty: bool) -> usize {
             black_box(msg);
             sends += 1;
             let n = outbox.pending_bytes();
-            outbox.complete(n);
+            outbox.complete(n, backlog);
         }
         if free_empty && outbox.is_empty() {
             *o = None;
@@ -73,6 +74,7 @@ fn fanout(c: &mut Criterion) {
     let (map, id) = map_with_subscribers();
     let frame: LocalFrame = Rc::new(prepare_text(TICK));
     let mut group = c.benchmark_group("fanout_10k");
+    let mut backlog = Backlog::default();
     group.throughput(Throughput::Elements(SUBSCRIBERS as u64));
 
     // As the worker runs: an outbox exists only while something waits, so each tick allocates 10k boxes
@@ -80,8 +82,8 @@ fn fanout(c: &mut Criterion) {
     let mut outboxes: Vec<Option<Box<Outbox>>> = (0..SUBSCRIBERS).map(|_| None).collect();
     group.bench_function("deliver+drain (outbox allocated per tick)", |b| {
         b.iter(|| {
-            black_box(deliver(&map, id, &mut outboxes, &frame));
-            black_box(drain(&mut outboxes, true))
+            black_box(deliver(&map, id, &mut outboxes, &frame, &mut backlog));
+            black_box(drain(&mut outboxes, true, &mut backlog))
         })
     });
 
@@ -90,8 +92,8 @@ fn fanout(c: &mut Criterion) {
         (0..SUBSCRIBERS).map(|_| Some(Box::default())).collect();
     group.bench_function("deliver+drain (outboxes kept)", |b| {
         b.iter(|| {
-            black_box(deliver(&map, id, &mut kept, &frame));
-            black_box(drain(&mut kept, false))
+            black_box(deliver(&map, id, &mut kept, &frame, &mut backlog));
+            black_box(drain(&mut kept, false, &mut backlog))
         })
     });
 
@@ -101,9 +103,9 @@ fn fanout(c: &mut Criterion) {
             let mut total = std::time::Duration::ZERO;
             for _ in 0..iters {
                 let t = std::time::Instant::now();
-                black_box(deliver(&map, id, &mut kept, &frame));
+                black_box(deliver(&map, id, &mut kept, &frame, &mut backlog));
                 total += t.elapsed();
-                drain(&mut kept, false);
+                drain(&mut kept, false, &mut backlog);
             }
             total
         })
@@ -114,9 +116,9 @@ fn fanout(c: &mut Criterion) {
     group.bench_function("8 ticks then one drain (per-socket batching)", |b| {
         b.iter(|| {
             for _ in 0..8 {
-                black_box(deliver(&map, id, &mut outboxes, &frame));
+                black_box(deliver(&map, id, &mut outboxes, &frame, &mut backlog));
             }
-            black_box(drain(&mut outboxes, true))
+            black_box(drain(&mut outboxes, true, &mut backlog))
         })
     });
     group.finish();

@@ -51,8 +51,8 @@ pub enum Command {
 /// the Redis URL's password is masked.
 #[derive(Args, Debug, Clone)]
 pub struct ServeConfig {
-    /// TOML file of settings (deploy/ringcast.toml is an example): each key is a flag's name without
-    /// `--`; a flag or an environment variable wins over the file.
+    /// TOML file of settings (deploy/ringcast.toml is an example): each key is a flag's long name
+    /// (`max-backlog = 262144` for `--max-backlog`); a flag or an environment variable wins over the file.
     #[arg(long, env = "RINGCAST_CONFIG", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
     /// Address to listen on: a port (`3001`, on every IPv4 address), or an address and port

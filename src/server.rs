@@ -7,13 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
 use crate::config::ServeConfig;
 use crate::fanout;
 use crate::http::metrics::Metrics;
 use crate::ingest::{self, IngestConfig, IngestStats};
+use crate::runtime::core::{App, WorkerSettings};
+use crate::runtime::driver::Worker;
 use crate::runtime::listener;
 use crate::runtime::signals::{self, Signal};
-use crate::runtime::worker::{Control, Worker, WorkerSettings};
+use crate::runtime::wake::Control;
 use crate::tls::{TlsConfig, TlsReloader};
 
 pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
@@ -28,10 +31,11 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()?;
     let ingest_stats = (!cfg.echo).then(|| Arc::new(IngestStats::default()));
     let metrics = Arc::new(Metrics {
-        workers: controls.clone(),
+        workers: controls.iter().map(|c| c.stats.clone()).collect(),
         ingest: ingest_stats.clone(),
     });
-    let mut settings = WorkerSettings::from_config(&cfg, metrics);
+    let mut settings = worker_settings(&cfg, metrics);
+    let admission_epoch = Instant::now();
     // Workers ask ingest for the stored latest tick of a symbol they evicted (`--max-symbols`).
     let (fetch_tx, fetch_rx) = std::sync::mpsc::channel();
     if !cfg.echo {
@@ -39,7 +43,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     }
     let settings = Arc::new(settings);
     let nofile = crate::runtime::uring::raise_nofile_limit();
-    let (_, per_worker) = crate::runtime::worker::table_size(cfg.max_conns_per_worker, nofile);
+    let (_, per_worker) = crate::runtime::core::table_size(cfg.max_conns_per_worker, nofile);
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(cert), Some(key)) => {
             let paths = TlsConfig {
@@ -85,7 +89,15 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
                 if let Err(e) = crate::runtime::uring::pin_to_cpu(core) {
                     tracing::warn!(worker = id, core, error = %e, "cannot pin worker to its core");
                 }
-                let worker = match Worker::new(id, listener, settings, control, feed, tls) {
+                let worker = match Worker::new(
+                    id,
+                    listener,
+                    settings,
+                    control,
+                    feed,
+                    tls,
+                    admission_epoch,
+                ) {
                     Ok(w) => w,
                     Err(e) => {
                         let _ =
@@ -150,7 +162,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
             }
         }
     };
-    drain(&controls, &threads, &cfg, stop);
+    shut_down_gracefully(&controls, &threads, &cfg, stop);
     tracing::info!("stopping");
     ingest_stop.store(true, Ordering::Release);
     if let Some(ingest) = ingest {
@@ -163,6 +175,36 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// The workers' settings from the configuration (the core sees plain settings, not the configuration).
+fn worker_settings(cfg: &ServeConfig, metrics: Arc<Metrics>) -> WorkerSettings {
+    WorkerSettings {
+        app: if cfg.echo { App::Echo } else { App::Ticker },
+        limits: cfg.limits(),
+        head_limits: cfg.head_limits(),
+        handshake_timeout_ms: cfg.handshake_timeout.as_millis() as u64,
+        max_conns: cfg.max_conns_per_worker,
+        recv_buffers: cfg.recv_buffers,
+        recv_buffer_size: cfg.recv_buffer_size as usize,
+        max_symbols_per_conn: cfg.max_symbols_per_conn,
+        max_symbols: cfg.max_symbols as usize,
+        fetch: None,
+        slow_policy: cfg.slow_policy,
+        slow_grace_ms: cfg.slow_grace.as_millis() as u64,
+        ping_interval_s: cfg.ping_interval.as_secs().max(1) as u32,
+        idle_timeout_s: cfg.idle_timeout.as_secs().max(2) as u32,
+        shutdown_window_ms: cfg.drain_window.as_millis() as u64,
+        max_backlog: cfg.max_backlog,
+        metrics,
+        gate: cfg.gate(),
+        max_conns_per_ip: cfg.max_conns_per_ip,
+        per_ip: SharedPerIp::default(),
+        accept_rate: (cfg.handshake_rate > 0).then(|| SharedAcceptRate::new(cfg.handshake_rate, 0)),
+        coalesce_us: cfg.coalesce_delay.as_micros() as u64,
+        message_limit: (cfg.max_msgs_per_s > 0 && !cfg.echo)
+            .then(|| MessageLimit::per_second(cfg.max_msgs_per_s)),
+    }
 }
 
 /// How often the certificate files are checked for changes.
@@ -186,11 +228,11 @@ fn reload_certificate(tls: &TlsReloader, why: &str) {
 /// How long the drain lasts at most after SIGINT (Ctrl-C): a terminal user wants the prompt back.
 pub const INTERRUPT_DRAIN: Duration = Duration::from_secs(1);
 
-/// Graceful drain: health checks report draining, new upgrades get 503, open clients are closed with 1012
-/// spread over the drain window. Returns when every worker is done, at the deadline, or on a second
+/// Graceful shutdown: health checks report draining, new upgrades get 503, open clients are closed with
+/// 1012 spread over the drain window. Returns when every worker is done, at the deadline, or on a second
 /// SIGTERM/SIGINT. After SIGINT the deadline is [`INTERRUPT_DRAIN`]: the clients the spread has not reached
 /// by then see their TCP connection close.
-fn drain(
+fn shut_down_gracefully(
     controls: &[Arc<Control>],
     threads: &[std::thread::JoinHandle<()>],
     cfg: &ServeConfig,
@@ -208,7 +250,7 @@ fn drain(
         full
     };
     for c in controls {
-        c.drain();
+        c.begin_shutdown();
     }
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {

@@ -1,13 +1,19 @@
-//! The tables users rely on say what the code does: close codes (docs/protocol.md against the codes the
-//! server sends, from src/), client error codes (docs/protocol.md against src/fanout/command.rs and the
-//! auth refresh), and every flag, environment variable and default (docs/config.md against
+//! The tables users rely on say what the code does: close codes, their meanings and reasons
+//! (docs/protocol.md against `CloseCode::SENT` and the closes src/ makes), refused tokens (docs/auth.md
+//! against `AuthError`), client error codes (docs/protocol.md against src/fanout/command.rs and the auth
+//! refresh), and every flag, environment variable and default (docs/config.md against
 //! `ringcast serve --help`). The markdown tables are parsed; a row missing, extra or different fails.
+//! Across docs/*.md and the README: every flag named exists, every default quoted next to a flag is the
+//! one `--help` shows, and every metric named is one the server exports.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use ringcast::auth::AuthError;
+use ringcast::protocol::{CloseCode, ProtocolError};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -85,53 +91,297 @@ fn idents_after<'a>(s: &'a str, start: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// The close codes the server sends: every `CloseCode::NAME` (resolved through the constants of
-/// src/protocol/close.rs) and `CloseCode(N)` used outside close.rs.
-fn close_codes_sent() -> BTreeSet<u16> {
-    let close_rs = read("src/protocol/close.rs");
-    let named: BTreeMap<String, u16> = close_rs
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim().strip_prefix("pub const ")?;
-            let (name, rest) = l.split_once(": CloseCode = CloseCode(")?;
-            Some((name.to_string(), rest.split(')').next()?.parse().ok()?))
-        })
-        .collect();
-    assert!(named.len() >= 8, "constants of close.rs: {named:?}");
-    let mut sent = BTreeSet::new();
+/// The close codes src/ uses: every `CloseCode::NAME` (resolved through the constants of
+/// src/protocol/close.rs) and `CloseCode(N)` outside close.rs.
+fn close_codes_used() -> BTreeSet<u16> {
+    let mut used = BTreeSet::new();
     for (path, code) in server_sources() {
         if path.ends_with("protocol/close.rs") {
             continue;
         }
         for name in idents_after(&code, "CloseCode::") {
-            let value = named.get(name).unwrap_or_else(|| {
+            let value = close_constant(name).unwrap_or_else(|| {
                 panic!("{}: CloseCode::{name} is not in close.rs", path.display())
             });
-            sent.insert(*value);
+            used.insert(value.0);
         }
         for literal in between(&code, "CloseCode(", ')') {
             if let Ok(value) = literal.parse::<u16>() {
-                sent.insert(value);
+                used.insert(value);
             }
         }
     }
+    used
+}
+
+/// `CloseCode::NAME` → its value (the constants of src/protocol/close.rs).
+fn close_constant(name: &str) -> Option<CloseCode> {
+    let close_rs = read("src/protocol/close.rs");
+    close_rs.lines().find_map(|l| {
+        let l = l.trim().strip_prefix("pub const ")?;
+        let (n, rest) = l.split_once(": CloseCode = CloseCode(")?;
+        let value = rest.split(')').next()?.parse().ok()?;
+        (n == name).then_some(CloseCode(value))
+    })
+}
+
+/// Every `ProtocolError`, each with its close code and reason as sent.
+fn protocol_errors() -> Vec<(u16, String)> {
+    use ProtocolError::*;
+    let all = [
+        UnmaskedFrame,
+        ReservedBitsSet,
+        ReservedOpcode(3),
+        ControlFrameTooLong,
+        FragmentedControlFrame,
+        UnexpectedContinuation,
+        ExpectedContinuation,
+        NonMinimalLength,
+        LengthMsbSet,
+        InvalidClosePayload,
+        InvalidCloseCode(5),
+        InvalidUtf8,
+        FrameTooBig,
+        MessageTooBig,
+        TooManyFragments,
+    ];
+    for e in all {
+        // A new variant stops this from compiling: add it to `all` above too.
+        match e {
+            UnmaskedFrame
+            | ReservedBitsSet
+            | ReservedOpcode(_)
+            | ControlFrameTooLong
+            | FragmentedControlFrame
+            | UnexpectedContinuation
+            | ExpectedContinuation
+            | NonMinimalLength
+            | LengthMsbSet
+            | InvalidClosePayload
+            | InvalidCloseCode(_)
+            | InvalidUtf8
+            | FrameTooBig
+            | MessageTooBig
+            | TooManyFragments => {}
+        }
+    }
+    all.iter()
+        .map(|e| (e.close_code().0, e.reason().to_string()))
+        .collect()
+}
+
+/// Every `AuthError` an upgrade can be refused with (`--auth-refusal close`). `WrongSubject` comes only
+/// from a refresh on an open socket, answered with an `auth_failed` message, never with a close.
+fn upgrade_auth_errors() -> Vec<AuthError> {
+    use AuthError::*;
+    let all = [
+        Missing,
+        Malformed("<detail>"),
+        BadSignature,
+        Expired { exp: 1 },
+        NotYetValid,
+        WrongAudience,
+        UnsupportedAlg,
+    ];
+    for e in all.iter().copied().chain([WrongSubject]) {
+        // A new variant stops this from compiling: add it to `all` above (or beside WrongSubject).
+        match e {
+            Missing
+            | Malformed(_)
+            | BadSignature
+            | Expired { .. }
+            | NotYetValid
+            | WrongAudience
+            | UnsupportedAlg
+            | WrongSubject => {}
+        }
+    }
+    all.to_vec()
+}
+
+/// Close code → the reasons src/ sends with it: the protocol errors, the refused tokens, the client's
+/// own close echoed (1000, no reason), and every close src/ makes with a code and a reason side by side
+/// (`CloseCode::NAME, "reason"`, or `auth::CLOSE_TOKEN_EXPIRED, auth::CLOSE_TOKEN_EXPIRED_REASON`).
+fn close_reasons_sent() -> BTreeMap<u16, BTreeSet<String>> {
+    let mut sent: BTreeMap<u16, BTreeSet<String>> = BTreeMap::new();
+    let mut add = |code: u16, reason: String| {
+        sent.entry(code).or_default().insert(reason);
+    };
+    add(CloseCode::NORMAL.0, String::new());
+    for (code, reason) in protocol_errors() {
+        add(code, reason);
+    }
+    for e in upgrade_auth_errors() {
+        add(e.close_code().0, e.description());
+    }
+    let mut pairs = 0;
+    for (path, code) in server_sources() {
+        if path.ends_with("protocol/close.rs") {
+            continue; // CloseCode::SENT: codes and meanings, not reasons
+        }
+        for (i, _) in code.match_indices(',') {
+            let before = &code[..i];
+            let start = before
+                .char_indices()
+                .rev()
+                .find(|&(_, c)| !c.is_ascii_alphanumeric() && c != '_' && c != ':')
+                .map_or(0, |(j, c)| j + c.len_utf8());
+            let close = match &before[start..] {
+                e if e.starts_with("CloseCode::") => close_constant(&e["CloseCode::".len()..]),
+                e if e.ends_with("CLOSE_TOKEN_EXPIRED") => {
+                    Some(ringcast::auth::CLOSE_TOKEN_EXPIRED)
+                }
+                e if e.ends_with("CLOSE_TOKEN_REFUSED") => {
+                    Some(ringcast::auth::CLOSE_TOKEN_REFUSED)
+                }
+                _ => None,
+            };
+            let Some(close) = close else { continue };
+            let after = code[i + 1..].trim_start();
+            let next = &after[..after
+                .find(|c: char| !c.is_ascii_alphanumeric() && c != '_' && c != ':')
+                .unwrap_or(after.len())];
+            let reason = if let Some(rest) = after.strip_prefix('"') {
+                rest[..rest.find('"').unwrap()].to_string()
+            } else if next.ends_with("CLOSE_TOKEN_EXPIRED_REASON") {
+                ringcast::auth::CLOSE_TOKEN_EXPIRED_REASON.to_string()
+            } else if next.ends_with("_REASON") {
+                panic!(
+                    "{}: a close with {close:?} and reason {next}: teach this test to read it",
+                    path.display()
+                );
+            } else {
+                continue; // a code not followed by a reason (a match arm, a list)
+            };
+            add(close.0, reason);
+            pairs += 1;
+        }
+    }
+    assert!(
+        pairs >= 3,
+        "closes with a code and a reason found in src/: {pairs}"
+    );
     sent
 }
 
-#[test]
-fn close_codes_table_lists_every_code_the_server_sends() {
-    let doc = read("docs/protocol.md");
-    let documented: BTreeSet<u16> = table(&doc, "| code | when |")
-        .iter()
-        .map(|row| row[0].parse().unwrap_or_else(|_| panic!("row {row:?}")))
+/// The reasons of a table cell: each `quoted` text, `<…>` standing for a value filled in (an `exp`, a
+/// detail); nothing quoted = the empty reason.
+fn reason_patterns(cell: &str) -> Vec<String> {
+    let quoted: Vec<String> = cell
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(String::from)
         .collect();
-    let mut sent = close_codes_sent();
-    // The server echoes the client's own code when the client closes; 1000 is the one it documents.
-    sent.insert(1000);
+    if quoted.is_empty() {
+        vec![String::new()]
+    } else {
+        quoted
+    }
+}
+
+fn reason_matches(pattern: &str, reason: &str) -> bool {
+    match pattern.split_once('<') {
+        Some((prefix, rest)) => {
+            let suffix = rest.split_once('>').map_or("", |(_, s)| s);
+            reason.len() > prefix.len() + suffix.len()
+                && reason.starts_with(prefix)
+                && reason.ends_with(suffix)
+        }
+        None => pattern == reason,
+    }
+}
+
+#[test]
+fn close_codes_table_is_the_list_the_server_sends() {
+    let doc = read("docs/protocol.md");
+    let rows = table(&doc, "| code | meaning | reason sent | when |");
+    let documented: BTreeMap<u16, (String, String)> = rows
+        .iter()
+        .map(|row| {
+            let code = row[0]
+                .parse()
+                .unwrap_or_else(|_| panic!("docs/protocol.md close code row {row:?}"));
+            (code, (row[1].clone(), row[2].clone()))
+        })
+        .collect();
+    assert_eq!(documented.len(), rows.len(), "a close code listed twice");
+    let listed: BTreeMap<u16, String> = CloseCode::SENT
+        .iter()
+        .map(|(code, meaning)| (code.0, meaning.to_string()))
+        .collect();
+    let meanings: BTreeMap<u16, String> = documented
+        .iter()
+        .map(|(code, (meaning, _))| (*code, meaning.clone()))
+        .collect();
     assert_eq!(
-        documented, sent,
-        "docs/protocol.md 'Close codes' (left) against the codes src/ sends (right)"
+        meanings, listed,
+        "docs/protocol.md 'Close codes' (left) against CloseCode::SENT (right): code and meaning"
     );
+
+    // CloseCode::SENT is what src/ uses: no code used that it lacks, none it lists unused (1000 is the
+    // echo of the client's own close).
+    let mut used = close_codes_used();
+    used.insert(CloseCode::NORMAL.0);
+    let listed: BTreeSet<u16> = listed.keys().copied().collect();
+    assert_eq!(
+        listed, used,
+        "CloseCode::SENT (left) against the close codes used in src/ (right)"
+    );
+
+    // Each row's reasons are the ones sent with its code, both ways.
+    let sent = close_reasons_sent();
+    assert_eq!(
+        listed,
+        sent.keys().copied().collect::<BTreeSet<u16>>(),
+        "CloseCode::SENT (left) against the codes src/ sends with a reason (right)"
+    );
+    for (code, (_, cell)) in &documented {
+        let patterns = reason_patterns(cell);
+        let reasons = &sent[code];
+        for reason in reasons {
+            assert!(
+                patterns.iter().any(|p| reason_matches(p, reason)),
+                "close {code}: src/ sends reason {reason:?}, docs/protocol.md lists {patterns:?}"
+            );
+        }
+        for pattern in &patterns {
+            assert!(
+                reasons.iter().any(|r| reason_matches(pattern, r)),
+                "close {code}: docs/protocol.md lists reason {pattern:?}, src/ sends {reasons:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn refused_token_table_is_the_auth_error_mapping() {
+    let doc = read("docs/auth.md");
+    let documented: BTreeMap<String, (u16, String)> =
+        table(&doc, "| error (log reason) | close code | close reason |")
+            .iter()
+            .map(|row| {
+                let reason = reason_patterns(&row[0]).remove(0);
+                let code = row[1].trim_matches('*').parse().expect("close code");
+                (reason, (code, reason_patterns(&row[2]).remove(0)))
+            })
+            .collect();
+    let errors = upgrade_auth_errors();
+    assert_eq!(
+        documented.keys().cloned().collect::<BTreeSet<_>>(),
+        errors.iter().map(|e| e.reason().to_string()).collect(),
+        "docs/auth.md 'Refused tokens' (left) against the AuthErrors of an upgrade (right)"
+    );
+    for e in errors {
+        let (code, pattern) = &documented[e.reason()];
+        assert_eq!(*code, e.close_code().0, "docs/auth.md: {}", e.reason());
+        assert!(
+            reason_matches(pattern, &e.description()),
+            "docs/auth.md: {} is closed with {:?}, documented {pattern:?}",
+            e.reason(),
+            e.description()
+        );
+    }
 }
 
 #[test]
@@ -174,10 +424,17 @@ fn error_codes_table_lists_every_error_a_client_can_get() {
 
 /// `ringcast serve --help`: flag line (e.g. `--listen <LISTEN>`) → (env var, default).
 fn serve_help() -> BTreeMap<String, (Option<String>, Option<String>)> {
+    let flags = help("serve");
+    assert!(flags.len() > 30, "parsed {} flags from --help", flags.len());
+    flags
+}
+
+/// `ringcast SUBCOMMAND --help`: flag line (e.g. `--listen <LISTEN>`) → (env var, default).
+fn help(subcommand: &str) -> BTreeMap<String, (Option<String>, Option<String>)> {
     let out = Command::new(common::bin())
-        .args(["serve", "--help"])
+        .args([subcommand, "--help"])
         .output()
-        .expect("ringcast serve --help");
+        .unwrap_or_else(|e| panic!("ringcast {subcommand} --help: {e}"));
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let mut flags = BTreeMap::new();
@@ -201,16 +458,179 @@ fn serve_help() -> BTreeMap<String, (Option<String>, Option<String>)> {
         let trimmed = line.trim();
         if line.starts_with("      --") || line.starts_with("  -") {
             finish(current.take());
-            let flag = trimmed.split_once(", ").map_or(trimmed, |(_, long)| long);
-            current = Some((flag.to_string(), String::new()));
+            // `-l, --listen <LISTEN>`, its help on the same line after two spaces or on the next ones.
+            let (head, help) = trimmed.split_once("  ").unwrap_or((trimmed, ""));
+            let flag = head.split_once(", ").map_or(head, |(_, long)| long);
+            current = Some((flag.to_string(), help.to_string()));
         } else if let Some((_, help)) = current.as_mut() {
             help.push(' ');
             help.push_str(trimmed);
         }
     }
     finish(current.take());
-    assert!(flags.len() > 30, "parsed {} flags from --help", flags.len());
     flags
+}
+
+/// `--flag <ARG>` → `--flag`.
+fn flag_name(line: &str) -> &str {
+    line.split([' ', '=']).next().unwrap()
+}
+
+/// The docs users read: docs/*.md and the README.
+fn user_docs() -> Vec<(String, String)> {
+    let mut docs: Vec<(String, String)> = std::fs::read_dir(Path::new(ROOT).join("docs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| {
+            let path = format!("docs/{name}");
+            let text = read(&path);
+            (path, text)
+        })
+        .collect();
+    docs.push(("README.md".to_string(), read("README.md")));
+    docs.sort();
+    docs
+}
+
+/// Each `quoted` span of `text`.
+fn quoted(text: &str) -> impl Iterator<Item = &str> {
+    text.split('`').skip(1).step_by(2)
+}
+
+#[test]
+fn docs_name_only_flags_that_exist() {
+    let mut known: BTreeSet<String> = BTreeSet::new();
+    for sub in ["serve", "publish", "get", "retire", "feed", "demo"] {
+        let flags = help(sub);
+        assert!(
+            !flags.is_empty(),
+            "no flags parsed from ringcast {sub} --help"
+        );
+        known.extend(flags.keys().map(|f| flag_name(f).to_string()));
+    }
+    // Flags of other programs the docs show: `cargo build --release`, `redis-server --save ''`.
+    known.extend(["--release", "--save"].map(String::from));
+    let mut unknown = BTreeSet::new();
+    for (path, text) in user_docs() {
+        for span in quoted(&text) {
+            if span.starts_with("--") {
+                let flag = flag_name(span);
+                if !known.contains(flag) {
+                    unknown.insert(format!("{path}: {flag}"));
+                }
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "flags in the docs that no ringcast subcommand has: {unknown:?}"
+    );
+}
+
+#[test]
+fn docs_quote_defaults_as_serve_help_does() {
+    let defaults: BTreeMap<String, String> = serve_help()
+        .into_iter()
+        .filter_map(|(flag, (_, default))| Some((flag_name(&flag).to_string(), default?)))
+        .collect();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    let mut check = |path: &str, flag: &str, value: &str| {
+        let Some(default) = defaults.get(flag) else {
+            wrong.push(format!(
+                "{path}: {flag} has no default in serve --help, the doc says {value:?}"
+            ));
+            return;
+        };
+        if default != value {
+            wrong.push(format!(
+                "{path}: {flag} default {value:?}, serve --help says {default:?}"
+            ));
+        }
+        checked += 1;
+    };
+    // docs/security.md: `| limit | default | protects against |` tables, one flag (or `a` / `b`) per row
+    // and its default in quotes first (units or remarks may follow).
+    let security = read("docs/security.md");
+    let mut rest = security.as_str();
+    while let Some(i) = rest.find("| limit | default |") {
+        let rows = table(&rest[i..], "| limit | default |");
+        rest = &rest[i + 1..];
+        for row in rows {
+            let flags: Vec<&str> = row[0].split(" / ").map(unquote).collect();
+            if !flags
+                .iter()
+                .all(|f| f.starts_with("--") && !f.contains(['`', ' ']))
+            {
+                continue;
+            }
+            let head = row[1].split('(').next().unwrap();
+            let values: Vec<&str> = quoted(head).collect();
+            if values.len() == flags.len() {
+                for (flag, value) in flags.iter().zip(values) {
+                    check("docs/security.md", flag, value);
+                }
+            }
+        }
+    }
+    // Prose: "`--flag …` (env `X`, default `V`)" or "`--flag` / `X`, default `V`" in one clause.
+    for (path, text) in user_docs() {
+        if path == "docs/config.md" {
+            continue; // its table is checked flag by flag against --help
+        }
+        for line in text.lines() {
+            for (i, _) in line.match_indices("default `") {
+                let before = &line[..i];
+                let Some(start) = before.rfind("`--") else {
+                    continue;
+                };
+                let clause = &before[start..];
+                if clause.len() > 80 || clause.contains(['.', '|', ';']) {
+                    continue;
+                }
+                let flag = flag_name(clause[1..].split('`').next().unwrap());
+                let value = line[i + "default `".len()..].split('`').next().unwrap();
+                check(&path, flag, value);
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    assert!(checked >= 15, "defaults checked: {checked}");
+}
+
+#[test]
+fn docs_name_only_metrics_the_server_exports() {
+    // A metric name is a string in src/ that /metrics writes: `"ringcast_…"` or `# HELP ringcast_…`.
+    let mut exported = BTreeSet::new();
+    for (_, code) in server_sources() {
+        for prefix in ["\"ringcast_", "# HELP ringcast_"] {
+            for name in idents_after(&code, prefix) {
+                exported.insert(format!("ringcast_{name}"));
+            }
+        }
+    }
+    // Not a metric: the default name of the token cookie (docs/auth.md).
+    let cookie = ringcast::auth::AuthConfig::default().cookie_name;
+    exported.remove(&cookie);
+    assert!(
+        exported.len() > 30,
+        "metric names found in src/: {exported:?}"
+    );
+    let mut unknown = BTreeSet::new();
+    for (path, text) in user_docs() {
+        for name in idents_after(&text, "ringcast_") {
+            let name = format!("ringcast_{name}");
+            if name != cookie && !exported.contains(&name) {
+                unknown.insert(format!("{path}: {name}"));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "metrics named in the docs that the server does not export: {unknown:?}"
+    );
 }
 
 #[test]

@@ -7,14 +7,14 @@ use super::{AuthConfig, AuthError, Identity, verify_token};
 use crate::protocol::CloseCode;
 
 /// Close code when the token expired without a refresh (private-use range, RFC 6455 §7.4.2).
-pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode(4001);
+pub const CLOSE_TOKEN_EXPIRED: CloseCode = CloseCode::TOKEN_EXPIRED;
 
 /// Close reason sent with [`CLOSE_TOKEN_EXPIRED`].
 pub const CLOSE_TOKEN_EXPIRED_REASON: &str = "token expired";
 
 /// Close code of an upgrade whose token is missing or invalid (not expired), with
 /// `--auth-refusal close`: the client should stop, not retry with the same token.
-pub const CLOSE_TOKEN_REFUSED: CloseCode = CloseCode(4003);
+pub const CLOSE_TOKEN_REFUSED: CloseCode = CloseCode::TOKEN_REFUSED;
 
 /// When to warn and when to close a connection authenticated as `identity`, in seconds since the
 /// Unix epoch: `(warn_at, close_at)`.

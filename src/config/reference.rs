@@ -94,7 +94,7 @@ pub fn example_file() -> String {
         &mut out,
     );
     comment(
-        "Each key is a `serve` flag without its `--`. A flag on the command line wins over its \
+        "Each key is a `serve` flag without its dashes. A flag on the command line wins over its \
          environment variable, which wins over this file, which wins over the default. Durations: 250ms, \
          10s, 5m, 1h. Every line below is commented out at its default: uncomment what you change. \
          `ringcast config --check FILE` checks a file; `ringcast config --print` shows what the server \

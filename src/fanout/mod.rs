@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use crate::protocol::{OpCode, frame};
-use crate::runtime::worker::Control;
 
 pub mod command;
 pub mod symbols;
@@ -73,27 +72,33 @@ pub struct FetchRequest {
     pub symbol: Symbol,
 }
 
+/// Wakes the consumer of a queue when events are queued (a worker's eventfd, in `runtime::wake`).
+pub trait Notify: Send + Sync {
+    /// Called after each queued event; cheap when a wake-up is already pending.
+    fn notify(&self);
+}
+
 /// The ingest side of one worker's queue (lock-free: `std::sync::mpsc`), plus the wake-up.
 #[derive(Clone)]
 pub struct FeedSender {
     tx: mpsc::Sender<FeedEvent>,
-    control: Arc<Control>,
+    wake: Arc<dyn Notify>,
 }
 
 /// The worker side of its queue.
 pub type FeedReceiver = mpsc::Receiver<FeedEvent>;
 
 /// A queue to one worker.
-pub fn channel(control: Arc<Control>) -> (FeedSender, FeedReceiver) {
+pub fn channel(wake: Arc<dyn Notify>) -> (FeedSender, FeedReceiver) {
     let (tx, rx) = mpsc::channel();
-    (FeedSender { tx, control }, rx)
+    (FeedSender { tx, wake }, rx)
 }
 
 impl FeedSender {
     /// Queue `event` and wake the worker if it is not already woken. Never blocks.
     pub fn send(&self, event: FeedEvent) {
         if self.tx.send(event).is_ok() {
-            self.control.notify();
+            self.wake.notify();
         }
     }
 }

@@ -228,6 +228,12 @@ impl SymbolMap {
         entry.subscribers
     }
 
+    /// Every symbol id in the map (invariant checks in tests).
+    #[cfg(test)]
+    pub fn ids(&self) -> impl Iterator<Item = SymbolId> + '_ {
+        self.index.values().copied()
+    }
+
     pub fn len(&self) -> usize {
         self.index.len()
     }

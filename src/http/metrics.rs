@@ -10,12 +10,12 @@ use crate::ingest::IngestStats;
 use crate::ingest::tick::BadReason;
 use crate::ingest::user::UserRefusal;
 use crate::runtime::stats::WorkerStats;
-use crate::runtime::worker::Control;
 
 /// Everything `/metrics` reports on.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub workers: Vec<Arc<Control>>,
+    /// Each worker's counters (written by that worker only).
+    pub workers: Vec<Arc<WorkerStats>>,
     /// The feed (absent in the echo profile).
     pub ingest: Option<Arc<IngestStats>>,
 }
@@ -68,7 +68,7 @@ impl Metrics {
         for (name, kind, help, get) in per_worker {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (i, w) in self.workers.iter().enumerate() {
-                let _ = writeln!(s, "{name}{{worker=\"{i}\"}} {}", get(&w.stats));
+                let _ = writeln!(s, "{name}{{worker=\"{i}\"}} {}", get(w));
             }
         }
         let totals: [(&str, &str, WorkerCounter); 20] = [
@@ -174,7 +174,7 @@ impl Metrics {
             ),
         ];
         for (name, help, get) in totals {
-            let total: u64 = self.workers.iter().map(|w| get(&w.stats)).sum();
+            let total: u64 = self.workers.iter().map(|w| get(w)).sum();
             let _ = writeln!(
                 s,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {total}"
@@ -183,13 +183,17 @@ impl Metrics {
         let backlog: u64 = self
             .workers
             .iter()
-            .map(|w| WorkerStats::get(&w.stats.backlog_bytes))
+            .map(|w| WorkerStats::get(&w.backlog_bytes))
             .sum();
         let _ = writeln!(
             s,
             "# HELP ringcast_backlog_bytes Bytes waiting in send queues.\n# TYPE ringcast_backlog_bytes gauge\nringcast_backlog_bytes {backlog}"
         );
-        let draining = u8::from(self.workers.iter().any(|w| w.draining()));
+        let draining = u8::from(
+            self.workers
+                .iter()
+                .any(|w| WorkerStats::get(&w.shutting_down) > 0),
+        );
         let _ = writeln!(
             s,
             "# HELP ringcast_draining 1 while draining after SIGTERM.\n# TYPE ringcast_draining gauge\nringcast_draining {draining}"

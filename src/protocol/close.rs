@@ -17,6 +17,26 @@ impl CloseCode {
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
     pub const SERVICE_RESTART: CloseCode = CloseCode(1012);
     pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+    /// The connection's token expired (at the upgrade, or on an open socket without a refresh).
+    pub const TOKEN_EXPIRED: CloseCode = CloseCode(4001);
+    /// The upgrade's token is missing or invalid (not expired): retrying with it cannot help.
+    pub const TOKEN_REFUSED: CloseCode = CloseCode(4003);
+
+    /// Every code the server puts in a Close frame, with its meaning: the list `docs/protocol.md`
+    /// ("Close codes") states, row for row (`tests/docs_consistent.rs` checks both directions, and that
+    /// src/ sends no other). 1000 is the usual echo of a client's own close; the server echoes whatever
+    /// valid code the client sent, and initiates a close only with the others.
+    pub const SENT: &[(CloseCode, &str)] = &[
+        (CloseCode::NORMAL, "normal closure"),
+        (CloseCode::PROTOCOL_ERROR, "protocol error"),
+        (CloseCode::INVALID_PAYLOAD, "invalid payload"),
+        (CloseCode::POLICY_VIOLATION, "policy violation"),
+        (CloseCode::MESSAGE_TOO_BIG, "message too big"),
+        (CloseCode::SERVICE_RESTART, "service restart"),
+        (CloseCode::TRY_AGAIN_LATER, "try again later"),
+        (CloseCode::TOKEN_EXPIRED, "token expired"),
+        (CloseCode::TOKEN_REFUSED, "token refused"),
+    ];
 
     /// May a peer send this code in a Close frame? (RFC 6455 §7.4.1/§7.4.2 and the IANA registry:
     /// 1000–1003, 1007–1014 and 3000–4999; never 1004–1006, 1015, <1000, 1016–2999, ≥5000.)
@@ -73,6 +93,19 @@ mod tests {
                 "{bad} should be invalid"
             );
         }
+    }
+
+    #[test]
+    fn sent_codes_are_valid_distinct_and_named() {
+        let mut codes: Vec<u16> = CloseCode::SENT.iter().map(|(c, _)| c.0).collect();
+        assert!(
+            CloseCode::SENT
+                .iter()
+                .all(|(c, meaning)| c.is_valid_on_wire() && !meaning.is_empty())
+        );
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), CloseCode::SENT.len());
     }
 
     #[test]

@@ -20,7 +20,6 @@ pub enum ProtocolError {
     LengthMsbSet,
     InvalidClosePayload,
     InvalidCloseCode(u16),
-    DataAfterClose,
     // -- invalid payload: 1007 --
     InvalidUtf8,
     // -- over a limit: 1009 / 1008 --
@@ -47,8 +46,7 @@ impl ProtocolError {
             | NonMinimalLength
             | LengthMsbSet
             | InvalidClosePayload
-            | InvalidCloseCode(_)
-            | DataAfterClose => CloseCode::PROTOCOL_ERROR,
+            | InvalidCloseCode(_) => CloseCode::PROTOCOL_ERROR,
         }
     }
 
@@ -67,7 +65,6 @@ impl ProtocolError {
             LengthMsbSet => "64-bit length with MSB set",
             InvalidClosePayload => "invalid close payload",
             InvalidCloseCode(_) => "invalid close code",
-            DataAfterClose => "frame after close",
             InvalidUtf8 => "invalid UTF-8",
             FrameTooBig => "frame too big",
             MessageTooBig => "message too big",

@@ -35,8 +35,10 @@ pub struct WorkerStats {
     pub symbol_ticks_refused: AtomicU64,
     /// Latest values asked of ingest for symbols the map may have evicted.
     pub symbol_fetches: AtomicU64,
-    /// Bytes waiting in outboxes (a gauge, updated as frames are queued and sent).
+    /// Bytes waiting in outboxes (a gauge, published by upkeep).
     pub backlog_bytes: AtomicU64,
+    /// 1 once the worker has begun a graceful shutdown (SIGTERM).
+    pub shutting_down: AtomicU64,
 }
 
 impl WorkerStats {

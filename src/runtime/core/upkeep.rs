@@ -1,19 +1,19 @@
 //! Periodic work, a slice at a time so no iteration stalls: heartbeats (ping a connection silent for
-//! `--ping-interval`, close one silent for `--idle-timeout`: half-open sockets are freed), the backlog
-//! gauge, and the graceful drain (clients closed with 1012 spread over `--drain-window`).
+//! `--ping-interval`, close one silent for `--idle-timeout`: half-open sockets are freed), the gauges,
+//! and the graceful shutdown (clients closed with 1012 spread over `--drain-window`).
 
-use super::{Ring, State, WorkerStats};
+use super::{Core, WorkerStats};
 use crate::protocol::session::CloseState;
 use crate::protocol::{CloseCode, OpCode, frame};
-use crate::runtime::conn::Phase;
+use crate::runtime::core::conn::Stage;
 
 /// How often upkeep runs. Each run visits the share of connections that makes one full sweep per ping
 /// interval, so the cost is spread evenly (no periodic spike at hundreds of thousands of sockets).
 pub(super) const UPKEEP_MS: u64 = 250;
 
-/// A drain in progress on this worker.
+/// A graceful shutdown in progress on this worker.
 #[derive(Debug)]
-pub(super) struct Drain {
+pub(super) struct Shutdown {
     started_ms: u64,
     /// Open WebSocket connections when it began (the ones to close over the window).
     to_close: usize,
@@ -21,55 +21,48 @@ pub(super) struct Drain {
     cursor: usize,
 }
 
-impl State {
-    pub(super) fn upkeep_due_ms(&self) -> u64 {
-        self.next_upkeep_ms
-    }
-
-    /// Run upkeep if due. Returns true once a drain is complete (the worker may stop).
-    pub(super) fn upkeep(&mut self, ring: &mut Ring) -> bool {
-        let now = self.now_ms();
+impl Core {
+    /// Run upkeep if due. Returns true once a graceful shutdown is complete (the worker may stop).
+    pub(super) fn upkeep(&mut self) -> bool {
+        let now = self.now_ms;
         if now < self.next_upkeep_ms {
             return false;
         }
         self.next_upkeep_ms = now + UPKEEP_MS;
-        WorkerStats::set(
-            &self.control.stats.backlog_bytes,
-            self.backlog.max(0) as u64,
-        );
-        WorkerStats::set(&self.control.stats.symbols, self.symbols.len() as u64);
-        WorkerStats::set(&self.control.stats.symbols_evicted, self.symbols.evicted());
-        if self.control.draining() && self.drain.is_none() {
-            self.start_drain(now);
+        WorkerStats::set(&self.stats.backlog_bytes, self.backlog.bytes() as u64);
+        WorkerStats::set(&self.stats.symbols, self.symbols.len() as u64);
+        WorkerStats::set(&self.stats.symbols_evicted, self.symbols.evicted());
+        if self.shutdown_requested && self.shutdown.is_none() {
+            self.start_shutdown(now);
         }
-        if self.drain.is_some() {
-            return self.drain_step(now);
+        if self.shutdown.is_some() {
+            return self.shutdown_step(now);
         }
-        self.sweep_handshakes(ring, now);
-        self.sweep_heartbeats(ring, now);
+        self.sweep_handshakes(now);
+        self.sweep_heartbeats(now);
         false
     }
 
     /// Close connections still in their HTTP handshake past its deadline (slowloris), and forget the
     /// ones that finished it. Runs every `UPKEEP_MS`, so a timeout fires up to that much late.
-    fn sweep_handshakes(&mut self, ring: &mut Ring, now_ms: u64) {
+    fn sweep_handshakes(&mut self, now_ms: u64) {
         let mut expired = Vec::new();
         let conns = &self.conns;
         self.handshaking
-            .retain(|&slot| match conns[slot as usize].phase {
-                Phase::Handshake { deadline_ms, .. } if deadline_ms <= now_ms => {
+            .retain(|&slot| match conns[slot as usize].stage {
+                Stage::Handshake { deadline_ms, .. } if deadline_ms <= now_ms => {
                     expired.push(slot);
                     false
                 }
-                Phase::Handshake { .. } => true,
+                Stage::Handshake { .. } => true,
                 _ => false,
             });
         for slot in expired {
             // A slot listed twice (closed and reused within one sweep) is closed once.
-            if matches!(self.conns[slot as usize].phase, Phase::Handshake { .. }) {
-                WorkerStats::add(&self.control.stats.handshake_timeouts, 1);
+            if matches!(self.conns[slot as usize].stage, Stage::Handshake { .. }) {
+                WorkerStats::add(&self.stats.handshake_timeouts, 1);
                 tracing::debug!(worker = self.id, slot, "handshake timeout");
-                self.close_now(ring, slot);
+                self.abort(slot);
             }
         }
         let cap = self.handshaking.capacity();
@@ -78,7 +71,7 @@ impl State {
         }
     }
 
-    fn sweep_heartbeats(&mut self, ring: &mut Ring, now_ms: u64) {
+    fn sweep_heartbeats(&mut self, now_ms: u64) {
         let len = self.conns.len();
         if len == 0 {
             return;
@@ -89,7 +82,7 @@ impl State {
             let slot = self.sweep_cursor % len;
             self.sweep_cursor = slot + 1;
             let conn = &self.conns[slot];
-            let Phase::Open { session, .. } = &conn.phase else {
+            let Stage::Open { session, .. } = &conn.stage else {
                 continue;
             };
             if session.state() != CloseState::Open {
@@ -98,33 +91,33 @@ impl State {
             let idle = now_s.saturating_sub(conn.last_seen_s);
             if idle >= self.settings.idle_timeout_s {
                 // Silent past the idle timeout, pongs included: the peer is gone (half-open) or stuck.
-                WorkerStats::add(&self.control.stats.idle_timeouts, 1);
+                WorkerStats::add(&self.stats.idle_timeouts, 1);
                 tracing::debug!(
                     worker = self.id,
                     slot,
                     idle_s = idle,
                     "idle timeout; closing"
                 );
-                self.close_now(ring, slot as u32);
+                self.abort(slot as u32);
             } else if idle >= self.settings.ping_interval_s {
-                WorkerStats::add(&self.control.stats.pings, 1);
+                WorkerStats::add(&self.stats.pings, 1);
                 frame::encode_frame(OpCode::Ping, b"", &mut self.scratch);
                 self.queue_scratch(slot as u32);
             }
         }
     }
 
-    fn start_drain(&mut self, now_ms: u64) {
+    fn start_shutdown(&mut self, now_ms: u64) {
         let to_close = (0..self.conns.len() as u32)
             .filter(|&s| self.is_open(s))
             .count();
         tracing::info!(
             worker = self.id,
             connections = to_close,
-            window_ms = self.settings.drain_window_ms,
-            "draining"
+            window_ms = self.settings.shutdown_window_ms,
+            "shutting down"
         );
-        self.drain = Some(Drain {
+        self.shutdown = Some(Shutdown {
             started_ms: now_ms,
             to_close,
             closed: 0,
@@ -133,29 +126,29 @@ impl State {
     }
 
     /// Close the share of connections due by now (1012: reconnect elsewhere). True when done.
-    fn drain_step(&mut self, now_ms: u64) -> bool {
-        let window = self.settings.drain_window_ms.max(1);
-        let Some(drain) = self.drain.as_mut() else {
+    fn shutdown_step(&mut self, now_ms: u64) -> bool {
+        let window = self.settings.shutdown_window_ms.max(1);
+        let Some(shutdown) = self.shutdown.as_mut() else {
             return false;
         };
-        let elapsed = now_ms - drain.started_ms;
+        let elapsed = now_ms - shutdown.started_ms;
         let due = if elapsed >= window {
             usize::MAX
         } else {
-            (drain.to_close as u128 * elapsed as u128 / window as u128) as usize + 1
+            (shutdown.to_close as u128 * elapsed as u128 / window as u128) as usize + 1
         };
-        let (mut closed, mut cursor) = (drain.closed, drain.cursor);
+        let (mut closed, mut cursor) = (shutdown.closed, shutdown.cursor);
         while closed < due && cursor < self.conns.len() {
             let slot = cursor as u32;
             cursor += 1;
             if self.is_open(slot) {
-                self.close_with(slot, CloseCode::SERVICE_RESTART, "server restarting");
+                self.send_close(slot, CloseCode::SERVICE_RESTART, "server restarting");
                 closed += 1;
             }
         }
-        let drain = self.drain.as_mut().expect("draining");
-        (drain.closed, drain.cursor) = (closed, cursor);
-        let open = WorkerStats::get(&self.control.stats.open);
+        let shutdown = self.shutdown.as_mut().expect("shutting down");
+        (shutdown.closed, shutdown.cursor) = (closed, cursor);
+        let open = self.open;
         let deadline = window + self.settings.limits.close_timeout_ms;
         (cursor >= self.conns.len() && open == 0) || elapsed >= deadline
     }

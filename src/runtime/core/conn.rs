@@ -14,9 +14,10 @@ use crate::protocol::Session;
 use crate::protocol::handshake::HeadScanner;
 use crate::tls::{TlsFailure, TlsSession};
 
-/// Where a connection is in its life.
+/// Where a connection is in its life: Free → Handshake → Open → Flushing → Lingering → Releasing → Free
+/// (any stage may go straight to Releasing).
 #[derive(Debug, Default)]
-pub enum Phase {
+pub enum Stage {
     /// Slot unused.
     #[default]
     Free,
@@ -36,17 +37,17 @@ pub enum Phase {
     },
     /// Our last bytes are queued: once sent, the write side is shut and input drained until the peer
     /// closes or the linger deadline passes (a clean close instead of a reset).
-    Finishing,
+    Flushing,
     /// Write side shut; reading until EOF.
     Lingering,
-    /// Operations cancelled; the descriptor is closed when the last one has completed.
-    Closing,
+    /// Operations cancelled; the descriptor is closed (and the slot freed) when the last one has completed.
+    Releasing,
 }
 
 /// One connection. Size matters (hundreds of thousands per box): checked in tests.
 #[derive(Debug, Default)]
 pub struct Conn {
-    pub phase: Phase,
+    pub stage: Stage,
     /// Bytes waiting to be sent, if any.
     pub outbox: Option<Box<Outbox>>,
     /// The peer's address (for logs and per-address limits).
@@ -112,6 +113,11 @@ impl TlsConn {
 }
 
 impl Conn {
+    /// The outbox (ciphertext on a TLS connection), allocated if there is none.
+    pub fn outbox(&mut self) -> &mut Outbox {
+        self.outbox.get_or_insert_with(Box::default)
+    }
+
     /// Where frames for the peer queue: the plaintext side of TLS, or the outbox itself.
     pub fn frames(&mut self) -> &mut Outbox {
         match self.tls.as_mut() {
@@ -138,26 +144,32 @@ impl Conn {
         plain + self.outbox.as_ref().map_or(0, |o| o.pending_bytes())
     }
 
-    /// Encrypt every waiting frame into the outbox (one pass of rustls over all of them). Returns the
-    /// plaintext bytes consumed and ciphertext bytes produced, or the TLS failure.
-    pub fn seal(&mut self) -> Result<(usize, usize), TlsFailure> {
+    /// Encrypt every waiting frame into the outbox (one pass of rustls over all of them), or fail.
+    pub fn seal(&mut self, backlog: &mut Backlog) -> Result<(), TlsFailure> {
         let Some(tls) = self.tls.as_mut() else {
-            return Ok((0, 0));
+            return Ok(());
         };
         let Some(plain) = tls.plain.as_mut().filter(|p| !p.is_empty()) else {
-            return Ok((0, 0));
+            return Ok(());
         };
-        let chunks = plain.take_all();
+        let chunks = plain.take_all(backlog);
         tls.release_plain();
         let slices: Vec<&[u8]> = chunks.iter().map(Chunk::bytes).collect();
         let plain: usize = slices.iter().map(|s| s.len()).sum();
         let mut cipher = Vec::with_capacity(plain + 64);
         tls.session.encrypt_vectored(&slices, &mut cipher)?;
-        let produced = cipher.len();
-        self.outbox
-            .get_or_insert_with(Box::default)
-            .push_owned(cipher);
-        Ok((plain, produced))
+        self.outbox().push_owned(cipher, backlog);
+        Ok(())
+    }
+
+    /// Drop every queued byte (the connection is gone): the plaintext queue and the outbox.
+    pub fn discard_queues(&mut self, backlog: &mut Backlog) {
+        if let Some(mut outbox) = self.outbox.take() {
+            outbox.discard(backlog);
+        }
+        if let Some(mut plain) = self.tls.as_mut().and_then(|t| t.plain.take()) {
+            plain.discard(backlog);
+        }
     }
 }
 
@@ -249,6 +261,18 @@ pub enum SendOp {
     Msg(*const libc::msghdr),
 }
 
+/// Bytes waiting in one worker's outboxes. Only an [`Outbox`] changes it, by exactly the change of its
+/// own count (and an outbox is emptied through `discard`), so the gauge is the sum of the outboxes by
+/// construction.
+#[derive(Debug, Default)]
+pub struct Backlog(usize);
+
+impl Backlog {
+    pub fn bytes(&self) -> usize {
+        self.0
+    }
+}
+
 /// Most chunks one send carries (writev-style batching: many frames, one system call).
 const MAX_IOV: usize = 64;
 
@@ -292,12 +316,25 @@ impl Default for Outbox {
 }
 
 impl Outbox {
+    /// Add `n` bytes to this queue's count and the worker's gauge.
+    fn grow(&mut self, n: usize, backlog: &mut Backlog) {
+        self.pending += n;
+        backlog.0 += n;
+    }
+
+    /// Take `n` bytes off this queue's count and the worker's gauge.
+    fn shrink(&mut self, n: usize, backlog: &mut Backlog) {
+        debug_assert!(n <= self.pending);
+        self.pending -= n;
+        backlog.0 -= n;
+    }
+
     /// Queue owned bytes, appending to the last owned chunk when it is not in flight.
-    pub fn push_owned(&mut self, bytes: Vec<u8>) {
+    pub fn push_owned(&mut self, bytes: Vec<u8>, backlog: &mut Backlog) {
         if bytes.is_empty() {
             return;
         }
-        self.pending += bytes.len();
+        self.grow(bytes.len(), backlog);
         if self.queue.len() > self.in_flight
             && let Some(Chunk::Owned(last)) = self.queue.back_mut()
             && last.len() < 16 * 1024
@@ -309,46 +346,56 @@ impl Outbox {
     }
 
     /// Queue a shared frame.
-    pub fn push_shared(&mut self, frame: LocalFrame) {
-        self.pending += frame.len();
+    pub fn push_shared(&mut self, frame: LocalFrame, backlog: &mut Backlog) {
+        self.grow(frame.len(), backlog);
         self.queue.push_back(Chunk::Shared(frame));
     }
 
     /// Queue a tick of `symbol`.
-    pub fn push_tick(&mut self, symbol: SymbolId, frame: LocalFrame) {
-        self.pending += frame.len();
+    pub fn push_tick(&mut self, symbol: SymbolId, frame: LocalFrame, backlog: &mut Backlog) {
+        self.grow(frame.len(), backlog);
         self.queue.push_back(Chunk::Tick(symbol, frame));
     }
 
     /// Answer a Ping with `payload`: a pong still waiting is replaced (only the latest ping is answered,
     /// RFC 6455 §5.5.3), otherwise one is added. It is queued behind what is already waiting when the
     /// next send is prepared.
-    pub fn set_pong(&mut self, payload: &[u8]) {
-        let pong = self.pong.get_or_insert_with(Vec::new);
-        self.pending -= pong.len();
+    pub fn set_pong(&mut self, payload: &[u8], backlog: &mut Backlog) {
+        let mut pong = self.pong.take().unwrap_or_default();
+        self.shrink(pong.len(), backlog);
         pong.clear();
-        crate::protocol::session::pong(payload, pong);
-        self.pending += pong.len();
+        crate::protocol::session::pong(payload, &mut pong);
+        self.grow(pong.len(), backlog);
+        self.pong = Some(pong);
     }
 
     /// Move the waiting pong, if any, into the queue (its bytes are already counted in `pending`).
     fn queue_pong(&mut self) {
         if let Some(pong) = self.pong.take() {
+            // Counted already: moved, not added (an empty gauge stands in for the worker's).
+            let mut moved = Backlog(pong.len());
             self.pending -= pong.len();
-            self.push_owned(pong);
+            self.push_owned(pong, &mut moved);
         }
     }
 
     /// Conflate: replace the last waiting (not yet sending) tick of `symbol` with `frame`, so only the
     /// latest value of each symbol waits. The last one, so no older value of the symbol can follow the new
     /// one. False when no tick of `symbol` is waiting.
-    pub fn conflate(&mut self, symbol: SymbolId, frame: &LocalFrame) -> bool {
+    pub fn conflate(
+        &mut self,
+        symbol: SymbolId,
+        frame: &LocalFrame,
+        backlog: &mut Backlog,
+    ) -> bool {
         for chunk in self.queue.iter_mut().skip(self.in_flight).rev() {
             if let Chunk::Tick(s, old) = chunk
                 && *s == symbol
             {
-                self.pending = self.pending - old.len() + frame.len();
+                let old_len = old.len();
                 *old = frame.clone();
+                self.shrink(old_len, backlog);
+                self.grow(frame.len(), backlog);
                 return true;
             }
         }
@@ -394,9 +441,9 @@ impl Outbox {
     }
 
     /// The in-flight send completed having sent `sent` bytes: drop what went out.
-    pub fn complete(&mut self, mut sent: usize) {
+    pub fn complete(&mut self, mut sent: usize, backlog: &mut Backlog) {
         self.in_flight = 0;
-        self.pending -= sent.min(self.pending);
+        self.shrink(sent.min(self.pending), backlog);
         while let Some(front) = self.queue.front() {
             let left = front.bytes().len() - self.offset;
             if sent < left {
@@ -411,10 +458,10 @@ impl Outbox {
 
     /// Take every chunk (none may be in flight: used on the plaintext side of TLS, never sent directly).
     /// The queue's allocation goes with them, so an emptied queue holds no memory.
-    pub fn take_all(&mut self) -> VecDeque<Chunk> {
+    pub fn take_all(&mut self, backlog: &mut Backlog) -> VecDeque<Chunk> {
         debug_assert_eq!(self.in_flight, 0);
         self.queue_pong();
-        self.pending = 0;
+        self.shrink(self.pending, backlog);
         self.offset = 0;
         std::mem::take(&mut self.queue)
     }
@@ -422,6 +469,36 @@ impl Outbox {
     /// The in-flight send failed: nothing more will be sent.
     pub fn abandon(&mut self) {
         self.in_flight = 0;
+    }
+
+    /// Forget every queued byte (none may be in flight): the connection is gone.
+    pub fn discard(&mut self, backlog: &mut Backlog) {
+        self.shrink(self.pending, backlog);
+        self.queue.clear();
+        self.pong = None;
+        self.offset = 0;
+    }
+
+    /// The bytes of the send in flight (what the last `prepare_send` pointed to).
+    #[cfg(test)]
+    pub fn in_flight(&self) -> Vec<&[u8]> {
+        self.queue
+            .iter()
+            .take(self.in_flight)
+            .enumerate()
+            .map(|(i, c)| &c.bytes()[if i == 0 { self.offset } else { 0 }..])
+            .collect()
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        // Every byte leaves through `complete`, `take_all` or `discard`, which keep the gauge exact.
+        debug_assert!(
+            self.pending == 0 || std::thread::panicking(),
+            "an outbox holding {} bytes dropped without `discard`",
+            self.pending
+        );
     }
 }
 
@@ -447,8 +524,9 @@ mod tests {
     #[test]
     fn partial_sends_resume_where_they_stopped() {
         let mut out = Outbox::default();
-        out.push_owned(b"hello ".to_vec());
-        out.push_shared(std::rc::Rc::new(std::sync::Arc::from(&b"world"[..])));
+        let g = &mut Backlog::default();
+        out.push_owned(b"hello ".to_vec(), g);
+        out.push_shared(std::rc::Rc::new(std::sync::Arc::from(&b"world"[..])), g);
         assert_eq!(out.pending_bytes(), 11);
         let Some(SendOp::Msg(msg)) = out.prepare_send() else {
             panic!("two chunks go as one sendmsg");
@@ -456,14 +534,15 @@ mod tests {
         // SAFETY (test): reading the iovec count of our own msghdr.
         assert_eq!(unsafe { (*msg).msg_iovlen }, 2);
         assert!(out.prepare_send().is_none(), "one send in flight at a time");
-        out.complete(8);
+        out.complete(8, g);
         assert_eq!(out.pending_bytes(), 3);
         let Some(SendOp::Bytes(_, len)) = out.prepare_send() else {
             panic!("one chunk left goes as a plain send");
         };
         assert_eq!(len, 3, "from where the last send stopped");
-        out.complete(3);
+        out.complete(3, g);
         assert!(out.is_empty());
+        assert_eq!(g.bytes(), 0);
     }
 
     fn tick(text: &str) -> LocalFrame {
@@ -473,18 +552,19 @@ mod tests {
     #[test]
     fn conflation_keeps_only_the_latest_waiting_tick_of_a_symbol() {
         let mut out = Outbox::default();
-        out.push_tick(1, tick("EFERT 1"));
+        let g = &mut Backlog::default();
+        out.push_tick(1, tick("EFERT 1"), g);
         out.prepare_send().unwrap(); // EFERT 1 is in flight: never replaced
         assert!(
-            !out.conflate(1, &tick("EFERT 2")),
+            !out.conflate(1, &tick("EFERT 2"), g),
             "nothing of EFERT waiting behind the send"
         );
-        out.push_tick(1, tick("EFERT 2"));
-        out.push_tick(2, tick("LUCK 1"));
-        assert!(out.conflate(1, &tick("EFERT 3")));
-        assert!(out.conflate(2, &tick("LUCK 22")));
+        out.push_tick(1, tick("EFERT 2"), g);
+        out.push_tick(2, tick("LUCK 1"), g);
+        assert!(out.conflate(1, &tick("EFERT 3"), g));
+        assert!(out.conflate(2, &tick("LUCK 22"), g));
         assert_eq!(out.pending_bytes(), 7 + 7 + 7);
-        out.complete(7);
+        out.complete(7, g);
         out.prepare_send().unwrap();
         let sent: Vec<&[u8]> = out.queue.iter().map(Chunk::bytes).collect();
         assert_eq!(
@@ -492,6 +572,9 @@ mod tests {
             vec![&b"EFERT 3"[..], &b"LUCK 22"[..]],
             "order kept, values current"
         );
+        out.abandon();
+        out.discard(g);
+        assert_eq!(g.bytes(), 0, "the gauge follows the queue");
     }
 
     #[test]
@@ -511,10 +594,11 @@ mod tests {
     #[test]
     fn at_most_one_pong_waits_and_it_answers_the_latest_ping() {
         let mut out = Outbox::default();
-        out.push_owned(b"x".to_vec());
+        let g = &mut Backlog::default();
+        out.push_owned(b"x".to_vec(), g);
         out.prepare_send().unwrap(); // "x" in flight; pongs wait behind it
         for i in 0..1000_u32 {
-            out.set_pong(&i.to_be_bytes());
+            out.set_pong(&i.to_be_bytes(), g);
         }
         assert_eq!(
             out.pending_bytes(),
@@ -522,7 +606,7 @@ mod tests {
             "one 6-byte pong waits, not 1000"
         );
         assert!(out.prepare_send().is_none(), "one send in flight at a time");
-        out.complete(1);
+        out.complete(1, g);
         assert!(!out.is_empty(), "the pong is still to send");
         let Some(SendOp::Bytes(ptr, len)) = out.prepare_send() else {
             panic!("the pong goes out alone");
@@ -534,22 +618,25 @@ mod tests {
             &[0x8A, 4, 0, 0, 0x03, 0xE7][..],
             "Pong of the last ping (999)"
         );
-        out.complete(len);
+        out.complete(len, g);
         assert!(out.is_empty() && out.pending_bytes() == 0);
     }
 
     #[test]
     fn owned_bytes_coalesce_only_outside_the_send_in_flight() {
         let mut out = Outbox::default();
-        out.push_owned(b"a".to_vec());
+        let g = &mut Backlog::default();
+        out.push_owned(b"a".to_vec(), g);
         out.prepare_send().unwrap();
-        out.push_owned(b"b".to_vec());
-        out.push_owned(b"c".to_vec());
+        out.push_owned(b"b".to_vec(), g);
+        out.push_owned(b"c".to_vec(), g);
         assert_eq!(out.queue.len(), 2);
-        out.complete(1);
+        out.complete(1, g);
         let Some(SendOp::Bytes(_, len)) = out.prepare_send() else {
             panic!("\"bc\" is one chunk, sent as plain bytes");
         };
         assert_eq!(len, 2);
+        out.complete(len, g);
+        assert_eq!(g.bytes(), 0);
     }
 }

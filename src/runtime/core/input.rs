@@ -1,15 +1,13 @@
-//! Received bytes, by phase: the HTTP upgrade (or a plain route), then WebSocket frames through the
+//! Received bytes, by stage: the HTTP upgrade (or a plain route), then WebSocket frames through the
 //! sans-IO `Session`, whose messages become client commands (or echoes, in the conformance profile).
 
-use std::cmp::Reverse;
-
-use super::{App, Ring, State, WorkerSettings, WorkerStats};
+use super::{App, Core, WorkerSettings, WorkerStats};
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::http::{self, Route};
 use crate::protocol::handshake::{self, HttpError, Scan};
 use crate::protocol::session::{self, CloseState};
 use crate::protocol::{Message, OpCode, frame};
-use crate::runtime::conn::Phase;
+use crate::runtime::core::conn::Stage;
 
 /// What a client sent, in order: a command (or why it was refused), or a ping to answer.
 #[derive(Debug)]
@@ -41,12 +39,12 @@ impl PingPayload {
     }
 }
 
-impl State {
+impl Core {
     /// Received bytes, by phase.
-    pub(super) fn on_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
-        match &mut self.conns[slot as usize].phase {
-            Phase::Handshake { .. } => self.on_handshake_bytes(ring, slot, data),
-            Phase::Open { .. } => self.on_frame_bytes(ring, slot, data),
+    pub(super) fn on_bytes(&mut self, slot: u32, data: &mut [u8]) {
+        match &mut self.conns[slot as usize].stage {
+            Stage::Handshake { .. } => self.on_handshake_bytes(slot, data),
+            Stage::Open { .. } => self.on_frame_bytes(slot, data),
             // Finishing or lingering: input is read and dropped so the close stays clean.
             _ => {}
         }
@@ -54,13 +52,13 @@ impl State {
 
     /// Ciphertext in (wss://): decrypt, queue what TLS must send (handshake, tickets, alerts), then hand
     /// the plaintext to `on_bytes` like any connection's.
-    pub(super) fn on_tls_bytes(&mut self, ring: &mut Ring, slot: u32, data: &[u8]) {
+    pub(super) fn on_tls_bytes(&mut self, slot: u32, data: &[u8]) {
         let mut plain = std::mem::take(&mut self.tls_plain);
         let mut wire = Vec::new();
         let conn = &mut self.conns[slot as usize];
         let Some(tls) = conn.tls.as_mut() else { return };
         let result = tls.session.receive(data, &mut plain, &mut wire);
-        let stats = &self.control.stats;
+        let stats = &self.stats;
         if !tls.handshake_done && !tls.session.is_handshaking() && result.is_ok() {
             tls.handshake_done = true;
             WorkerStats::add(&stats.tls_handshakes, 1);
@@ -70,10 +68,7 @@ impl State {
         }
         let peer_closed = tls.session.peer_closed();
         if !wire.is_empty() {
-            self.backlog += wire.len() as i64;
-            conn.outbox
-                .get_or_insert_with(Box::default)
-                .push_owned(wire);
+            conn.outbox().push_owned(wire, &mut self.backlog);
             if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(slot);
@@ -85,19 +80,19 @@ impl State {
                 tracing::debug!(worker = self.id, slot, peer = ?conn.peer, reason = failure.reason(), "TLS failure; closing");
                 // The alert (or the plain-HTTP 400) is queued; nothing more is encrypted.
                 conn.tls = None;
-                self.finish(ring, slot);
+                self.end(slot);
             }
             Ok(()) => {
                 if !plain.is_empty() {
-                    self.on_bytes(ring, slot, &mut plain);
+                    self.on_bytes(slot, &mut plain);
                 }
                 if peer_closed
                     && !matches!(
-                        self.conns[slot as usize].phase,
-                        Phase::Finishing | Phase::Lingering
+                        self.conns[slot as usize].stage,
+                        Stage::Flushing | Stage::Lingering
                     )
                 {
-                    self.finish(ring, slot);
+                    self.end(slot);
                 }
             }
         }
@@ -109,9 +104,10 @@ impl State {
 
     /// Bytes of the request head: each is checked once as it arrives (junk is answered with 400 at
     /// once); a complete head is parsed and routed, the bytes after it handed on as frames.
-    pub(super) fn on_handshake_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
+    pub(super) fn on_handshake_bytes(&mut self, slot: u32, data: &mut [u8]) {
         let max_head = self.settings.head_limits.max_head_bytes;
-        let Phase::Handshake { head, scan, .. } = &mut self.conns[slot as usize].phase else {
+        let now_s = self.unix_s();
+        let Stage::Handshake { head, scan, .. } = &mut self.conns[slot as usize].stage else {
             return;
         };
         // Fast path: the whole head arrived in one read; parse it straight from the receive buffer.
@@ -119,12 +115,12 @@ impl State {
             match scan.scan(data) {
                 Scan::Complete(end) => {
                     let (head_bytes, rest) = data.split_at_mut(end);
-                    let route = parse_and_route(head_bytes, &self.settings);
-                    return self.on_route(ring, slot, route, rest);
+                    let route = parse_and_route(head_bytes, &self.settings, now_s);
+                    return self.on_route(slot, route, rest);
                 }
-                Scan::Invalid(err) => return self.reject(ring, slot, err),
+                Scan::Invalid(err) => return self.reject(slot, err),
                 Scan::Partial if data.len() >= max_head => {
-                    return self.reject(ring, slot, HttpError::HeadTooLarge);
+                    return self.reject(slot, HttpError::HeadTooLarge);
                 }
                 Scan::Partial => {
                     head.extend_from_slice(data);
@@ -138,55 +134,53 @@ impl State {
             Scan::Complete(n) => {
                 let mut head = std::mem::take(head);
                 let mut rest = head.split_off(start + n);
-                let route = parse_and_route(&head, &self.settings);
-                self.on_route(ring, slot, route, &mut rest);
+                let route = parse_and_route(&head, &self.settings, now_s);
+                self.on_route(slot, route, &mut rest);
             }
-            Scan::Invalid(err) => self.reject(ring, slot, err),
-            Scan::Partial if head.len() >= max_head => {
-                self.reject(ring, slot, HttpError::HeadTooLarge)
-            }
+            Scan::Invalid(err) => self.reject(slot, err),
+            Scan::Partial if head.len() >= max_head => self.reject(slot, HttpError::HeadTooLarge),
             Scan::Partial => {}
         }
     }
 
-    pub(super) fn on_route(&mut self, ring: &mut Ring, slot: u32, route: Route, rest: &mut [u8]) {
+    pub(super) fn on_route(&mut self, slot: u32, route: Route, rest: &mut [u8]) {
         match route {
-            Route::Health if self.control.draining() => {
+            Route::Health if self.shutdown_requested => {
                 http::write_unavailable("draining", None, &mut self.scratch);
-                self.finish(ring, slot);
+                self.end(slot);
             }
             Route::Health => {
                 http::write_health(&mut self.scratch);
-                self.finish(ring, slot);
+                self.end(slot);
             }
-            Route::Upgrade { .. } if self.control.draining() => {
-                WorkerStats::add(&self.control.stats.handshake_failed, 1);
+            Route::Upgrade { .. } if self.shutdown_requested => {
+                WorkerStats::add(&self.stats.handshake_failed, 1);
                 http::write_unavailable(
                     "draining: reconnect to another server",
                     Some(5),
                     &mut self.scratch,
                 );
-                self.finish(ring, slot);
+                self.end(slot);
             }
             Route::Page(response) => {
                 response.write(&mut self.scratch);
-                self.finish(ring, slot);
+                self.end(slot);
             }
             Route::Metrics => {
                 http::write_metrics(&self.settings.metrics, &mut self.scratch);
-                self.finish(ring, slot);
+                self.end(slot);
             }
-            Route::Reject(err) => self.reject(ring, slot, err),
+            Route::Reject(err) => self.reject(slot, err),
             Route::Upgrade {
                 upgrade,
                 identity,
                 protocol,
-            } => self.admit(ring, slot, upgrade, identity, protocol, rest),
+            } => self.admit(slot, upgrade, identity, protocol, rest),
             Route::Forbidden(reason) => {
-                WorkerStats::add(&self.control.stats.handshake_failed, 1);
+                WorkerStats::add(&self.stats.handshake_failed, 1);
                 crate::admission::refusals::refused(403, reason, self.conns[slot as usize].peer);
                 crate::auth::origin::write_forbidden(&mut self.scratch);
-                self.finish(ring, slot);
+                self.end(slot);
             }
             Route::RefuseToken {
                 upgrade,
@@ -196,7 +190,7 @@ impl State {
                 // A 101 and the Close in one write, then the write side is shut: the connection is
                 // never Open, so nothing the client sent (or sends) is acted on, and it is not counted
                 // among the WebSocket connections.
-                WorkerStats::add(&self.control.stats.handshake_failed, 1);
+                WorkerStats::add(&self.stats.handshake_failed, 1);
                 let code = err.close_code().0;
                 crate::admission::refusals::refused(
                     code,
@@ -205,35 +199,35 @@ impl State {
                 );
                 handshake::write_101(&upgrade, protocol.as_deref(), &mut self.scratch);
                 err.write_close(&mut self.scratch);
-                self.finish(ring, slot);
+                self.end(slot);
             }
             Route::Unauthorized(err) => {
-                WorkerStats::add(&self.control.stats.handshake_failed, 1);
+                WorkerStats::add(&self.stats.handshake_failed, 1);
                 crate::admission::refusals::refused(
                     401,
                     err.reason(),
                     self.conns[slot as usize].peer,
                 );
                 err.write_response(&mut self.scratch);
-                self.finish(ring, slot);
+                self.end(slot);
             }
         }
     }
 
-    pub(super) fn reject(&mut self, ring: &mut Ring, slot: u32, err: HttpError) {
-        WorkerStats::add(&self.control.stats.handshake_failed, 1);
+    pub(super) fn reject(&mut self, slot: u32, err: HttpError) {
+        WorkerStats::add(&self.stats.handshake_failed, 1);
         let conn = &self.conns[slot as usize];
         tracing::debug!(worker = self.id, slot, peer = ?conn.peer, status = err.status(), reason = err.reason(), "upgrade refused");
         err.write_response(&mut self.scratch);
-        self.finish(ring, slot);
+        self.end(slot);
     }
 
-    pub(super) fn on_frame_bytes(&mut self, ring: &mut Ring, slot: u32, data: &mut [u8]) {
-        let now = self.now_ms();
+    pub(super) fn on_frame_bytes(&mut self, slot: u32, data: &mut [u8]) {
+        let now = self.now_ms;
         let app = self.settings.app;
         let limits = &self.settings.limits;
         let conn = &mut self.conns[slot as usize];
-        let Phase::Open { session, tail } = &mut conn.phase else {
+        let Stage::Open { session, tail } = &mut conn.stage else {
             return;
         };
         let was_open = session.state() == CloseState::Open;
@@ -260,7 +254,7 @@ impl State {
         };
         if let Err(err) = result {
             *tail = None;
-            WorkerStats::add(&self.control.stats.protocol_errors, 1);
+            WorkerStats::add(&self.stats.protocol_errors, 1);
             tracing::debug!(worker = self.id, slot, peer = ?conn.peer, code = err.close_code().0, reason = err.reason(), "protocol error; closing");
         }
         let state = session.state();
@@ -275,23 +269,22 @@ impl State {
             CloseState::CloseSent { deadline_ms } => {
                 self.inbox.clear();
                 if was_open {
-                    let generation = conn.generation;
-                    self.timers.push(Reverse((deadline_ms, slot, generation)));
+                    self.push_timer(deadline_ms, slot);
                     self.unsubscribe_all(slot);
                 }
                 self.queue_scratch(slot);
             }
             CloseState::Closed => {
                 self.inbox.clear();
-                self.finish(ring, slot);
+                self.end(slot);
             }
         }
     }
 }
 
-fn parse_and_route(head: &[u8], settings: &WorkerSettings) -> Route {
+fn parse_and_route(head: &[u8], settings: &WorkerSettings, now_s: u64) -> Route {
     match handshake::parse_request(head, &settings.head_limits) {
-        Ok(req) => http::route(&req, &settings.gate, super::admit::epoch_s()),
+        Ok(req) => http::route(&req, &settings.gate, now_s),
         Err(err) => Route::Reject(err),
     }
 }

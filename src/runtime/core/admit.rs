@@ -3,25 +3,14 @@
 //! (warning before expiry, close 4001 at expiry unless refreshed with `{"op":"auth","token":…}`), the
 //! token's symbol patterns, and per-user messages.
 
-use std::cmp::Reverse;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::feed::Outgoing;
-use super::{Ring, State, WorkerStats};
+use super::{Core, WorkerStats};
 use crate::admission::{self, MessageRate};
 use crate::auth::{self, Identity};
 use crate::fanout::symbols::LocalFrame;
 use crate::protocol::Session;
 use crate::protocol::handshake::{self, Upgrade};
-use crate::runtime::conn::{ConnAuth, Phase};
-
-/// Seconds since the Unix epoch (token times are absolute).
-pub(super) fn epoch_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+use crate::runtime::core::conn::{ConnAuth, Stage};
 
 /// Direct-descriptor slots beyond `--max-conns-per-worker`, for requests that do not become WebSocket
 /// connections: with the WebSocket connections at their cap, `/healthz`, `/metrics` and the 503 that
@@ -37,21 +26,19 @@ pub fn table_size(max_conns: u32, nofile: u64) -> (u32, u32) {
     (files, max_conns.min(files - HTTP_RESERVE.min(files / 2)))
 }
 
-impl State {
+impl Core {
     /// A valid upgrade: apply the admission limits, then switch to WebSocket.
     pub(super) fn admit(
         &mut self,
-        ring: &mut Ring,
         slot: u32,
         upgrade: Upgrade,
         identity: Option<Identity>,
         protocol: Option<String>,
         rest: &mut [u8],
     ) {
-        let now = self.now_ms();
+        let now = self.now_ms;
         if self.upgraded >= self.ws_cap {
             return self.refuse(
-                ring,
                 slot,
                 admission::CAPACITY_RETRY_AFTER_S,
                 "server at its connection limit; retry later",
@@ -59,9 +46,9 @@ impl State {
         }
         let settings = &self.settings;
         if let Some(rate) = &settings.accept_rate {
-            let since = settings.admission_epoch.elapsed().as_millis() as u64;
+            let since = self.epochs.admission_ms + self.now_ms;
             if let Err(retry) = rate.try_accept(since) {
-                return self.refuse(ring, slot, retry, "handshake rate limit; retry later");
+                return self.refuse(slot, retry, "handshake rate limit; retry later");
             }
         }
         let max_per_ip = self.settings.max_conns_per_ip;
@@ -70,7 +57,6 @@ impl State {
         {
             if !self.settings.per_ip.try_admit(ip, max_per_ip) {
                 return self.refuse(
-                    ring,
                     slot,
                     admission::CONN_LIMIT_RETRY_AFTER_S,
                     "too many connections from your address",
@@ -83,7 +69,7 @@ impl State {
         let conn = &mut self.conns[slot as usize];
         conn.upgraded = true;
         self.upgraded += 1;
-        conn.phase = Phase::Open {
+        conn.stage = Stage::Open {
             session: Session::new(),
             tail: None,
         };
@@ -96,28 +82,27 @@ impl State {
         }
         if !rest.is_empty() {
             // Frames that came in the same packet as the handshake, after the 101.
-            self.on_frame_bytes(ring, slot, rest);
+            self.on_frame_bytes(slot, rest);
         }
     }
 
-    fn refuse(&mut self, ring: &mut Ring, slot: u32, retry_after_s: u64, reason: &str) {
-        WorkerStats::add(&self.control.stats.handshake_failed, 1);
-        WorkerStats::add(&self.control.stats.admission_refused, 1);
+    fn refuse(&mut self, slot: u32, retry_after_s: u64, reason: &str) {
+        WorkerStats::add(&self.stats.handshake_failed, 1);
+        WorkerStats::add(&self.stats.admission_refused, 1);
         crate::admission::refusals::refused(503, reason, self.conns[slot as usize].peer);
         admission::write_service_unavailable(retry_after_s, reason, &mut self.scratch);
-        self.finish(ring, slot);
+        self.end(slot);
     }
 
     /// Attach (or replace, on refresh) a connection's identity and schedule its expiry.
     fn set_identity(&mut self, slot: u32, identity: Identity) {
         let cfg = self.settings.gate.auth.as_ref().expect("auth on");
-        let now_s = epoch_s();
+        let now_s = self.unix_s();
         let (warn_at, close_at) = auth::expiry_plan(&identity, cfg, now_s);
-        let now = self.now_ms();
+        let now = self.now_ms;
         let to_ms = |at_s: u64| auth::deadline_ms(at_s, now_s, now);
         let (warn_at_ms, close_at_ms) = (to_ms(warn_at), to_ms(close_at));
         let conn = &mut self.conns[slot as usize];
-        let generation = conn.generation;
         let user: Box<str> = identity.user.as_str().into();
         let had_user = conn.auth.is_some();
         conn.auth = Some(Box::new(ConnAuth {
@@ -126,8 +111,8 @@ impl State {
             close_at_ms,
             warned: false,
         }));
-        self.timers.push(Reverse((warn_at_ms, slot, generation)));
-        self.timers.push(Reverse((close_at_ms, slot, generation)));
+        self.push_timer(warn_at_ms, slot);
+        self.push_timer(close_at_ms, slot);
         if !had_user {
             self.users.entry(user).or_default().push(slot);
         }
@@ -139,13 +124,13 @@ impl State {
             return;
         };
         if now_ms >= auth.close_at_ms {
-            WorkerStats::add(&self.control.stats.token_expired, 1);
+            WorkerStats::add(&self.stats.token_expired, 1);
             crate::admission::refusals::refused(
                 auth::CLOSE_TOKEN_EXPIRED.0,
                 auth::CLOSE_TOKEN_EXPIRED_REASON,
                 None,
             );
-            self.close_with(
+            self.send_close(
                 slot,
                 auth::CLOSE_TOKEN_EXPIRED,
                 auth::CLOSE_TOKEN_EXPIRED_REASON,
@@ -169,7 +154,7 @@ impl State {
         let Some(current) = self.conns[slot as usize].auth.as_ref() else {
             return;
         };
-        match auth::refresh(token, &current.identity, cfg, epoch_s()) {
+        match auth::refresh(token, &current.identity, cfg, self.unix_s()) {
             Ok(identity) => {
                 let json = auth::refreshed_json(identity.expires_at);
                 // Symbols the new token no longer allows are dropped.
@@ -184,7 +169,7 @@ impl State {
                 self.reply(slot, json);
             }
             Err(err) => {
-                WorkerStats::add(&self.control.stats.bad_commands, 1);
+                WorkerStats::add(&self.stats.bad_commands, 1);
                 self.reply(slot, auth::refresh_failed_json(&err));
             }
         }

@@ -2,17 +2,16 @@
 //! client commands change subscriptions. Each delivery is a refcount increment and a queue push: the bytes
 //! were built once by ingest, and one send per socket per loop iteration carries everything queued.
 
-use std::cmp::Reverse;
 use std::rc::Rc;
 
-use super::{Inbound, State, WorkerStats};
+use super::{Core, Inbound, WorkerStats};
 use crate::config::SlowPolicy;
 use crate::fanout::FeedEvent;
 use crate::fanout::command::{self, ClientCommand, CommandError};
 use crate::fanout::symbols::{Admission, LocalFrame, SymbolId};
 use crate::protocol::CloseCode;
 use crate::protocol::session::CloseState;
-use crate::runtime::conn::Phase;
+use crate::runtime::core::conn::Stage;
 
 /// Something to queue to one connection. Everything a client can be sent after the upgrade goes through
 /// `deliver`, so all of it counts against its backlog and obeys the slow-consumer policy.
@@ -46,17 +45,8 @@ enum Verdict {
     Close,
 }
 
-impl State {
-    /// Take every queued feed event (bulk: a burst costs one wake-up and one flush).
-    pub(super) fn drain_feed(&mut self) {
-        let Some(feed) = self.feed.take() else { return };
-        for event in feed.try_iter() {
-            self.on_feed_event(event);
-        }
-        self.feed = Some(feed);
-    }
-
-    fn on_feed_event(&mut self, event: FeedEvent) {
+impl Core {
+    pub(super) fn on_feed_event(&mut self, event: FeedEvent) {
         match event {
             FeedEvent::Tick { symbol, frame } => {
                 let Some(id) = self.admit_symbol(&symbol) else {
@@ -132,12 +122,12 @@ impl State {
     /// The map's id for a tick of `symbol` under `--max-symbols`: None if the tick is refused (the map is
     /// full of subscribed symbols; counted and logged at most once a second).
     fn admit_symbol(&mut self, symbol: &str) -> Option<SymbolId> {
-        let stats = &self.control.stats;
+        let stats = &self.stats;
         match self.symbols.admit(symbol) {
             Admission::Known(id) | Admission::Added(id) | Admission::Evicted { id, .. } => Some(id),
             Admission::Full => {
                 WorkerStats::add(&stats.symbol_ticks_refused, 1);
-                if let Some(suppressed) = self.symbols_full_log.allow(std::time::Instant::now()) {
+                if let Some(suppressed) = self.symbols_full_log_allowed() {
                     tracing::warn!(
                         worker = self.id,
                         symbol,
@@ -149,6 +139,17 @@ impl State {
                 None
             }
         }
+    }
+
+    /// At most one log line a second about refused ticks: `Some(lines suppressed since the last)`.
+    fn symbols_full_log_allowed(&mut self) -> Option<u64> {
+        let (last, suppressed) = &mut self.symbols_full_log;
+        if last.is_some_and(|at| self.now_ms < at + 1000) {
+            *suppressed += 1;
+            return None;
+        }
+        *last = Some(self.now_ms);
+        Some(std::mem::take(suppressed))
     }
 
     /// Ask ingest for the stored latest tick of a subscribed symbol this worker has no value for, when it
@@ -167,7 +168,7 @@ impl State {
         };
         if fetch.send(request).is_ok() {
             entry.fetch_pending = true;
-            WorkerStats::add(&self.control.stats.symbol_fetches, 1);
+            WorkerStats::add(&self.stats.symbol_fetches, 1);
         }
     }
 
@@ -189,7 +190,7 @@ impl State {
     /// limit is first passed, even if nothing more is sent to it). Other frames are queued within the
     /// grace (a pong replaces the one still waiting, so at most one waits).
     pub(super) fn deliver(&mut self, slot: u32, item: Outgoing<'_>) -> bool {
-        let now = self.now_ms();
+        let now = self.now_ms;
         let settings = &self.settings;
         let conn = &mut self.conns[slot as usize];
         let generation = conn.generation;
@@ -203,13 +204,13 @@ impl State {
             if outbox.slow_timer_ms.is_none() {
                 let due = since + settings.slow_grace_ms + 1;
                 outbox.slow_timer_ms = Some(due);
-                self.timers.push(Reverse((due, slot, generation)));
+                self.timers.push(std::cmp::Reverse((due, slot, generation)));
             }
             verdict = match (settings.slow_policy, &item) {
                 (SlowPolicy::Close, _) => Verdict::Close,
                 _ if now.saturating_sub(since) > settings.slow_grace_ms => Verdict::Close,
                 (SlowPolicy::Conflate, Outgoing::Tick(id, frame))
-                    if outbox.conflate(*id, frame) =>
+                    if outbox.conflate(*id, frame, &mut self.backlog) =>
                 {
                     Verdict::Conflated
                 }
@@ -220,14 +221,13 @@ impl State {
         let feed = matches!(item, Outgoing::Tick(..) | Outgoing::Shared(_));
         if verdict == Verdict::Queued {
             match item {
-                Outgoing::Tick(id, frame) => outbox.push_tick(id, frame.clone()),
-                Outgoing::Shared(frame) => outbox.push_shared(frame.clone()),
-                Outgoing::Owned(bytes) => outbox.push_owned(bytes),
-                Outgoing::Pong(payload) => outbox.set_pong(payload),
+                Outgoing::Tick(id, frame) => outbox.push_tick(id, frame.clone(), &mut self.backlog),
+                Outgoing::Shared(frame) => outbox.push_shared(frame.clone(), &mut self.backlog),
+                Outgoing::Owned(bytes) => outbox.push_owned(bytes, &mut self.backlog),
+                Outgoing::Pong(payload) => outbox.set_pong(payload, &mut self.backlog),
             }
         }
-        self.backlog += outbox.pending_bytes() as i64 - before as i64;
-        let stats = &self.control.stats;
+        let stats = &self.stats;
         match verdict {
             Verdict::Queued if feed => WorkerStats::add(&stats.deliveries, 1),
             Verdict::Queued => {}
@@ -238,15 +238,12 @@ impl State {
                 return false;
             }
         }
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(slot);
-        }
+        self.mark_dirty(slot);
         true
     }
 
     fn close_slow(&mut self, slot: u32, backlog: usize) {
-        WorkerStats::add(&self.control.stats.slow_consumers, 1);
+        WorkerStats::add(&self.stats.slow_consumers, 1);
         let peer = self.conns[slot as usize].peer;
         tracing::debug!(
             worker = self.id,
@@ -256,7 +253,7 @@ impl State {
             "slow consumer; closing with 1013"
         );
         crate::admission::refusals::refused(1013, "slow consumer", peer);
-        self.close_with(slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
+        self.send_close(slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
     }
 
     /// A timer fired for an open connection: if it is the slow-grace timer and the connection is still
@@ -286,31 +283,12 @@ impl State {
         }
         let due = since + grace + 1;
         frames.slow_timer_ms = Some(due);
-        self.timers.push(Reverse((due, slot, generation)));
+        self.timers.push(std::cmp::Reverse((due, slot, generation)));
         true
     }
 
     pub(super) fn is_open(&self, slot: u32) -> bool {
-        matches!(&self.conns[slot as usize].phase, Phase::Open { session, .. } if session.state() == CloseState::Open)
-    }
-
-    /// Server-initiated close: send a Close frame and wait for the peer's (bounded by the close timeout).
-    pub(super) fn close_with(&mut self, slot: u32, code: CloseCode, reason: &str) {
-        self.unsubscribe_all(slot);
-        let now = self.now_ms();
-        let conn = &mut self.conns[slot as usize];
-        let Phase::Open { session, .. } = &mut conn.phase else {
-            return;
-        };
-        if session.state() != CloseState::Open {
-            return;
-        }
-        session.close(code, reason, &self.settings.limits, now, &mut self.scratch);
-        if let Some(deadline) = session.deadline_ms() {
-            let generation = conn.generation;
-            self.timers.push(Reverse((deadline, slot, generation)));
-        }
-        self.queue_scratch(slot);
+        matches!(&self.conns[slot as usize].stage, Stage::Open { session, .. } if session.state() == CloseState::Open)
     }
 
     pub(super) fn unsubscribe_all(&mut self, slot: u32) {
@@ -331,7 +309,7 @@ impl State {
     }
 
     fn run_inbox(&mut self, slot: u32, inbox: &mut Vec<Inbound>) {
-        let now = self.now_ms();
+        let now = self.now_ms;
         for cmd in inbox.drain(..) {
             if !self.is_open(slot) {
                 return;
@@ -339,13 +317,13 @@ impl State {
             if let Some(limit) = self.settings.message_limit
                 && !self.conns[slot as usize].rate.try_take(&limit, now)
             {
-                WorkerStats::add(&self.control.stats.rate_limited, 1);
+                WorkerStats::add(&self.stats.rate_limited, 1);
                 crate::admission::refusals::refused(
                     1008,
                     "message rate limit",
                     self.conns[slot as usize].peer,
                 );
-                self.close_with(slot, CloseCode::POLICY_VIOLATION, "message rate limit");
+                self.send_close(slot, CloseCode::POLICY_VIOLATION, "message rate limit");
                 return;
             }
             let cmd = match cmd {
@@ -377,7 +355,7 @@ impl State {
                     }
                 }
                 Err(err) => {
-                    WorkerStats::add(&self.control.stats.bad_commands, 1);
+                    WorkerStats::add(&self.stats.bad_commands, 1);
                     self.reply(slot, err.to_json());
                 }
             }
@@ -390,7 +368,7 @@ impl State {
     fn subscribe(&mut self, slot: u32, symbols: Vec<String>) {
         let limit = self.settings.max_symbols_per_conn;
         if let Some(denied) = symbols.iter().find(|s| !self.allowed(slot, s)) {
-            WorkerStats::add(&self.control.stats.bad_commands, 1);
+            WorkerStats::add(&self.stats.bad_commands, 1);
             self.reply(slot, CommandError::Forbidden(denied.clone()).to_json());
             return;
         }
@@ -400,7 +378,7 @@ impl State {
             .filter(|s| self.symbols.get(s).is_none_or(|id| !conn.subs.contains(id)))
             .count();
         if conn.subs.len() + new > limit {
-            WorkerStats::add(&self.control.stats.bad_commands, 1);
+            WorkerStats::add(&self.stats.bad_commands, 1);
             self.reply(slot, CommandError::TooManySymbols { limit }.to_json());
             return;
         }
