@@ -356,5 +356,7 @@ fn tick(now_ms: u64) -> u32 {
     (now_ms / TICK_MS) as u32
 }
 
+pub mod refusals;
+
 #[cfg(test)]
 mod tests;

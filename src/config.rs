@@ -1,5 +1,10 @@
-//! Configuration: every flag also reads an environment variable (`RINGCAST_*`); a bad value is refused at
-//! start-up with a message naming the flag, the variable and the value.
+//! Configuration: every flag also reads an environment variable (`RINGCAST_*`) and, for `serve`, a key of
+//! the `--config` file ([`file`]); a bad value is refused at start-up with a message naming the flag, the
+//! variable (or the file's line) and the value. `docs/config.md`'s table and `deploy/ringcast.toml` are
+//! generated from these definitions ([`reference`]).
+
+pub mod file;
+pub mod reference;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,12 +18,12 @@ use crate::secret::Secret;
 #[derive(Parser, Debug)]
 #[command(
     name = "ringcast",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RINGCAST_GIT_REV"), ")"),
     about = "WebSocket edge server on io_uring for live market ticks"
 )]
 pub struct Cli {
-    /// Log level or filter (error, warn, info, debug, trace, or a tracing filter such as `ringcast=debug`).
-    #[arg(long, global = true, env = "RINGCAST_LOG", default_value = "info")]
+    /// Log level or filter (error, warn, info, debug, trace, off, or per module such as `info,ringcast=debug`).
+    #[arg(long, global = true, env = "RINGCAST_LOG", default_value = "info", value_parser = parse_log_filter)]
     pub log: String,
     #[command(subcommand)]
     pub command: Command,
@@ -38,14 +43,21 @@ pub enum Command {
     Feed(crate::cli::feed::FeedArgs),
     /// Run everything locally: Redis (started if needed), the server and the demo feed.
     Demo(crate::cli::demo::DemoArgs),
+    /// Show the configuration `serve` would run with (`--print`), or check a config file (`--check FILE`).
+    Config(crate::cli::config::ConfigArgs),
 }
 
 /// `ringcast serve`. `Debug` prints no secret: `--auth-secret` and `--metrics-token` are [`Secret`]s and
 /// the Redis URL's password is masked.
 #[derive(Args, Debug, Clone)]
 pub struct ServeConfig {
-    /// Address to listen on (IPv4 or IPv6, e.g. `[::]:3001`).
-    #[arg(long, env = "RINGCAST_LISTEN", default_value = "0.0.0.0:3001")]
+    /// TOML file of settings (deploy/ringcast.toml is an example): each key is a flag's long name
+    /// (`max-backlog = 262144` for `--max-backlog`); a flag or an environment variable wins over the file.
+    #[arg(long, env = "RINGCAST_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Address to listen on: a port (`3001`, on every IPv4 address), or an address and port
+    /// (`127.0.0.1:3001`, `[::]:3001`).
+    #[arg(long, env = "RINGCAST_LISTEN", default_value = "0.0.0.0:3001", value_parser = parse_listen)]
     pub listen: SocketAddr,
     /// Worker threads per process, one per core, each pinned to its core (0 = one per available core).
     #[arg(long, env = "RINGCAST_WORKERS", default_value_t = 0)]
@@ -63,10 +75,10 @@ pub struct ServeConfig {
     #[arg(long, env = "RINGCAST_MAX_CONNS_PER_WORKER", default_value_t = 1 << 20)]
     pub max_conns_per_worker: u32,
     /// Largest HTTP request head, in bytes (431 beyond).
-    #[arg(long, env = "RINGCAST_MAX_HEAD_BYTES", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=1 << 20))]
+    #[arg(long, env = "RINGCAST_MAX_HEAD_BYTES", default_value_t = HeadLimits::DEFAULT.max_head_bytes as u32, value_parser = clap::value_parser!(u32).range(256..=1 << 20))]
     pub max_head_bytes: u32,
     /// Most HTTP request headers (431 beyond).
-    #[arg(long, env = "RINGCAST_MAX_HEADERS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(8..=1024))]
+    #[arg(long, env = "RINGCAST_MAX_HEADERS", default_value_t = HeadLimits::DEFAULT.max_headers as u32, value_parser = clap::value_parser!(u32).range(8..=1024))]
     pub max_headers: u32,
     /// Time allowed to complete the HTTP upgrade (slowloris protection), e.g. `10s`, `500ms`.
     #[arg(long, env = "RINGCAST_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -91,7 +103,7 @@ pub struct ServeConfig {
     pub feed: crate::cli::RedisArgs,
     /// Largest tick or per-user message accepted from the feed, in bytes (larger ones are counted and
     /// dropped).
-    #[arg(long, env = "RINGCAST_MAX_TICK_BYTES", default_value_t = 16 * 1024)]
+    #[arg(long, env = "RINGCAST_MAX_TICK_BYTES", default_value_t = crate::ingest::tick::DEFAULT_MAX_TICK_BYTES)]
     pub max_tick_bytes: usize,
     /// Most symbols each worker keeps the latest tick of. A tick of a new symbol when full evicts the least
     /// recently ticked symbol nobody subscribes to (a later subscriber still gets its latest value, read
@@ -227,11 +239,14 @@ impl ServeConfig {
                 self.workers
             ));
         }
-        let default_limit = if self.echo { 64 << 20 } else { 64 << 10 };
-        let max_frame = *self.max_frame.get_or_insert(default_limit as u64);
-        let max_message = *self.max_message.get_or_insert(default_limit);
-        self.max_fragments
-            .get_or_insert(if self.echo { 1 << 17 } else { 1024 });
+        let defaults = if self.echo {
+            Limits::ECHO
+        } else {
+            Limits::DEFAULT
+        };
+        let max_frame = *self.max_frame.get_or_insert(defaults.max_frame);
+        let max_message = *self.max_message.get_or_insert(defaults.max_message);
+        self.max_fragments.get_or_insert(defaults.max_fragments);
         if max_frame == 0 || max_message == 0 {
             return Err("--max-frame and --max-message must be greater than 0".into());
         }
@@ -288,9 +303,9 @@ impl ServeConfig {
 
     pub fn limits(&self) -> Limits {
         Limits {
-            max_frame: self.max_frame.unwrap_or(64 << 10),
-            max_message: self.max_message.unwrap_or(64 << 10),
-            max_fragments: self.max_fragments.unwrap_or(1024),
+            max_frame: self.max_frame.unwrap_or(Limits::DEFAULT.max_frame),
+            max_message: self.max_message.unwrap_or(Limits::DEFAULT.max_message),
+            max_fragments: self.max_fragments.unwrap_or(Limits::DEFAULT.max_fragments),
             close_timeout_ms: self.close_timeout.as_millis() as u64,
         }
     }
@@ -311,25 +326,94 @@ pub enum SlowPolicy {
     Close,
 }
 
-/// `250ms`, `10s`, `2m`, or a bare number of seconds.
+/// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),
         None => (text, "s"),
     };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (examples: 250ms, 10s, 2m)"))?;
+    let n: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration: a whole number and a unit, e.g. 250ms, 10s, 5m, 1h")
+    })?;
+    let seconds = |factor: u64| {
+        n.checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{text}` is too long"))
+    };
     match unit {
         "us" | "µs" => Ok(Duration::from_micros(n)),
         "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
+        "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
         _ => Err(format!(
-            "`{text}`: unknown unit `{unit}` (use us, ms, s or m)"
+            "`{text}`: unknown unit `{unit}` (use ms, s, m or h, e.g. 250ms, 10s, 5m, 1h)"
         )),
     }
+}
+
+/// `--listen`: a bare port (`3001` or `:3001`, every IPv4 address) or an address and port.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let port = text.strip_prefix(':').unwrap_or(text);
+    if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        return port
+            .parse::<u16>()
+            .map(|p| SocketAddr::from(([0, 0, 0, 0], p)))
+            .map_err(|_| format!("`{text}` is not a port (0-65535)"));
+    }
+    text.parse().map_err(|_| {
+        format!(
+            "`{text}` is not an address to listen on: give a port (3001), an IPv4 address and \
+             port (127.0.0.1:3001, 0.0.0.0:3001) or an IPv6 one ([::]:3001); host names are not resolved"
+        )
+    })
+}
+
+/// The log levels a filter may name.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// `--log`: a level, or comma-separated directives each a level or `target=level`
+/// (`info,ringcast=debug`). A bare word that is not a level (`verbose`) is refused rather than read as
+/// a module name, which would silently log nothing of Ringcast's.
+pub fn parse_log_filter(text: &str) -> Result<String, String> {
+    let levels = LOG_LEVELS.join(", ");
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) if !target.is_empty() => level,
+            _ => directive,
+        };
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "`{directive}` is not a log level ({levels}) or a `module=level` filter \
+                 (e.g. `info,ringcast=debug`)"
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(text)
+        .map_err(|e| format!("`{text}` is not a log filter: {e}"))?;
+    Ok(text.to_string())
+}
+
+/// A negative number given to a flag that takes a count or size: say so, instead of clap's "invalid
+/// digit found in string".
+pub fn negative_number_note(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        err.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(value)) = err.get(ContextKind::InvalidValue) else {
+        return None;
+    };
+    let rest = value.trim().strip_prefix('-')?;
+    rest.parse::<f64>().ok()?;
+    Some(format!(
+        "  (`{value}` is negative: this flag takes a number of 0 or more)"
+    ))
 }
 
 /// clap's message for a bad value names the flag and the value; when the value came from the flag's
@@ -378,12 +462,41 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("10h").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("10d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("99999999999999999h").is_err());
         assert!(
             parse_duration("abc")
                 .unwrap_err()
                 .contains("not a duration")
         );
+    }
+
+    /// The defaults of `serve` are the library's defaults (`Limits`, `HeadLimits`, ingest): written once.
+    #[test]
+    fn serve_defaults_are_the_library_defaults() {
+        let Command::Serve(mut cfg) = Cli::try_parse_from(["ringcast", "serve"]).unwrap().command
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(cfg.limits(), Limits::DEFAULT);
+        assert_eq!(cfg.head_limits(), HeadLimits::default());
+        assert_eq!(
+            cfg.max_tick_bytes,
+            crate::ingest::IngestConfig::default().max_tick_bytes
+        );
+        let ingest = cfg.feed.ingest_config();
+        let lib = crate::ingest::IngestConfig::default();
+        assert_eq!(
+            (ingest.redis_url, ingest.prefix),
+            (lib.redis_url, lib.prefix)
+        );
+        cfg.validate().unwrap();
+        assert_eq!(cfg.limits(), Limits::DEFAULT);
+        cfg.echo = true;
+        (cfg.max_frame, cfg.max_message, cfg.max_fragments) = (None, None, None);
+        cfg.validate().unwrap();
+        assert_eq!(cfg.limits(), Limits::ECHO);
     }
 
     #[test]

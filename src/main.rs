@@ -1,31 +1,20 @@
-use clap::Parser;
-use ringcast::config::{Cli, Command};
+use ringcast::config::Command;
+use ringcast::config::file;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     ringcast::alloc::configure();
-    let cli = Cli::try_parse().unwrap_or_else(|err| {
-        let argv: Vec<String> = std::env::args().collect();
-        match ringcast::config::env_source_note(&err, &argv) {
-            Some(note) => {
-                // clap's first line, then which variable the value came from, then the rest.
-                let text = err.render().to_string();
-                let (first, rest) = text.split_once('\n').unwrap_or((&text, ""));
-                eprintln!("{first}\n{note}\n{rest}");
-                std::process::exit(err.exit_code());
-            }
-            None => err.exit(),
-        }
-    });
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|e| {
-        eprintln!(
-            "ringcast: --log (RINGCAST_LOG): `{}` is not a log level or filter: {e}",
-            cli.log
-        );
-        std::process::exit(2);
-    });
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Flags, environment variables and (for `serve`) the `--config` file; a bad value exits here, with a
+    // message naming the flag, the variable or the file's line, and the value.
+    let cli = match file::resolve(&argv) {
+        Ok(resolved) => resolved.cli,
+        Err(e) => e.exit(&argv),
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&cli.log).expect("checked by parse_log_filter");
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -39,9 +28,10 @@ fn main() {
         Command::Retire(args) => std::process::exit(ringcast::cli::retire::main(args)),
         Command::Feed(args) => std::process::exit(ringcast::cli::feed::main(args)),
         Command::Demo(args) => std::process::exit(ringcast::cli::demo::main(args)),
+        Command::Config(args) => std::process::exit(ringcast::cli::config::main(args)),
     };
     if let Err(message) = result {
-        tracing::error!("{message}");
+        // Once, on stderr (where the log goes too): not also as a log line.
         eprintln!("ringcast: {message}");
         std::process::exit(1);
     }

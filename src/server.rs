@@ -21,6 +21,7 @@ use crate::tls::{TlsConfig, TlsReloader};
 
 pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     cfg.validate()?;
+    crate::runtime::kernel::check()?;
     signals::block();
     if cfg.processes > 1 {
         return supervise(&cfg);
@@ -150,9 +151,9 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         pid = std::process::id(),
         "listening"
     );
-    loop {
+    let stop = loop {
         match signals::wait_timeout(CERT_CHECK) {
-            Some(Signal::Terminate) => break,
+            Some(signal @ (Signal::Terminate | Signal::Interrupt)) => break signal,
             Some(Signal::Reload) => match &tls {
                 Some(tls) => reload_certificate(tls, "SIGHUP"),
                 None => tracing::info!("SIGHUP: no TLS certificate to reload"),
@@ -166,8 +167,8 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
                 }
             }
         }
-    }
-    shut_down_gracefully(&controls, &threads, &cfg);
+    };
+    shut_down_gracefully(&controls, &threads, &cfg, stop);
     tracing::info!("stopping");
     ingest_stop.store(true, Ordering::Release);
     if let Some(ingest) = ingest {
@@ -230,22 +231,40 @@ fn reload_certificate(tls: &TlsReloader, why: &str) {
     }
 }
 
+/// How long the drain lasts at most after SIGINT (Ctrl-C): a terminal user wants the prompt back.
+pub const INTERRUPT_DRAIN: Duration = Duration::from_secs(1);
+
 /// Graceful shutdown: health checks report draining, new upgrades get 503, open clients are closed with
 /// 1012 spread over the drain window. Returns when every worker is done, at the deadline, or on a second
-/// SIGTERM/SIGINT.
+/// SIGTERM/SIGINT. After SIGINT the deadline is [`INTERRUPT_DRAIN`]: the clients the spread has not reached
+/// by then see their TCP connection close.
 fn shut_down_gracefully(
     controls: &[Arc<Control>],
     threads: &[std::thread::JoinHandle<()>],
     cfg: &ServeConfig,
+    signal: Signal,
 ) {
-    tracing::info!(window = ?cfg.drain_window, "SIGTERM: draining (send SIGTERM again to stop at once)");
+    let full = cfg.drain_window + cfg.close_timeout + Duration::from_secs(1);
+    let limit = if signal == Signal::Interrupt {
+        tracing::info!(
+            at_most = ?INTERRUPT_DRAIN,
+            "SIGINT: stopping (Ctrl-C again to stop at once; SIGTERM drains over --drain-window)"
+        );
+        INTERRUPT_DRAIN.min(full)
+    } else {
+        tracing::info!(window = ?cfg.drain_window, "SIGTERM: draining (send SIGTERM again to stop at once)");
+        full
+    };
     for c in controls {
         c.begin_shutdown();
     }
-    let deadline = Instant::now() + cfg.drain_window + cfg.close_timeout + Duration::from_secs(1);
+    let deadline = Instant::now() + limit;
     while Instant::now() < deadline && !threads.iter().all(|t| t.is_finished()) {
-        if signals::wait_timeout(Duration::from_millis(100)) == Some(Signal::Terminate) {
-            tracing::warn!("second SIGTERM: stopping without waiting for the drain");
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        if let Some(again) = signals::wait_timeout(wait).filter(|s| s.is_stop()) {
+            tracing::warn!(signal = ?again, "second stop signal: stopping without waiting for the drain");
             return;
         }
     }
@@ -272,7 +291,8 @@ fn supervise(cfg: &ServeConfig) -> Result<(), String> {
     tracing::info!(processes = cfg.processes, listen = %cfg.listen, "supervising server processes");
     let result = loop {
         match signals::wait() {
-            Signal::Terminate => break Ok(()),
+            Signal::Terminate => break Ok(libc::SIGTERM),
+            Signal::Interrupt => break Ok(libc::SIGINT),
             Signal::Reload => children
                 .iter()
                 .for_each(|(c, _)| signals::kill(c.id(), libc::SIGHUP)),
@@ -301,13 +321,15 @@ fn supervise(cfg: &ServeConfig) -> Result<(), String> {
             }
         }
     };
+    // The children stop the way we were asked to: SIGTERM drains, SIGINT is quick.
+    let stop = *result.as_ref().unwrap_or(&libc::SIGTERM);
     for (child, _) in &children {
-        signals::kill(child.id(), libc::SIGTERM);
+        signals::kill(child.id(), stop);
     }
     for (child, _) in &mut children {
         let _ = child.wait();
     }
-    result
+    result.map(|_| ())
 }
 
 /// Our own arguments without `--processes N`.

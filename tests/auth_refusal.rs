@@ -2,6 +2,8 @@
 //! close` an upgrade with a missing, invalid or expired token gets a `101` and at once a Close (4001
 //! expired, 4003 otherwise, the reason saying why), never opens for messages and is counted as a
 //! refused handshake; `--auth-refusal http` keeps the `401`. Origin refusals stay `403` in both modes.
+//! Refusals are logged at the default level (info) with their reason, at most one line a second per
+//! reason, the next line counting those left out.
 
 mod common;
 
@@ -136,4 +138,77 @@ fn auth_refusal_http_keeps_the_401() {
     let (_, head) = upgrade(&server, "/", "", &[]);
     assert_eq!(status_of(head.as_bytes()), 401, "{head}");
     assert_eq!(server.metric("ringcast_handshakes_failed_total"), 2.0);
+}
+
+#[test]
+fn refusals_are_logged_at_the_default_level_and_a_flood_is_rate_limited() {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = addr.to_string();
+    let mut child = ringcast_command(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--workers",
+            "1",
+            "--origins",
+            "https://app.example.com",
+            "--auth-secret",
+            SECRET,
+        ],
+        &[],
+    )
+    .env_remove("RINGCAST_LOG")
+    .spawn()
+    .unwrap();
+    let out = Captured::of(&mut child);
+    let server = Server::adopt(child, addr);
+    let started = std::time::Instant::now();
+    const FLOOD: usize = 300;
+    for _ in 0..FLOOD {
+        let (_, head) = upgrade(&server, "/", "Origin: https://evil.test\r\n", b"");
+        assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    }
+    // A missing token: another reason, logged on its own line although the 403s are being held back.
+    let (mut s, head) = upgrade(&server, "/", "Origin: https://app.example.com\r\n", b"");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(first_frame_is_close(&mut s).0, 4003);
+    // After a second, the next 403 is logged with the count of those left out.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, head) = upgrade(&server, "/", "Origin: https://evil.test\r\n", b"");
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let elapsed = started.elapsed();
+    poll_until(Duration::from_secs(5), "the refusal lines", || {
+        out.text().matches("code=4003").count() == 1
+            && out
+                .text()
+                .lines()
+                .filter(|l| l.contains("code=403"))
+                .count()
+                >= 2
+    });
+    let text = out.text();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("code=403")).collect();
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("INFO") && l.contains("refused")),
+        "{lines:#?}"
+    );
+    let bound = elapsed.as_secs() as usize + 2;
+    assert!(
+        lines.len() <= bound,
+        "{} lines for {FLOOD} refusals in {elapsed:?} (bound {bound}): {lines:#?}",
+        lines.len()
+    );
+    let suppressed: usize = lines
+        .iter()
+        .filter_map(|l| l.split("suppressed=").nth(1))
+        .map(|n| n.trim().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(
+        suppressed + lines.len(),
+        FLOOD + 1,
+        "every refusal is logged or counted: {lines:#?}"
+    );
 }

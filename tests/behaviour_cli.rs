@@ -398,3 +398,123 @@ fn demo_feed_keeps_publishing_across_a_redis_restart() {
         out.text()
     );
 }
+
+/// `ringcast <args>` to completion (stdin closed): exit code and stdout + stderr.
+fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = ringcast_command(args, env).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn messages_name_the_flag_the_value_and_what_to_do() {
+    // Negative numbers: refused for being negative, not as an unknown flag.
+    let (code, out) = run_cli(&["serve", "--max-backlog", "-5"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("--max-backlog") && out.contains("`-5` is negative"),
+        "{out}"
+    );
+    let (code, out) = run_cli(&["feed", "--demo", "--rate", "-5"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--rate") && out.contains("-5"), "{out}");
+    assert!(!out.contains("unexpected argument"), "{out}");
+    // Durations: ms, s, m and h; another unit is named with the ones that work.
+    let (code, out) = run_cli(&["config", "--print", "--", "--drain-window", "1h"], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("drain-window = \"1h\""), "{out}");
+    let (code, out) = run_cli(&["serve", "--drain-window", "1d"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("--drain-window") && out.contains("1d") && out.contains("ms, s, m or h"),
+        "{out}"
+    );
+    // A log filter that is not a level nor module=level.
+    let (code, out) = run_cli(&["get", "X"], &[("RINGCAST_LOG", "verbose")]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("RINGCAST_LOG") && out.contains("`verbose` is not a log level"),
+        "{out}"
+    );
+    // --listen: an address that is not one says what is expected.
+    let (code, out) = run_cli(&["serve", "--listen", "local:host"], &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("give a port (3001)"), "{out}");
+}
+
+#[test]
+fn listen_takes_a_bare_port() {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut cmd = ringcast_command(
+        &[
+            "serve",
+            "--listen",
+            &port.to_string(),
+            "--workers",
+            "1",
+            "--echo",
+        ],
+        &[("RINGCAST_LOG", "warn")],
+    );
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let server = Server::adopt(cmd.spawn().unwrap(), addr);
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+#[test]
+fn a_serve_error_is_printed_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, out) = run_cli(
+        &["serve", "--listen", &addr, "--workers", "1", "--echo"],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(
+        out.matches(&format!("cannot listen on {addr}")).count(),
+        1,
+        "{out}"
+    );
+}
+
+#[test]
+fn a_redis_url_pointing_at_something_else_says_so() {
+    // This very server's port (HTTP, not Redis): the error says the other end is not a Redis server.
+    let server = Server::start(&["--workers", "1", "--echo"]);
+    let url = format!("redis://{}", server.addr);
+    let started = Instant::now();
+    let (code, out) = run_cli(&["get", "EFERT", "--redis", &url], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("is this a Redis server's address?")
+            || out.contains("is a Redis server listening there?"),
+        "{out}"
+    );
+    assert!(out.contains("--redis"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn plain_subscribes_skip_empty_entries_and_prose_is_a_bad_request() {
+    let server = Server::start(&["--workers", "1"]);
+    let mut ws = server.ws();
+    let ack = subscribe(&mut ws, "EFERT,,LUCK,");
+    assert_eq!(
+        ack["symbols"],
+        serde_json::json!(["EFERT", "LUCK"]),
+        "{ack}"
+    );
+    send_text(&mut ws, "not json {");
+    let err = read_reply(&mut ws);
+    assert_eq!(err["error"], "bad_request", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("EFERT,LUCK"),
+        "{err}"
+    );
+}

@@ -3,7 +3,8 @@
 //! SIGTERM; the SIGTERM drain refuses upgrades (503 + Retry-After), turns /healthz to 503, spreads its 1012
 //! closes over `--drain-window` and exits when the clients are gone (connections still in their HTTP
 //! exchange do not count), or at the window plus the close timeout;
-//! a certificate replaced on disk is picked up without a signal.
+//! SIGINT (Ctrl-C) stops within a second even with clients open; a certificate replaced on disk is picked
+//! up without a signal.
 
 mod common;
 #[allow(dead_code)]
@@ -219,6 +220,60 @@ fn sigterm_refuses_upgrades_spreads_1012_over_the_window_and_exits() {
         sigterm.elapsed() < WINDOW + Duration::from_secs(2),
         "{:?}",
         sigterm.elapsed()
+    );
+}
+
+#[test]
+fn sigint_stops_within_a_second_with_a_client_open_and_sigterm_keeps_draining() {
+    let args = [
+        "--workers",
+        "1",
+        "--echo",
+        "--drain-window",
+        "30s",
+        "--close-timeout",
+        "5s",
+    ];
+    let mut server = Server::start(&args);
+    let mut first = server.ws();
+    let mut second = server.ws();
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let sigint = Instant::now();
+    server.signal("INT");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(4)),
+        Some(0),
+        "SIGINT with clients open: exits"
+    );
+    let took = sigint.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "SIGINT took {took:?} (at most the 1 s drain, plus start-up slack)"
+    );
+    // The drain began: the first client in the spread got its 1012; the other one's TCP closed.
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let codes = [read_close_code(&mut first), read_close_code(&mut second)];
+    assert!(codes.contains(&Some(1012)), "{codes:?}");
+
+    // SIGTERM, same clients: still draining after 2 s (the window is 30 s).
+    let mut server = Server::start(&args);
+    let _a = server.ws();
+    let _b = server.ws();
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(2)),
+        None,
+        "SIGTERM keeps the drain"
+    );
+    server.signal("TERM");
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(3)),
+        Some(0),
+        "a second SIGTERM stops at once"
     );
 }
 

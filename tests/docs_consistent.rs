@@ -677,3 +677,39 @@ fn config_table_matches_serve_help_flag_by_flag() {
         );
     }
 }
+
+/// docs/config.md's table and deploy/ringcast.toml are what `ringcast::config::reference` generates from
+/// the flag definitions; `RINGCAST_REGENERATE=1` rewrites them instead of failing.
+#[test]
+fn config_table_and_example_file_are_generated_from_the_flags() {
+    use ringcast::config::reference::{TABLE_BEGIN, TABLE_END, example_file, markdown_table};
+    let regenerate = std::env::var_os("RINGCAST_REGENERATE").is_some();
+    let doc = read("docs/config.md");
+    let (before, rest) = doc
+        .split_once(TABLE_BEGIN)
+        .expect("docs/config.md: the generated table's begin marker");
+    let (table_now, after) = rest
+        .split_once(TABLE_END)
+        .expect("docs/config.md: the generated table's end marker");
+    let table = format!("\n{}", markdown_table());
+    let example = example_file();
+    let example_path = Path::new(ROOT).join("deploy/ringcast.toml");
+    if regenerate {
+        std::fs::write(
+            Path::new(ROOT).join("docs/config.md"),
+            format!("{before}{TABLE_BEGIN}{table}{TABLE_END}{after}"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(example_path.parent().unwrap()).unwrap();
+        std::fs::write(&example_path, &example).unwrap();
+        return;
+    }
+    assert!(
+        table_now == table,
+        "docs/config.md's table differs from the flags: run RINGCAST_REGENERATE=1 cargo test --test docs_consistent"
+    );
+    assert!(
+        read("deploy/ringcast.toml") == example,
+        "deploy/ringcast.toml differs from the flags: run RINGCAST_REGENERATE=1 cargo test --test docs_consistent"
+    );
+}

@@ -149,7 +149,7 @@ fn unsubscribe_bad_messages_and_retire() {
     let mut ws = client(&server);
 
     // A bad subscribe gets an error and the connection stays.
-    ws.send(Message::text("EFERT,,bad symbol")).unwrap();
+    ws.send(Message::text("EFERT,,bad'symbol")).unwrap();
     let err = next_json(&mut ws);
     assert_eq!(
         (err["type"].as_str(), err["error"].as_str()),

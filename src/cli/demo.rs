@@ -58,7 +58,7 @@ fn run(args: &DemoArgs) -> Result<(), CliError> {
         .spawn(move || {
             loop {
                 let event = match signals::wait() {
-                    Signal::Terminate => Event::Stop,
+                    Signal::Terminate | Signal::Interrupt => Event::Stop,
                     Signal::Child => Event::ChildExited,
                     Signal::Reload => continue,
                 };

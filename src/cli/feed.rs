@@ -14,7 +14,7 @@ use super::{CliError, RedisArgs};
 use crate::config::parse_duration;
 use crate::ingest::backoff::Backoff;
 use crate::ingest::rng::XorShift;
-use crate::runtime::signals::{self, Signal};
+use crate::runtime::signals;
 use crate::secret::{Redacted, scrub};
 
 /// Shortest interval between two messages: above 100 ticks/s, ticks are batched (one array message per
@@ -68,7 +68,7 @@ fn stop_on_signal() -> Arc<AtomicBool> {
     let spawned = std::thread::Builder::new()
         .name("ringcast-signals".into())
         .spawn(move || {
-            while signals::wait() != Signal::Terminate {}
+            while !signals::wait().is_stop() {}
             flag.store(true, Ordering::Relaxed);
         });
     if spawned.is_err() {

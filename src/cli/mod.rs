@@ -12,6 +12,7 @@ use clap::Args;
 use crate::ingest::{DEFAULT_PREFIX, DEFAULT_REDIS_URL, Keys};
 use crate::secret::{Redacted, scrub};
 
+pub mod config;
 pub mod demo;
 pub mod feed;
 pub mod get;
@@ -108,7 +109,7 @@ impl CliError {
     pub fn redis(url: &str, error: redis::RedisError) -> CliError {
         CliError::Redis {
             url: Redacted(url).to_string(),
-            error: scrub(&error.to_string(), url),
+            error: scrub(&crate::ingest::explain(&error), url),
         }
     }
 

@@ -112,9 +112,21 @@ pub fn parse(text: &str, max_symbols: usize) -> Result<ClientCommand, CommandErr
     if text.starts_with('{') {
         return parse_json(text, max_symbols);
     }
+    // The plain form: symbols separated by commas; spaces around them and empty entries (`A,,B`, a
+    // trailing comma) are skipped. An entry with a space inside is not a symbol list at all (`not json {`,
+    // `EFERT LUCK`): a request error that says how to write one.
     let mut symbols = Capped::new(max_symbols);
-    for s in text.split(',') {
-        symbols.push(s.trim())?;
+    for s in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if s.contains(char::is_whitespace) {
+            return Err(CommandError::BadRequest(shown(
+                "",
+                &format_args!(
+                    "not symbols (separated by commas, e.g. EFERT,LUCK) nor a JSON command \
+                     ({{\"op\":\"subscribe\",\"symbols\":[\"EFERT\"]}}): `{text}`"
+                ),
+            )));
+        }
+        symbols.push(s)?;
     }
     symbols.finish().map(ClientCommand::Subscribe)
 }
@@ -391,8 +403,21 @@ mod tests {
     #[test]
     fn bad_messages_say_why() {
         assert_eq!(parse("", CAP).unwrap_err().code(), "bad_request");
-        assert_eq!(parse("EFERT,,LUCK", CAP).unwrap_err().code(), "bad_symbol");
-        assert_eq!(parse("has space", CAP).unwrap_err().code(), "bad_symbol");
+        assert_eq!(
+            parse(" EFERT,,LUCK, ", CAP),
+            Ok(ClientCommand::Subscribe(vec![
+                "EFERT".into(),
+                "LUCK".into()
+            ])),
+            "empty entries are skipped"
+        );
+        assert_eq!(parse(",,", CAP).unwrap_err().code(), "bad_request");
+        for prose in ["has space", "not json {", "EFERT LUCK", "A,B C"] {
+            let err = parse(prose, CAP).unwrap_err();
+            assert_eq!(err.code(), "bad_request", "{prose}");
+            assert!(err.message().contains("EFERT,LUCK"), "{}", err.message());
+        }
+        assert_eq!(parse("A'B", CAP).unwrap_err().code(), "bad_symbol");
         assert_eq!(
             parse(&"X".repeat(33), CAP).unwrap_err().code(),
             "bad_symbol"
@@ -416,7 +441,7 @@ mod tests {
             "bad_symbol"
         );
         let json: serde_json::Value =
-            serde_json::from_slice(&parse("a b", CAP).unwrap_err().to_json()).unwrap();
+            serde_json::from_slice(&parse("a\\b", CAP).unwrap_err().to_json()).unwrap();
         assert_eq!(json["type"], "error");
         assert_eq!(json["error"], "bad_symbol");
     }

@@ -52,6 +52,31 @@ pub struct IngestConfig {
     pub max_tick_bytes: usize,
 }
 
+/// A Redis error as an operator reads it: the library's message, and when the other end answered nothing
+/// or not in the Redis protocol (a wrong port: an HTTP server, this very server), a line saying so.
+/// The URL's password is not in it when the caller scrubs the library's message as usual.
+pub fn explain(e: &redis::RedisError) -> String {
+    let hint = if e.is_timeout() {
+        Some(
+            "no answer in time: is a Redis server listening there? (check --redis / RINGCAST_REDIS)",
+        )
+    } else if matches!(
+        e.kind(),
+        redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+    ) || e.to_string().contains("response was")
+    {
+        Some(
+            "the other end does not speak the Redis protocol: is this a Redis server's address? (check --redis / RINGCAST_REDIS)",
+        )
+    } else {
+        None
+    };
+    match hint {
+        Some(hint) => format!("{hint} [{e}]"),
+        None => e.to_string(),
+    }
+}
+
 impl Default for IngestConfig {
     fn default() -> IngestConfig {
         IngestConfig {

@@ -85,7 +85,7 @@ enum Ended {
 
 impl From<RedisError> for Ended {
     fn from(e: RedisError) -> Ended {
-        Ended::Failed(e.to_string())
+        Ended::Failed(super::explain(&e))
     }
 }
 

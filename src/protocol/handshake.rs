@@ -5,19 +5,23 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
 
-/// Limits on the request head (slowloris and memory protection).
-#[derive(Clone, Debug)]
+/// Limits on the request head (slowloris and memory protection); the default is `ringcast serve`'s.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeadLimits {
     pub max_head_bytes: usize,
     pub max_headers: usize,
 }
 
+impl HeadLimits {
+    pub const DEFAULT: HeadLimits = HeadLimits {
+        max_head_bytes: 8 * 1024,
+        max_headers: 32,
+    };
+}
+
 impl Default for HeadLimits {
     fn default() -> Self {
-        HeadLimits {
-            max_head_bytes: 8 * 1024,
-            max_headers: 32,
-        }
+        HeadLimits::DEFAULT
     }
 }
 

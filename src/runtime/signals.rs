@@ -4,8 +4,10 @@
 /// The signals Ringcast acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
-    /// SIGTERM or SIGINT: stop.
+    /// SIGTERM: stop gracefully (the server drains over `--drain-window`).
     Terminate,
+    /// SIGINT (Ctrl-C in a terminal): stop soon (the server drains for at most a second).
+    Interrupt,
     /// SIGHUP: reload (certificates).
     Reload,
     /// SIGCHLD: a child process exited (supervisor only).
@@ -21,6 +23,13 @@ fn set() -> libc::sigset_t {
             libc::sigaddset(&mut set, sig);
         }
         set
+    }
+}
+
+impl Signal {
+    /// SIGTERM or SIGINT.
+    pub fn is_stop(self) -> bool {
+        matches!(self, Signal::Terminate | Signal::Interrupt)
     }
 }
 
@@ -54,6 +63,7 @@ pub fn wait() -> Signal {
         return match sig {
             libc::SIGHUP => Signal::Reload,
             libc::SIGCHLD => Signal::Child,
+            libc::SIGINT => Signal::Interrupt,
             _ => Signal::Terminate,
         };
     }
@@ -71,7 +81,8 @@ pub fn wait_timeout(timeout: std::time::Duration) -> Option<Signal> {
     match sig {
         libc::SIGHUP => Some(Signal::Reload),
         libc::SIGCHLD => Some(Signal::Child),
-        libc::SIGTERM | libc::SIGINT => Some(Signal::Terminate),
+        libc::SIGTERM => Some(Signal::Terminate),
+        libc::SIGINT => Some(Signal::Interrupt),
         _ => None,
     }
 }

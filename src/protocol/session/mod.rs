@@ -25,7 +25,9 @@ mod tests;
 const KEEP_CAPACITY: usize = 4 * 1024;
 
 /// Per-connection limits, shared by all connections of a worker (not stored per connection).
-#[derive(Clone, Debug)]
+/// [`Limits::DEFAULT`] and [`Limits::ECHO`] are the defaults of `ringcast serve` (its flags only override
+/// them): one place for them.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest frame payload accepted; decided from the header, before anything is allocated (→ 1009).
     pub max_frame: u64,
@@ -37,14 +39,27 @@ pub struct Limits {
     pub close_timeout_ms: u64,
 }
 
+impl Limits {
+    /// The ticker: clients only send commands, so 64 KiB is ample.
+    pub const DEFAULT: Limits = Limits {
+        max_frame: 64 << 10,
+        max_message: 64 << 10,
+        max_fragments: 1024,
+        close_timeout_ms: 5_000,
+    };
+    /// The `--echo` conformance profile: the Autobahn|Testsuite sends messages of up to 16 MiB, in up to
+    /// 65,536 fragments.
+    pub const ECHO: Limits = Limits {
+        max_frame: 64 << 20,
+        max_message: 64 << 20,
+        max_fragments: 1 << 17,
+        close_timeout_ms: 5_000,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_frame: 1 << 20,
-            max_message: 1 << 20,
-            max_fragments: 1024,
-            close_timeout_ms: 5_000,
-        }
+        Limits::DEFAULT
     }
 }
 

@@ -89,7 +89,7 @@ impl Core {
     fn refuse(&mut self, slot: u32, retry_after_s: u64, reason: &str) {
         WorkerStats::add(&self.stats.handshake_failed, 1);
         WorkerStats::add(&self.stats.admission_refused, 1);
-        tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason, "upgrade refused: 503");
+        crate::admission::refusals::refused(503, reason, self.conns[slot as usize].peer);
         admission::write_service_unavailable(retry_after_s, reason, &mut self.scratch);
         self.end(slot);
     }
@@ -125,7 +125,11 @@ impl Core {
         };
         if now_ms >= auth.close_at_ms {
             WorkerStats::add(&self.stats.token_expired, 1);
-            tracing::debug!(worker = self.id, slot, user = %auth.identity.user, "token expired; closing 4001");
+            crate::admission::refusals::refused(
+                auth::CLOSE_TOKEN_EXPIRED.0,
+                auth::CLOSE_TOKEN_EXPIRED_REASON,
+                None,
+            );
             self.send_close(
                 slot,
                 auth::CLOSE_TOKEN_EXPIRED,

@@ -251,6 +251,7 @@ impl Core {
             backlog,
             "slow consumer; closing with 1013"
         );
+        crate::admission::refusals::refused(1013, "slow consumer", peer);
         self.send_close(slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
     }
 
@@ -314,10 +315,10 @@ impl Core {
                 && !self.conns[slot as usize].rate.try_take(&limit, now)
             {
                 WorkerStats::add(&self.stats.rate_limited, 1);
-                tracing::debug!(
-                    worker = self.id,
-                    slot,
-                    "message rate over the limit; closing 1008"
+                crate::admission::refusals::refused(
+                    1008,
+                    "message rate limit",
+                    self.conns[slot as usize].peer,
                 );
                 self.send_close(slot, CloseCode::POLICY_VIOLATION, "message rate limit");
                 return;

@@ -178,7 +178,7 @@ impl Core {
             } => self.admit(slot, upgrade, identity, protocol, rest),
             Route::Forbidden(reason) => {
                 WorkerStats::add(&self.stats.handshake_failed, 1);
-                tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason, "refused: 403");
+                crate::admission::refusals::refused(403, reason, self.conns[slot as usize].peer);
                 crate::auth::origin::write_forbidden(&mut self.scratch);
                 self.end(slot);
             }
@@ -192,14 +192,22 @@ impl Core {
                 // among the WebSocket connections.
                 WorkerStats::add(&self.stats.handshake_failed, 1);
                 let code = err.close_code().0;
-                tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason = err.reason(), code, "refused: 101 + close");
+                crate::admission::refusals::refused(
+                    code,
+                    err.reason(),
+                    self.conns[slot as usize].peer,
+                );
                 handshake::write_101(&upgrade, protocol.as_deref(), &mut self.scratch);
                 err.write_close(&mut self.scratch);
                 self.end(slot);
             }
             Route::Unauthorized(err) => {
                 WorkerStats::add(&self.stats.handshake_failed, 1);
-                tracing::debug!(worker = self.id, slot, peer = ?self.conns[slot as usize].peer, reason = err.reason(), "refused: 401");
+                crate::admission::refusals::refused(
+                    401,
+                    err.reason(),
+                    self.conns[slot as usize].peer,
+                );
                 err.write_response(&mut self.scratch);
                 self.end(slot);
             }

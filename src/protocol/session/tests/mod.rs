@@ -64,8 +64,13 @@ struct Peer {
 }
 
 impl Peer {
+    /// The default limits but 1 MiB messages: room for the 80 kB message of `conversation`.
     fn new() -> Self {
-        Self::with_limits(Limits::default())
+        Self::with_limits(Limits {
+            max_frame: 1 << 20,
+            max_message: 1 << 20,
+            ..Limits::default()
+        })
     }
 
     fn with_limits(limits: Limits) -> Self {

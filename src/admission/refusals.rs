@@ -1,0 +1,125 @@
+//! Refusals logged where an operator sees them: at info level with their stable reason (the same words
+//! the client gets), at most one line per second per (code, reason), the next line saying how many were
+//! not logged meanwhile, so a flood of refused clients cannot fill the disk. The counters of each refusal
+//! are in `/metrics`; the log says which client and why.
+//!
+//! [`RefusalLog`] decides (sans-IO, time passed in); [`refused`] is the one call the worker makes.
+
+use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+/// Most lines per (code, reason) per this many milliseconds.
+pub const INTERVAL_MS: u64 = 1000;
+
+/// Distinct (code, reason) pairs tracked; reasons are a fixed set, this only bounds a surprise.
+const MAX_KINDS: usize = 256;
+
+#[derive(Debug)]
+struct Kind {
+    code: u16,
+    reason: String,
+    /// When the last line of this kind was written.
+    logged_ms: u64,
+    /// Refusals of this kind not logged since then.
+    suppressed: u64,
+}
+
+/// Which refusals to log.
+#[derive(Debug, Default)]
+pub struct RefusalLog {
+    kinds: Vec<Kind>,
+}
+
+impl RefusalLog {
+    /// A refusal with `code` (HTTP status or close code) and `reason` at `now_ms`: `Some(n)` when it is to
+    /// be logged, `n` being how many of its kind were not logged since the previous line; `None` when it
+    /// is only counted.
+    pub fn note(&mut self, code: u16, reason: &str, now_ms: u64) -> Option<u64> {
+        let found = self
+            .kinds
+            .iter()
+            .position(|k| k.code == code && k.reason == reason);
+        let index = match found {
+            Some(i) => i,
+            None if self.kinds.len() < MAX_KINDS => {
+                self.kinds.push(Kind {
+                    code,
+                    reason: reason.to_string(),
+                    logged_ms: now_ms,
+                    suppressed: 0,
+                });
+                return Some(0);
+            }
+            // Full (never expected): one shared kind per table, still bounded.
+            None => self.kinds.len() - 1,
+        };
+        let kind = &mut self.kinds[index];
+        if now_ms.saturating_sub(kind.logged_ms) < INTERVAL_MS {
+            kind.suppressed += 1;
+            return None;
+        }
+        kind.logged_ms = now_ms;
+        Some(std::mem::take(&mut kind.suppressed))
+    }
+}
+
+static LOG: Mutex<RefusalLog> = Mutex::new(RefusalLog { kinds: Vec::new() });
+
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// Log a refused upgrade or a closed connection (`code`: 401, 403, 503, 4001, 4003, 1008, 1013, …) at info
+/// level, rate-limited per (code, reason).
+pub fn refused(code: u16, reason: &str, peer: Option<IpAddr>) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let decision = LOG
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .note(code, reason, now_ms());
+    if let Some(suppressed) = decision {
+        match peer {
+            Some(peer) => tracing::info!(code, reason, %peer, suppressed, "refused"),
+            None => tracing::info!(code, reason, suppressed, "refused"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_second_per_kind_then_the_count() {
+        let mut log = RefusalLog::default();
+        assert_eq!(log.note(403, "origin not allowed", 0), Some(0));
+        for t in 1..1000 {
+            assert_eq!(log.note(403, "origin not allowed", t), None);
+        }
+        // Another kind is not held back by the first.
+        assert_eq!(log.note(401, "token expired", 500), Some(0));
+        assert_eq!(log.note(403, "origin not allowed", 1000), Some(999));
+        assert_eq!(log.note(403, "origin not allowed", 1001), None);
+        assert_eq!(log.note(403, "origin not allowed", 5000), Some(1));
+    }
+
+    #[test]
+    fn a_flood_is_bounded() {
+        let mut log = RefusalLog::default();
+        let lines = (0..100_000u64)
+            .filter(|i| {
+                log.note(503, "too many connections from your address", i / 10)
+                    .is_some()
+            })
+            .count();
+        assert_eq!(lines, 10, "10 s of a flood: one line a second");
+        let kinds = (0..1000u16)
+            .filter(|&c| log.note(c, "x", 0).is_some())
+            .count();
+        assert!(kinds <= MAX_KINDS, "{kinds}");
+    }
+}
