@@ -471,6 +471,33 @@ fn help(subcommand: &str) -> BTreeMap<String, (Option<String>, Option<String>)> 
     flags
 }
 
+/// `--name` for each `args.name` or `args["name"]` read by a script in client/bench/.
+fn client_bench_flags() -> BTreeSet<String> {
+    let mut flags = BTreeSet::new();
+    for entry in std::fs::read_dir(Path::new(ROOT).join("client/bench"))
+        .unwrap()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        for rest in text.split("args").skip(1) {
+            let name: String = if let Some(quoted) = rest.strip_prefix("[\"") {
+                quoted.split('"').next().unwrap_or("").to_string()
+            } else if let Some(field) = rest.strip_prefix('.') {
+                field
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect()
+            } else {
+                continue;
+            };
+            if !name.is_empty() {
+                flags.insert(format!("--{name}"));
+            }
+        }
+    }
+    flags
+}
+
 /// `--flag <ARG>` → `--flag`.
 fn flag_name(line: &str) -> &str {
     line.split([' ', '=']).next().unwrap()
@@ -512,6 +539,8 @@ fn docs_name_only_flags_that_exist() {
     }
     // Flags of other programs the docs show: `cargo build --release`, `redis-server --save ''`.
     known.extend(["--release", "--save"].map(String::from));
+    // Flags the client benchmarks read (`args.name` / `args["name"]` in client/bench/*.mjs).
+    known.extend(client_bench_flags());
     let mut unknown = BTreeSet::new();
     for (path, text) in user_docs() {
         for span in quoted(&text) {
