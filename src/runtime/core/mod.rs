@@ -229,7 +229,11 @@ impl Core {
             handshaking: Vec::new(),
             dirty: Vec::new(),
             scratch: Vec::new(),
-            symbols: SymbolMap::with_limit(max_symbols),
+            symbols: {
+                let mut symbols = SymbolMap::with_limit(max_symbols);
+                symbols.reserve_slots((table_slots as usize).min(CONN_TABLE_RESERVE));
+                symbols
+            },
             symbols_full_log: (None, 0),
             backlog: Backlog::default(),
             sweep_cursor: 0,
