@@ -31,14 +31,14 @@ fn a_client_that_keeps_sending_is_never_idle_closed_and_a_receive_only_one_is() 
     let mut listener_ticks = 0;
     let mut ponger_pinged = 0;
     // Five minutes, in 250 ms steps, with a tick every second.
-    for step in 1..=(300_000 / 250) {
+    for step in 1..=(300_000u32 / 250) {
         sim.advance(250);
         let now = sim.now_us / 1000;
-        if step % 4 == 0 {
+        if step.is_multiple_of(4) {
             ticks += 1;
             sim.tick("EFERT", &format!("e{ticks}"));
         }
-        if now % 10_000 == 0 {
+        if now.is_multiple_of(10_000) {
             sim.send_frame(pinger, OpCode::Ping, b"hb");
         }
         for frame in sim.frames(ponger) {
