@@ -12,6 +12,12 @@ mod sim;
 
 use sim::{ServerFrame, Sim};
 
+mod admission;
+mod auth;
+mod heartbeat;
+mod shutdown;
+mod slow;
+
 use crate::protocol::{CloseCode, OpCode};
 use crate::runtime::stats::WorkerStats;
 

@@ -500,3 +500,45 @@ pub fn client_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
     apply_mask(&mut out[start..], key, 0);
 }
+
+/// Helpers of the scenario tests (slow readers, shutdown, auth, per-address limits).
+impl Sim {
+    /// Connect from `peer`, send `request`, and take the response head.
+    pub fn request_from(&mut self, peer: Option<IpAddr>, request: &str) -> (u32, String) {
+        let slot = self.connect(peer);
+        self.write(slot, request.as_bytes());
+        let head = self.read_http(slot);
+        (slot, head)
+    }
+
+    /// Connect from `peer` and complete the WebSocket upgrade; returns the slot.
+    pub fn open_ws_from(&mut self, peer: IpAddr) -> u32 {
+        let (slot, head) = self.request_from(Some(peer), UPGRADE);
+        assert!(head.starts_with("HTTP/1.1 101 "), "upgrade answered {head}");
+        slot
+    }
+
+    /// The client answers the server's Close with `code` and hangs up.
+    pub fn answer_close(&mut self, slot: u32, code: u16) {
+        self.send_frame(slot, OpCode::Close, &code.to_be_bytes());
+        self.hang_up(slot);
+    }
+
+    /// The settings the core runs with.
+    pub fn settings(&self) -> &WorkerSettings {
+        &self.core.settings
+    }
+}
+
+/// An upgrade request for `target` (path and query, e.g. `/?token=…`).
+pub fn upgrade_to(target: &str) -> String {
+    UPGRADE.replacen("GET / ", &format!("GET {target} "), 1)
+}
+
+/// The Close frame among `frames`, if any: (code, reason).
+pub fn close_of(frames: &[ServerFrame]) -> Option<(Option<CloseCode>, String)> {
+    frames.iter().find_map(|f| match f {
+        ServerFrame::Close(code, reason) => Some((*code, reason.clone())),
+        _ => None,
+    })
+}
