@@ -62,6 +62,9 @@ pub struct Conn {
     pub dirty: bool,
     /// The descriptor close was submitted.
     pub close_submitted: bool,
+    /// Pinged by the heartbeat since the peer last sent anything (one ping per silence, however often
+    /// the sweep passes: on a worker with few connections it passes every slot many times an interval).
+    pub pinged: bool,
     /// Shutdown or cancel operations in flight on the slot. The close must wait for them too: the kernel
     /// resolves a fixed slot when the operation runs (a shutdown runs later, on io-wq), so one still
     /// pending when the slot is reused would hit the next connection.

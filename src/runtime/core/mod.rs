@@ -391,6 +391,7 @@ impl Core {
         };
         let slot = id.slot;
         conn.last_seen_s = now_s;
+        conn.pinged = false;
         if !armed {
             conn.recv_armed = false;
         }

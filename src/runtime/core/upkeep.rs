@@ -81,7 +81,7 @@ impl Core {
         for _ in 0..len.div_ceil(steps) {
             let slot = self.sweep_cursor % len;
             self.sweep_cursor = slot + 1;
-            let conn = &self.conns[slot];
+            let conn = &mut self.conns[slot];
             let Stage::Open { session, .. } = &conn.stage else {
                 continue;
             };
@@ -99,7 +99,8 @@ impl Core {
                     "idle timeout; closing"
                 );
                 self.abort(slot as u32);
-            } else if idle >= self.settings.ping_interval_s {
+            } else if idle >= self.settings.ping_interval_s && !conn.pinged {
+                conn.pinged = true;
                 WorkerStats::add(&self.stats.pings, 1);
                 frame::encode_frame(OpCode::Ping, b"", &mut self.scratch);
                 self.queue_scratch(slot as u32);
@@ -146,6 +147,8 @@ impl Core {
                 closed += 1;
             }
         }
+        let shutdown = self.shutdown.as_mut().expect("shutting down");
+        (shutdown.closed, shutdown.cursor) = (closed, cursor);
         let deadline = window + self.settings.limits.close_timeout_ms;
         // Done when no WebSocket session is left (each closed, its close handshake over; what remains is
         // flushing or lingering for the peer's EOF). Connections still in their HTTP exchange do not hold

@@ -30,6 +30,7 @@ fn a_client_that_keeps_sending_is_never_idle_closed_and_a_receive_only_one_is() 
     let mut ticks = 0;
     let mut listener_ticks = 0;
     let mut ponger_pinged = 0;
+    let mut listener_pinged = 0;
     // Five minutes, in 250 ms steps, with a tick every second.
     for step in 1..=(300_000u32 / 250) {
         sim.advance(250);
@@ -53,6 +54,10 @@ fn a_client_that_keeps_sending_is_never_idle_closed_and_a_receive_only_one_is() 
                 .iter()
                 .filter(|f| matches!(f, ServerFrame::Text(_)))
                 .count();
+            listener_pinged += frames
+                .iter()
+                .filter(|f| matches!(f, ServerFrame::Ping(_)))
+                .count();
             // An idle close is an abort: the peer is presumed gone, so no Close frame is sent.
             assert!(sim::close_of(&frames).is_none(), "{frames:?}");
             if sim.is_closed(listener) {
@@ -73,6 +78,16 @@ fn a_client_that_keeps_sending_is_never_idle_closed_and_a_receive_only_one_is() 
     assert!(
         ponger_pinged > 0,
         "the server pinged the silent-but-answering client"
+    );
+    // One ping per silence of a ping interval, however often the sweep passes a slot (with three
+    // connections it passes each one every upkeep).
+    assert!(
+        ponger_pinged <= (300 / PING_S) as usize,
+        "pinged {ponger_pinged} times in 300 s"
+    );
+    assert_eq!(
+        listener_pinged, 1,
+        "one ping, then silence until the idle close"
     );
     // The listener sent nothing after its subscribe (t≈0): closed once silent for the idle timeout,
     // however many ticks it received meanwhile.
