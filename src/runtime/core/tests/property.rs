@@ -636,3 +636,28 @@ impl Run {
         }
     }
 }
+
+/// Found by the property test (seed 57): a pong waiting behind a send in flight was queued after a
+/// Close frame queued meanwhile, so the client read a frame after the Close.
+#[test]
+fn a_waiting_pong_goes_out_before_the_close_not_after() {
+    let mut sim = Sim::new(sim::settings());
+    let slot = sim.open_ws();
+    sim.client_mut(slot).stalled = true;
+    sim.send_frame(slot, OpCode::Ping, b"first");
+    // The first pong is in flight; this one waits to join the queue when the next send is prepared.
+    sim.send_frame(slot, OpCode::Ping, b"second");
+    sim.begin_shutdown();
+    sim.advance_by_steps(1_500, 250);
+    sim.client_mut(slot).stalled = false;
+    sim.run();
+    let frames = sim.frames(slot);
+    assert_eq!(
+        frames,
+        [
+            ServerFrame::Pong(b"first".to_vec()),
+            ServerFrame::Pong(b"second".to_vec()),
+            ServerFrame::Close(Some(CloseCode::SERVICE_RESTART), "server restarting".into()),
+        ]
+    );
+}
