@@ -254,7 +254,7 @@ impl Run {
         let roll = self.rng.below(100);
         match roll {
             0..=9 if live < self.max_live => self.connect(),
-            0..=9 | 10..=21 => {
+            0..=21 => {
                 if let Some(slot) = self.pick() {
                     let json = format!(
                         r#"{{"op":"subscribe","symbols":[{}]}}"#,
