@@ -48,7 +48,16 @@ impl Core {
         if let Some(deadline) = session.deadline_ms() {
             self.push_timer(deadline, slot);
         }
+        self.pong_before_close(slot);
         self.queue_scratch(slot);
+    }
+
+    /// A Close frame is about to be queued: the pong still waiting to join the queue (if any) goes in
+    /// before it, since nothing may follow a Close (RFC 6455 §5.5.1).
+    pub(super) fn pong_before_close(&mut self, slot: u32) {
+        if let Some(frames) = self.conns[slot as usize].frames_if_any() {
+            frames.queue_pong();
+        }
     }
 
     /// Send what is queued (including any scratch bytes), then shut the write side and linger.

@@ -321,7 +321,8 @@ impl Outbox {
     }
 
     /// Move the waiting pong, if any, into the queue (its bytes are already counted in `pending`).
-    fn queue_pong(&mut self) {
+    /// Also called before a Close frame is queued: nothing may follow the Close.
+    pub fn queue_pong(&mut self) {
         if let Some(pong) = self.pong.take() {
             // Counted already: moved, not added (an empty gauge stands in for the worker's).
             let mut moved = Backlog(pong.len());

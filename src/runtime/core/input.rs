@@ -67,6 +67,17 @@ impl Core {
             }
         }
         let peer_closed = tls.session.peer_closed();
+        if matches!(conn.stage, Stage::Lingering) {
+            // Our write side is shut: nothing more may be queued (an alert, a key update answer), and
+            // a peer that sends garbage now is simply let go.
+            if result.is_err() {
+                WorkerStats::add(&stats.tls_failures, 1);
+                self.abort(slot);
+            }
+            plain.clear();
+            self.tls_plain = plain;
+            return;
+        }
         if !wire.is_empty() {
             conn.outbox().push_owned(wire, &mut self.backlog);
             if !conn.dirty {
@@ -260,6 +271,9 @@ impl Core {
         let state = session.state();
         if tail.as_ref().is_some_and(|t| t.is_empty()) {
             *tail = None;
+        }
+        if was_open && state != CloseState::Open {
+            self.pong_before_close(slot);
         }
         match state {
             CloseState::Open => {

@@ -484,7 +484,8 @@ impl Core {
     }
 
     /// Check what must hold after every event: the backlog gauge is the sum of the outboxes, subscriber
-    /// lists match the connections' subscriptions, free slots hold nothing.
+    /// lists match the connections' subscriptions both ways (each listed once, only while open), free
+    /// slots hold nothing, the open and WebSocket counts match the slots.
     pub(crate) fn check_invariants(&self) {
         let sum: usize = self.conns.iter().map(Conn::pending_bytes).sum();
         assert_eq!(
@@ -516,6 +517,29 @@ impl Core {
                     "slot {slot} listed under {id} without the subscription"
                 );
             }
+        }
+        // Each subscription listed exactly once (no duplicate on either side), and only while the
+        // connection is open (closing unsubscribes).
+        let subscriptions: usize = self.conns.iter().map(|c| c.subs.len()).sum();
+        let listed: usize = self
+            .symbols
+            .ids()
+            .map(|id| self.symbols.entry(id).subscribers.len())
+            .sum();
+        assert_eq!(subscriptions, listed, "each subscription listed once");
+        for (slot, conn) in self.conns.iter().enumerate() {
+            let mut ids: Vec<_> = conn.subs.iter().collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(
+                ids.len(),
+                conn.subs.len(),
+                "slot {slot} lists a symbol twice"
+            );
+            assert!(
+                conn.subs.is_empty() || self.is_open(slot as u32),
+                "slot {slot} keeps subscriptions while closing"
+            );
         }
         let upgraded = self.conns.iter().filter(|c| c.upgraded).count() as u32;
         assert_eq!(self.upgraded, upgraded, "WebSocket count");

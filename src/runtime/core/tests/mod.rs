@@ -9,6 +9,11 @@
 // Some helpers are there for the tests still to come (slow readers, per-address limits).
 #[allow(dead_code)]
 mod sim;
+#[allow(dead_code)]
+mod sim_tls;
+
+mod property;
+mod tls;
 
 use sim::{ServerFrame, Sim};
 

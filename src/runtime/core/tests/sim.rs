@@ -19,6 +19,9 @@ use crate::protocol::mask::apply_mask;
 use crate::protocol::{CloseCode, Limits};
 use crate::runtime::core::{App, ConnId, Core, Epochs, Intent, RecvEnd, WorkerSettings};
 use crate::runtime::stats::WorkerStats;
+use crate::tls::WorkerTls;
+
+use super::sim_tls::ClientTls;
 
 /// Settings for a test: the ticker, small limits, no coalescing (override fields as needed).
 pub fn settings() -> WorkerSettings {
@@ -79,6 +82,9 @@ pub struct Client {
     pub closed: bool,
     /// The client closed its side (EOF to the server).
     pub hung_up: bool,
+    /// The client's TLS side (wss://, see `sim_tls.rs`): the wire carries its records, `inbox` holds
+    /// what it decrypted.
+    pub tls: Option<Box<ClientTls>>,
 }
 
 /// One simulated socket's operations in flight.
@@ -103,6 +109,8 @@ pub struct Sim {
     closes: Vec<ConnId>,
     /// Set when a graceful shutdown completed.
     pub stopped: bool,
+    /// TLS listener: the client configuration every accepted client connects with.
+    pub(super) client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Sim {
@@ -112,12 +120,23 @@ impl Sim {
 
     /// A sim whose core has `table` = (descriptor slots, WebSocket connections).
     pub fn with_table(settings: WorkerSettings, table: (u32, u32)) -> Sim {
+        Sim::build(settings, table, None)
+    }
+
+    /// A sim whose core terminates TLS with `tls` (its `WorkerTls`, and the configuration of the
+    /// clients that connect to it), or plain.
+    pub(super) fn build(
+        settings: WorkerSettings,
+        table: (u32, u32),
+        tls: Option<(WorkerTls, Arc<rustls::ClientConfig>)>,
+    ) -> Sim {
+        let (worker_tls, client_tls) = tls.unzip();
         let stats = Arc::new(WorkerStats::default());
         let epochs = Epochs {
             unix_s: 1_700_000_000,
             admission_ms: 0,
         };
-        let mut core = Core::new(0, Arc::new(settings), stats, table, None, epochs);
+        let mut core = Core::new(0, Arc::new(settings), stats, table, worker_tls, epochs);
         core.start();
         let mut sim = Sim {
             core,
@@ -130,6 +149,7 @@ impl Sim {
             aux_done: Vec::new(),
             closes: Vec::new(),
             stopped: false,
+            client_tls,
         };
         sim.run();
         sim
@@ -217,8 +237,12 @@ impl Sim {
                     write_shut: false,
                     closed: false,
                     hung_up: false,
+                    tls: None,
                 },
             );
+            if let Some(cfg) = &self.client_tls {
+                self.clients.get_mut(&slot).expect("client").start_tls(cfg);
+            }
             busy = true;
         }
         let slots: Vec<u32> = self.sockets.keys().copied().collect();
@@ -237,7 +261,7 @@ impl Sim {
         {
             let bytes: Vec<u8> = self.core.in_flight(slot).concat();
             let n = bytes.len().min(client.window);
-            client.inbox.extend_from_slice(&bytes[..n]);
+            client.receive_wire(&bytes[..n]);
             client.sent_total += n;
             socket.send = None;
             self.core.on_sent(id, n as i32);
@@ -278,6 +302,17 @@ impl Sim {
                     socket.recv_armed = true;
                 }
                 Intent::Send(id, _) => {
+                    let client = &self.clients[&id.slot];
+                    assert_eq!(
+                        client.id, id,
+                        "send to a stale connection of slot {}",
+                        id.slot
+                    );
+                    assert!(
+                        !client.write_shut,
+                        "send on slot {} after its write side was shut",
+                        id.slot
+                    );
                     let socket = self
                         .sockets
                         .get_mut(&id.slot)
@@ -355,8 +390,7 @@ impl Sim {
         self.clients
             .get_mut(&slot)
             .expect("client")
-            .outgoing
-            .push_back(bytes.to_vec());
+            .send_wire(bytes);
         self.run();
     }
 
