@@ -224,8 +224,8 @@ fn reload_certificate(tls: &TlsReloader, why: &str) {
     }
 }
 
-/// Graceful shutdown: health checks report draining, new upgrades get 503, open clients are closed with
-/// 1012 spread over the drain window. Returns when every worker is done, at the deadline, or on a second
+/// Graceful shutdown: health checks and new upgrades get 503, open clients are closed with 1012 spread
+/// over `--drain-window`. Returns when every worker is done, at the deadline, or on a second
 /// SIGTERM/SIGINT.
 fn shut_down_gracefully(
     controls: &[Arc<Control>],
