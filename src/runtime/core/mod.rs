@@ -26,6 +26,7 @@ mod close;
 pub mod conn;
 mod feed;
 mod input;
+pub mod outbox;
 mod upkeep;
 
 #[cfg(test)]
@@ -44,7 +45,8 @@ use crate::protocol::Limits;
 use crate::protocol::handshake::HeadLimits;
 use crate::runtime::stats::WorkerStats;
 use crate::tls::WorkerTls;
-use conn::{Backlog, Conn, SendOp, Stage};
+use conn::{Conn, Stage};
+use outbox::{Backlog, SendOp};
 
 /// What the server does with client messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -519,7 +521,7 @@ impl Core {
 
 /// Keep `Outbox` referenced so its size shows up next to `Conn` in docs.
 #[allow(dead_code)]
-const _OUTBOX: usize = size_of::<conn::Outbox>();
+const _OUTBOX: usize = size_of::<outbox::Outbox>();
 
 /// A connection's peer address, as given on accept.
 pub type Peer = Option<IpAddr>;
