@@ -16,7 +16,7 @@ use std::rc::Rc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ringcast::fanout::prepare_text;
 use ringcast::fanout::symbols::{LocalFrame, SymbolMap};
-use ringcast::runtime::conn::{Backlog, Outbox};
+use ringcast::runtime::core::outbox::{Backlog, Outbox};
 
 const SUBSCRIBERS: u32 = 10_000;
 

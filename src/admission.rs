@@ -10,8 +10,6 @@ use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::auth::error::write_plain_body;
-
 /// A token bucket: `burst` tokens, refilled at `rate_per_s`. 24 bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TokenBucket {
@@ -73,8 +71,8 @@ fn non_negative(x: f32) -> f32 {
     if x > 0.0 { x } else { 0.0 }
 }
 
-/// Handshakes per second (shared by a process's workers through [`SharedAcceptRate`]). When refused, answer [`write_service_unavailable`] with
-/// [`AcceptRate::retry_after_s`] and close.
+/// Handshakes per second (shared by a process's workers through [`SharedAcceptRate`]). When refused,
+/// answer `503` (`crate::http::write_unavailable`) with [`AcceptRate::retry_after_s`] and close.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AcceptRate {
     bucket: TokenBucket,
@@ -194,14 +192,6 @@ impl Default for SharedPerIp {
 /// so a poisoned one is used as it is.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Append `503 Service Unavailable` with `Retry-After` and a one-line `reason` body.
-pub fn write_service_unavailable(retry_after_s: u64, reason: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(
-        format!("HTTP/1.1 503 Service Unavailable\r\nRetry-After: {retry_after_s}\r\n").as_bytes(),
-    );
-    write_plain_body(format!("{reason}\n").as_bytes(), out);
 }
 
 /// Open connections per client. IPv4 addresses count one by one (IPv4-mapped IPv6 addresses as

@@ -66,16 +66,6 @@ fn accept_rate_and_retry_after() {
     assert_eq!(slow.retry_after_s(10_000), MAX_RETRY_AFTER_S);
 }
 
-#[test]
-fn service_unavailable_response() {
-    let mut out = Vec::new();
-    write_service_unavailable(3, "too many handshakes", &mut out);
-    let text = String::from_utf8(out).expect("ASCII");
-    assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\n"));
-    assert!(text.contains("Connection: close\r\n"));
-    assert!(text.ends_with("\r\n\r\ntoo many handshakes\n"));
-}
-
 fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(a, b, c, d))
 }

@@ -6,6 +6,7 @@ use std::fmt;
 
 use super::session::{CLOSE_TOKEN_EXPIRED, CLOSE_TOKEN_REFUSED};
 use crate::protocol::CloseCode;
+use crate::protocol::response::Head;
 
 /// How an upgrade whose token is missing, invalid or expired is refused (`--auth-refusal`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -113,23 +114,14 @@ impl AuthError {
 
     /// Append the complete `401` response (`WWW-Authenticate`, `Connection: close`, one-line body).
     pub fn write_response(self, out: &mut Vec<u8>) {
-        let body = format!("{}\n", self.description());
-        out.extend_from_slice(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: ");
-        out.extend_from_slice(self.www_authenticate().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        write_plain_body(body.as_bytes(), out);
+        Head::new(401, out)
+            .header("WWW-Authenticate", self.www_authenticate())
+            .text(format!("{}\n", self.description()).as_bytes());
     }
 }
 
 /// The realm named in `WWW-Authenticate`.
 pub const REALM: &str = "ringcast";
-
-/// `Connection: close`, `Content-Type: text/plain`, `Content-Length`, blank line, body.
-pub(crate) fn write_plain_body(body: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(b"Connection: close\r\nContent-Type: text/plain\r\n");
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-    out.extend_from_slice(body);
-}
 
 /// Drop the characters a quoted-string would need escaped (descriptions are ours, this is a guard).
 fn quoted_string_safe(text: &str) -> String {

@@ -3,7 +3,7 @@
 //! subdomain wildcards (`https://*.example.com`) or `*`. Hosts compare case-insensitively; default
 //! ports are normalised (`https://h` = `https://h:443`).
 
-use super::error::write_plain_body;
+use crate::protocol::response::Head;
 
 /// A parsed origin: scheme, lower-case host, port (default filled in).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,8 +102,7 @@ impl OriginPolicy {
 
 /// Append the `403 Forbidden` answering a refused origin.
 pub fn write_forbidden(out: &mut Vec<u8>) {
-    out.extend_from_slice(b"HTTP/1.1 403 Forbidden\r\n");
-    write_plain_body(b"origin not allowed\n", out);
+    Head::new(403, out).text(b"origin not allowed\n");
 }
 
 fn parse_entry(entry: &str) -> Result<Rule, &'static str> {

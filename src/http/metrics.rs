@@ -189,14 +189,14 @@ impl Metrics {
             s,
             "# HELP ringcast_backlog_bytes Bytes waiting in send queues.\n# TYPE ringcast_backlog_bytes gauge\nringcast_backlog_bytes {backlog}"
         );
-        let draining = u8::from(
+        let shutting_down = u8::from(
             self.workers
                 .iter()
                 .any(|w| WorkerStats::get(&w.shutting_down) > 0),
         );
         let _ = writeln!(
             s,
-            "# HELP ringcast_draining 1 while draining after SIGTERM.\n# TYPE ringcast_draining gauge\nringcast_draining {draining}"
+            "# HELP ringcast_draining 1 while draining after SIGTERM.\n# TYPE ringcast_draining gauge\nringcast_draining {shutting_down}"
         );
         if let Some(ingest) = &self.ingest {
             render_ingest(ingest, &mut s);

@@ -5,6 +5,7 @@ pub mod page;
 
 use crate::auth::{self, AuthConfig, AuthError, AuthRefusal, Identity, OriginPolicy};
 use crate::protocol::handshake::{self, HttpError, Request, Upgrade};
+use crate::protocol::response::Head;
 
 /// What the upgrade is checked against (built once per worker from the configuration). `Debug` masks the
 /// metrics token.
@@ -140,33 +141,26 @@ fn metrics_allowed(req: &Request<'_>, gate: &Gate) -> bool {
 
 /// The `/healthz` response.
 pub fn write_health(out: &mut Vec<u8>) {
-    handshake::write_response(200, "text/plain", b"ok\n", false, out);
+    Head::new(200, out).text(b"ok\n");
 }
 
 /// The `/metrics` response.
 pub fn write_metrics(metrics: &metrics::Metrics, out: &mut Vec<u8>) {
-    handshake::write_response(
-        200,
-        "text/plain; version=0.0.4",
-        metrics.render().as_bytes(),
-        false,
-        out,
-    );
+    Head::new(200, out)
+        .close()
+        .header("Content-Type", "text/plain; version=0.0.4")
+        .body(metrics.render().as_bytes());
 }
 
-/// `503 Service Unavailable` (draining, or an admission limit), with `Retry-After` when given.
-pub fn write_unavailable(reason: &str, retry_after_s: Option<u32>, out: &mut Vec<u8>) {
-    use std::io::Write;
-    let body = format!("{reason}\n");
-    let _ = write!(out, "HTTP/1.1 503 Service Unavailable\r\n");
-    if let Some(s) = retry_after_s {
-        let _ = write!(out, "Retry-After: {s}\r\n");
-    }
-    let _ = write!(
-        out,
-        "Connection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+/// `503 Service Unavailable` (a graceful shutdown has begun, or an admission limit refused the
+/// upgrade), with `Retry-After` when given, and `reason` as a one-line body.
+pub fn write_unavailable(reason: &str, retry_after_s: Option<u64>, out: &mut Vec<u8>) {
+    let head = Head::new(503, out);
+    let head = match retry_after_s {
+        Some(s) => head.header("Retry-After", s.to_string()),
+        None => head,
+    };
+    head.text(format!("{reason}\n").as_bytes());
 }
 
 #[cfg(test)]
@@ -278,6 +272,27 @@ mod tests {
         assert!(matches!(get(&upgrade("", ""), &on), Route::Upgrade { .. }));
         let broken = upgrade("", "").replace("Upgrade: websocket\r\n", "");
         assert!(matches!(get(&broken, &on), Route::Reject(_)));
+    }
+
+    #[test]
+    fn responses_are_exact() {
+        let mut out = Vec::new();
+        write_health(&mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\
+              Content-Length: 3\r\n\r\nok\n"
+        );
+        out.clear();
+        write_unavailable("too many handshakes", Some(3), &mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nConnection: close\r\n\
+              Content-Type: text/plain\r\nContent-Length: 20\r\n\r\ntoo many handshakes\n"
+        );
+        out.clear();
+        write_unavailable("draining", None, &mut out);
+        assert!(out.starts_with(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"));
     }
 
     #[test]

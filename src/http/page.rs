@@ -4,7 +4,7 @@
 //! Each asset carries a strong ETag (a hash of its bytes, computed at compile time): a request whose
 //! `If-None-Match` names it gets `304 Not Modified` without the body.
 
-use std::io::Write;
+use crate::protocol::response::Head;
 
 /// One embedded file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,28 +93,24 @@ impl Response {
     /// Append the HTTP response (`Connection: close`).
     pub fn write(&self, out: &mut Vec<u8>) {
         let (status, asset, body) = match self {
-            Response::Asset(a) => ("200 OK", Some(a), a.body.as_bytes()),
-            Response::NotModified(a) => ("304 Not Modified", Some(a), &b""[..]),
-            Response::NotFound => ("404 Not Found", None, &b"not found\n"[..]),
+            Response::Asset(a) => (200, Some(a), a.body.as_bytes()),
+            Response::NotModified(a) => (304, Some(a), &b""[..]),
+            Response::NotFound => (404, None, &b"not found\n"[..]),
         };
-        let _ = write!(out, "HTTP/1.1 {status}\r\nConnection: close\r\n");
-        match asset {
-            Some(a) => {
-                let _ = write!(
-                    out,
-                    "Content-Type: {}\r\nCache-Control: {}\r\nETag: {}\r\nX-Content-Type-Options: nosniff\r\n",
-                    a.content_type,
-                    a.cache_control,
-                    a.etag()
-                );
-            }
-            None => out.extend_from_slice(b"Content-Type: text/plain\r\n"),
+        let head = Head::new(status, out).close();
+        let head = match asset {
+            Some(a) => head
+                .header("Content-Type", a.content_type)
+                .header("Cache-Control", a.cache_control)
+                .header("ETag", a.etag())
+                .header("X-Content-Type-Options", "nosniff"),
+            None => head.header("Content-Type", "text/plain"),
+        };
+        if matches!(self, Response::NotModified(_)) {
+            head.end();
+        } else {
+            head.body(body);
         }
-        if !matches!(self, Response::NotModified(_)) {
-            let _ = write!(out, "Content-Length: {}\r\n", body.len());
-        }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(body);
     }
 }
 

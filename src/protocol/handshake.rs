@@ -1,9 +1,12 @@
-//! The HTTP/1.1 upgrade (RFC 6455 §4.2), sans-IO: parse the request head, validate it, and write the
-//! response bytes. Every failure maps to one precise HTTP status in `HttpError::status`.
+//! The HTTP/1.1 upgrade (RFC 6455 §4.2), sans-IO: parse the request head, validate it, and answer it
+//! (`101`, or the refusal; the bytes are written by `protocol::response`). Every failure maps to one
+//! precise HTTP status in `HttpError::status`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use sha1::{Digest, Sha1};
+
+use super::response::Head;
 
 /// Limits on the request head (slowloris and memory protection); the default is `ringcast serve`'s.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,19 +171,24 @@ impl HttpError {
     /// The complete response (status line, the headers the status calls for, `Connection: close`,
     /// `Content-Length`, a one-line text body).
     pub fn write_response(self, out: &mut Vec<u8>) {
-        write_status_line(self.status(), out);
-        out.extend_from_slice(self.extra_headers().as_bytes());
-        let body = format!("{}\n", self.reason());
-        write_body(b"text/plain", body.as_bytes(), false, out);
+        let head = self
+            .extra_headers()
+            .iter()
+            .fold(Head::new(self.status(), out), |head, (name, value)| {
+                head.header(name, value)
+            });
+        head.text(format!("{}\n", self.reason()).as_bytes());
     }
 
     /// Headers this status calls for (RFC 9110 §15.5.6, RFC 6455 §4.2.2 and §4.4).
-    fn extra_headers(self) -> &'static str {
+    fn extra_headers(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            HttpError::MethodNotAllowed => "Allow: GET\r\n",
-            HttpError::UpgradeRequired => "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
-            HttpError::UnsupportedVersion => "Sec-WebSocket-Version: 13\r\n",
-            _ => "",
+            HttpError::MethodNotAllowed => &[("Allow", "GET")],
+            HttpError::UpgradeRequired => {
+                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+            }
+            HttpError::UnsupportedVersion => &[("Sec-WebSocket-Version", "13")],
+            _ => &[],
         }
     }
 }
@@ -344,71 +352,15 @@ pub fn accept_key(key: &[u8]) -> [u8; 28] {
 
 /// Append `101 Switching Protocols` with the accept key (and the chosen subprotocol, if any).
 pub fn write_101(upgrade: &Upgrade, protocol: Option<&str>, out: &mut Vec<u8>) {
-    out.extend_from_slice(
-        b"HTTP/1.1 101 Switching Protocols\r\n\
-          Upgrade: websocket\r\n\
-          Connection: Upgrade\r\n\
-          Sec-WebSocket-Accept: ",
-    );
-    out.extend_from_slice(&upgrade.accept);
-    out.extend_from_slice(b"\r\n");
-    if let Some(protocol) = protocol {
-        out.extend_from_slice(b"Sec-WebSocket-Protocol: ");
-        out.extend_from_slice(protocol.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    let head = Head::new(101, out)
+        .header("Upgrade", "websocket")
+        .header("Connection", "Upgrade")
+        .header("Sec-WebSocket-Accept", upgrade.accept);
+    match protocol {
+        Some(protocol) => head.header("Sec-WebSocket-Protocol", protocol),
+        None => head,
     }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Append a plain response (`Connection: close` unless `keep_alive`), e.g. `/healthz` → 200.
-pub fn write_response(
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    keep_alive: bool,
-    out: &mut Vec<u8>,
-) {
-    write_status_line(status, out);
-    write_body(content_type.as_bytes(), body, keep_alive, out);
-}
-
-/// `HTTP/1.1 <status> <reason phrase>\r\n`.
-fn write_status_line(status: u16, out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)).as_bytes());
-}
-
-/// `Connection` (unless keep-alive), `Content-Type`, `Content-Length`, the blank line and the body.
-fn write_body(content_type: &[u8], body: &[u8], keep_alive: bool, out: &mut Vec<u8>) {
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"Content-Type: ");
-    out.extend_from_slice(content_type);
-    out.extend_from_slice(format!("\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
-    out.extend_from_slice(body);
-}
-
-/// The standard reason phrase of the statuses this server sends.
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        101 => "Switching Protocols",
-        200 => "OK",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
+    .end();
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::fanout::FeedReceiver;
-use crate::runtime::core::conn::SendOp;
+use crate::runtime::core::outbox::SendOp;
 use crate::runtime::core::{ConnId, Core, Epochs, Intent, MAX_ACCEPTS, RecvEnd, WorkerSettings};
 use crate::runtime::stats::WorkerStats;
 use crate::runtime::uring::{self, BufRing, Ring};

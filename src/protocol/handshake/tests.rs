@@ -292,23 +292,6 @@ fn write_101_is_exact() {
 }
 
 #[test]
-fn write_response_for_plain_routes() {
-    let mut out = Vec::new();
-    write_response(200, "text/plain", b"ok\n", false, &mut out);
-    assert_eq!(
-        out,
-        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\
-          Content-Length: 3\r\n\r\nok\n"
-    );
-    out.clear();
-    write_response(200, "application/json", b"{}", true, &mut out);
-    assert_eq!(
-        out,
-        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
-    );
-}
-
-#[test]
 fn accept_key_agrees_with_tungstenite() {
     for key in [
         &b"dGhlIHNhbXBsZSBub25jZQ=="[..],

@@ -107,7 +107,8 @@ pub struct Session {
     fragments: u32,
     /// UTF-8 state of the text message being assembled.
     utf8: Utf8Validator,
-    phase: Phase,
+    /// Where the close handshake stands ([`Session::state`] adds the deadline).
+    state: SessionState,
     /// The kind of message being assembled, if one is open.
     assembling: Assembling,
     /// Payload offset (mod 4) of the next byte of the current frame, for unmasking.
@@ -118,8 +119,9 @@ pub struct Session {
     frame_fin: bool,
 }
 
+/// [`CloseState`] without its deadline (kept in `Session::deadline_ms`, so a session stays small).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
+enum SessionState {
     Open,
     CloseSent,
     Closed,
@@ -161,7 +163,7 @@ impl Session {
             mask: [0; 4],
             fragments: 0,
             utf8: Utf8Validator::default(),
-            phase: Phase::Open,
+            state: SessionState::Open,
             assembling: Assembling::Nothing,
             mask_offset: 0,
             in_frame: false,
@@ -202,13 +204,13 @@ impl Session {
     where
         F: FnMut(Message<'_>, &mut Vec<u8>),
     {
-        match self.phase {
-            Phase::Closed => Ok(buf.len()),
-            Phase::CloseSent => {
+        match self.state {
+            SessionState::Closed => Ok(buf.len()),
+            SessionState::CloseSent => {
                 self.seek_close(buf);
                 Ok(buf.len())
             }
-            Phase::Open => match self.decode(buf, limits, out, &mut on_message) {
+            SessionState::Open => match self.decode(buf, limits, out, &mut on_message) {
                 Ok(consumed) => Ok(consumed),
                 Err(Failure { error, resume }) => {
                     self.send_close(error.close_code(), error.reason(), limits, now_ms, out);
@@ -229,34 +231,34 @@ impl Session {
         now_ms: u64,
         out: &mut Vec<u8>,
     ) {
-        if self.phase == Phase::Open {
+        if self.state == SessionState::Open {
             self.send_close(code, reason, limits, now_ms, out);
         }
     }
 
     pub fn state(&self) -> CloseState {
-        match self.phase {
-            Phase::Open => CloseState::Open,
-            Phase::CloseSent => CloseState::CloseSent {
+        match self.state {
+            SessionState::Open => CloseState::Open,
+            SessionState::CloseSent => CloseState::CloseSent {
                 deadline_ms: self.deadline_ms,
             },
-            Phase::Closed => CloseState::Closed,
+            SessionState::Closed => CloseState::Closed,
         }
     }
 
     /// The next time `on_timeout` must be called, if any.
     pub fn deadline_ms(&self) -> Option<u64> {
-        (self.phase == Phase::CloseSent).then_some(self.deadline_ms)
+        (self.state == SessionState::CloseSent).then_some(self.deadline_ms)
     }
 
     /// Time passes: returns true when the connection must now be closed (close timeout expired).
     ///
     /// Also true if the session was already `Closed`.
     pub fn on_timeout(&mut self, now_ms: u64) -> bool {
-        if self.phase == Phase::CloseSent && now_ms >= self.deadline_ms {
+        if self.state == SessionState::CloseSent && now_ms >= self.deadline_ms {
             self.enter_closed();
         }
-        self.phase == Phase::Closed
+        self.state == SessionState::Closed
     }
 
     /// True once the close exchange is over: flush `out`, then close TCP.
@@ -310,7 +312,7 @@ impl Session {
                 apply_mask(payload, header.mask, 0);
                 self.on_control(header.opcode, payload, out, on_message)
                     .map_err(Failure::at(pos))?;
-                if self.phase == Phase::Closed {
+                if self.state == SessionState::Closed {
                     return Ok(buf.len());
                 }
                 pos = end;
@@ -465,13 +467,13 @@ impl Session {
         out: &mut Vec<u8>,
     ) {
         encode_close(code, reason, out);
-        self.phase = Phase::CloseSent;
+        self.state = SessionState::CloseSent;
         self.deadline_ms = now_ms.saturating_add(limits.close_timeout_ms);
         self.drop_message();
     }
 
     fn enter_closed(&mut self) {
-        self.phase = Phase::Closed;
+        self.state = SessionState::Closed;
         self.in_frame = false;
         self.drop_message();
     }
@@ -486,7 +488,7 @@ impl Session {
     /// While `CloseSent`: skip frames (read leniently, payloads untouched) until the peer's Close,
     /// which ends the exchange. Consumes all of `input`; an incomplete header is kept in `self.buf`.
     fn seek_close(&mut self, mut input: &[u8]) {
-        while self.phase == Phase::CloseSent {
+        while self.state == SessionState::CloseSent {
             if self.in_frame {
                 let n = self.frame_remaining.min(input.len() as u64);
                 self.frame_remaining -= n;

@@ -8,6 +8,7 @@ use super::{Core, WorkerStats};
 use crate::admission::{self, MessageRate};
 use crate::auth::{self, Identity};
 use crate::fanout::symbols::LocalFrame;
+use crate::http;
 use crate::protocol::Session;
 use crate::protocol::handshake::{self, Upgrade};
 use crate::runtime::core::conn::{ConnAuth, Stage};
@@ -90,7 +91,7 @@ impl Core {
         WorkerStats::add(&self.stats.handshake_failed, 1);
         WorkerStats::add(&self.stats.admission_refused, 1);
         crate::admission::refusals::refused(503, reason, self.conns[slot as usize].peer);
-        admission::write_service_unavailable(retry_after_s, reason, &mut self.scratch);
+        http::write_unavailable(reason, Some(retry_after_s), &mut self.scratch);
         self.end(slot);
     }
 

@@ -26,6 +26,7 @@ mod close;
 pub mod conn;
 mod feed;
 mod input;
+pub mod outbox;
 mod upkeep;
 
 #[cfg(test)]
@@ -44,7 +45,8 @@ use crate::protocol::Limits;
 use crate::protocol::handshake::HeadLimits;
 use crate::runtime::stats::WorkerStats;
 use crate::tls::WorkerTls;
-use conn::{Backlog, Conn, SendOp, Stage};
+use conn::{Conn, Stage};
+use outbox::{Backlog, SendOp};
 
 /// What the server does with client messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -520,24 +522,23 @@ impl Core {
         }
         // Each subscription listed exactly once (no duplicate on either side), and only while the
         // connection is open (closing unsubscribes).
-        let subscriptions: usize = self.conns.iter().map(|c| c.subs.len()).sum();
+        let subscriptions: usize = (0..self.conns.len() as u32)
+            .map(|slot| self.symbols.subscription_count(slot))
+            .sum();
         let listed: usize = self
             .symbols
             .ids()
-            .map(|id| self.symbols.entry(id).subscribers.len())
+            .map(|id| self.symbols.entry(id).subscribers().len())
             .sum();
         assert_eq!(subscriptions, listed, "each subscription listed once");
-        for (slot, conn) in self.conns.iter().enumerate() {
-            let mut ids: Vec<_> = conn.subs.iter().collect();
+        for slot in 0..self.conns.len() as u32 {
+            let mut ids: Vec<_> = self.symbols.subscriptions(slot).collect();
+            let count = ids.len();
             ids.sort_unstable();
             ids.dedup();
-            assert_eq!(
-                ids.len(),
-                conn.subs.len(),
-                "slot {slot} lists a symbol twice"
-            );
+            assert_eq!(ids.len(), count, "slot {slot} lists a symbol twice");
             assert!(
-                conn.subs.is_empty() || self.is_open(slot as u32),
+                count == 0 || self.is_open(slot),
                 "slot {slot} keeps subscriptions while closing"
             );
         }
@@ -554,7 +555,7 @@ impl Core {
 
 /// Keep `Outbox` referenced so its size shows up next to `Conn` in docs.
 #[allow(dead_code)]
-const _OUTBOX: usize = size_of::<conn::Outbox>();
+const _OUTBOX: usize = size_of::<outbox::Outbox>();
 
 /// A connection's peer address, as given on accept.
 pub type Peer = Option<IpAddr>;

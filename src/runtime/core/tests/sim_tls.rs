@@ -31,10 +31,7 @@ fn certificate() -> &'static (Arc<TlsReloader>, Arc<ClientConfig>) {
             .output()
             .expect("run certs/make-dev-cert.sh");
         assert!(out.status.success(), "make-dev-cert.sh: {out:?}");
-        let cfg = TlsConfig {
-            cert_path: dir.join("cert.pem"),
-            key_path: dir.join("key.pem"),
-        };
+        let cfg = TlsConfig::new(dir.join("cert.pem"), dir.join("key.pem"));
         let reloader = TlsReloader::new(&cfg).expect("load the test certificate");
         let leaf = CertificateDer::pem_file_iter(&cfg.cert_path)
             .expect("cert.pem")
