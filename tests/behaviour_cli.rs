@@ -101,6 +101,11 @@ fn every_serve_variable_with_a_bad_value_is_refused_naming_it() {
         match var.as_str() {
             "RINGCAST_TLS_CERT" => env.push(("RINGCAST_TLS_KEY", &key_path)),
             "RINGCAST_TLS_KEY" => env.push(("RINGCAST_TLS_CERT", &cert_path)),
+            // TLS settings that need a certificate to be read at all.
+            "RINGCAST_TLS_TICKET_KEYS" | "RINGCAST_TLS_GROUPS" => {
+                env.push(("RINGCAST_TLS_CERT", &cert_path));
+                env.push(("RINGCAST_TLS_KEY", &key_path));
+            }
             _ => {}
         }
         let (code, out) = serve_with_env(&env);

@@ -85,6 +85,9 @@ pub struct TlsSession {
     unsent: Vec<u8>,
     sniff: Sniff,
     peer_closed: bool,
+    /// A fatal error was reported (and its alert written): rustls must not be fed again (it would try
+    /// to send a second fatal alert), so later bytes are ignored while the connection ends.
+    failed: bool,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -114,6 +117,7 @@ impl TlsSession {
                 len: 0,
             },
             peer_closed: false,
+            failed: false,
         })
     }
 
@@ -135,13 +139,17 @@ impl TlsSession {
             }
             return Err(failure);
         }
-        if self.peer_closed {
-            // After close_notify the peer sends nothing more; anything that still comes is ignored.
+        if self.peer_closed || self.failed {
+            // After close_notify the peer sends nothing more, and after a fatal error the connection
+            // is ending: anything that still comes is ignored.
             return Ok(());
         }
         self.incoming.extend_from_slice(ciphertext);
         let result = self.drive(plaintext, out, &[]).map(drop);
-        if self.peer_closed {
+        if result.is_err() {
+            self.failed = true;
+        }
+        if self.peer_closed || self.failed {
             self.incoming = Vec::new();
         }
         result
@@ -264,6 +272,10 @@ impl TlsSession {
             &mut Vec<u8>,
         ) -> Result<(), rustls::Error>,
     ) -> Result<bool, TlsFailure> {
+        if self.failed {
+            // The fatal alert is out; rustls is not driven again (nothing more is read or sent).
+            return Ok(false);
+        }
         let mut write = Some(write);
         let mut consumed = 0;
         let result = loop {
@@ -336,6 +348,8 @@ impl TlsSession {
         result.map_err(|e| {
             let failure = self.classify(e);
             self.flush_alert(out);
+            self.failed = true;
+            self.incoming = Vec::new();
             failure
         })
     }

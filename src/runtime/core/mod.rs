@@ -553,6 +553,17 @@ impl Core {
     }
 }
 
+/// A worker that stops may leave bytes queued (a shutdown ends when no WebSocket session is left, or at
+/// its deadline, not when every last close frame has gone out): they are discarded with the core, through
+/// the one path that keeps the backlog gauge exact (an outbox dropped any other way is a bug).
+impl Drop for Core {
+    fn drop(&mut self) {
+        for conn in &mut self.conns {
+            conn.discard_queues(&mut self.backlog);
+        }
+    }
+}
+
 /// Keep `Outbox` referenced so its size shows up next to `Conn` in docs.
 #[allow(dead_code)]
 const _OUTBOX: usize = size_of::<outbox::Outbox>();
