@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ringcast::cli::redis_server::RedisServer;
 use ringcast::fanout::{self, FeedEvent, FeedReceiver, PreparedFrame};
 use ringcast::ingest::{self, BadReason, IngestConfig, IngestStats};
-use ringcast::runtime::worker::Control;
+use ringcast::runtime::wake::Control;
 
 const WAIT: Duration = Duration::from_secs(10);
 

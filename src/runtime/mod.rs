@@ -12,12 +12,3 @@ pub mod signals;
 pub mod stats;
 pub mod uring;
 pub mod wake;
-
-pub use self::core::conn;
-
-/// Where the worker's handles lived before the core/driver split (kept for callers of those paths).
-pub mod worker {
-    pub use super::core::{App, WorkerSettings, table_size};
-    pub use super::driver::Worker;
-    pub use super::wake::Control;
-}
