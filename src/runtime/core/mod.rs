@@ -210,7 +210,13 @@ impl Core {
         tls: Option<WorkerTls>,
         epochs: Epochs,
     ) -> Core {
-        let max_symbols = settings.max_symbols;
+        // Reserved (address space, not memory) up front, so the connection table and the symbol map's
+        // per-slot table do not pause to copy themselves while a connect wave grows them; capped so a
+        // strict-overcommit host is not asked to commit a million slots at start (past the cap they
+        // grow by doubling).
+        let reserve = (table_slots as usize).min(CONN_TABLE_RESERVE);
+        let mut symbols = SymbolMap::with_limit(settings.max_symbols);
+        symbols.reserve_slots(reserve);
         Core {
             id,
             settings,
@@ -219,10 +225,7 @@ impl Core {
             now_us: 0,
             now_ms: 0,
             intents: Vec::with_capacity(1024),
-            // Reserved (address space, not memory) up front, so the table does not pause to copy
-            // itself while a connect wave grows it; capped so a strict-overcommit host is not asked
-            // to commit a million slots at start (past the cap it grows by doubling).
-            conns: Vec::with_capacity((table_slots as usize).min(CONN_TABLE_RESERVE)),
+            conns: Vec::with_capacity(reserve),
             open: 0,
             accepts_armed: 0,
             accept_paused: false,
@@ -231,11 +234,7 @@ impl Core {
             handshaking: Vec::new(),
             dirty: Vec::new(),
             scratch: Vec::new(),
-            symbols: {
-                let mut symbols = SymbolMap::with_limit(max_symbols);
-                symbols.reserve_slots((table_slots as usize).min(CONN_TABLE_RESERVE));
-                symbols
-            },
+            symbols,
             symbols_full_log: (None, 0),
             backlog: Backlog::default(),
             sweep_cursor: 0,
@@ -461,98 +460,6 @@ impl Core {
     }
 }
 
-/// Facts about one connection, for tests and invariant checks.
-#[cfg(test)]
-impl Core {
-    pub(crate) fn conns(&self) -> &[Conn] {
-        &self.conns
-    }
-
-    #[allow(dead_code)] // for the tests still to come
-    pub(crate) fn symbol_map(&self) -> &SymbolMap {
-        &self.symbols
-    }
-
-    pub(crate) fn stats(&self) -> &WorkerStats {
-        &self.stats
-    }
-
-    /// The bytes of the send in flight on `slot` (what a `Send` intent points to).
-    pub(crate) fn in_flight(&self, slot: u32) -> Vec<&[u8]> {
-        self.conns[slot as usize]
-            .outbox
-            .as_ref()
-            .map_or_else(Vec::new, |o| o.in_flight())
-    }
-
-    /// Check what must hold after every event: the backlog gauge is the sum of the outboxes, subscriber
-    /// lists match the connections' subscriptions both ways (each listed once, only while open), free
-    /// slots hold nothing, the open and WebSocket counts match the slots.
-    pub(crate) fn check_invariants(&self) {
-        let sum: usize = self.conns.iter().map(Conn::pending_bytes).sum();
-        assert_eq!(
-            self.backlog.bytes(),
-            sum,
-            "backlog gauge = sum of the outboxes"
-        );
-        for (slot, conn) in self.conns.iter().enumerate() {
-            let slot = slot as u32;
-            for id in self.symbols.subscriptions(slot) {
-                assert!(
-                    self.symbols.entry(id).subscribers().contains(&slot),
-                    "slot {slot} subscribed to {id} but not in its list"
-                );
-            }
-            if matches!(conn.stage, Stage::Free) {
-                assert!(conn.outbox.is_none() && !conn.sending);
-                assert_eq!(
-                    self.symbols.subscription_count(slot),
-                    0,
-                    "free slot {slot} subscribed"
-                );
-            }
-        }
-        for id in self.symbols.ids() {
-            for &slot in self.symbols.entry(id).subscribers() {
-                assert!(
-                    self.symbols.is_subscribed(slot, id),
-                    "slot {slot} listed under {id} without the subscription"
-                );
-            }
-        }
-        // Each subscription listed exactly once (no duplicate on either side), and only while the
-        // connection is open (closing unsubscribes).
-        let subscriptions: usize = (0..self.conns.len() as u32)
-            .map(|slot| self.symbols.subscription_count(slot))
-            .sum();
-        let listed: usize = self
-            .symbols
-            .ids()
-            .map(|id| self.symbols.entry(id).subscribers().len())
-            .sum();
-        assert_eq!(subscriptions, listed, "each subscription listed once");
-        for slot in 0..self.conns.len() as u32 {
-            let mut ids: Vec<_> = self.symbols.subscriptions(slot).collect();
-            let count = ids.len();
-            ids.sort_unstable();
-            ids.dedup();
-            assert_eq!(ids.len(), count, "slot {slot} lists a symbol twice");
-            assert!(
-                count == 0 || self.is_open(slot),
-                "slot {slot} keeps subscriptions while closing"
-            );
-        }
-        let upgraded = self.conns.iter().filter(|c| c.upgraded).count() as u32;
-        assert_eq!(self.upgraded, upgraded, "WebSocket count");
-        let open = self
-            .conns
-            .iter()
-            .filter(|c| !matches!(c.stage, Stage::Free))
-            .count() as u32;
-        assert_eq!(self.open, open, "open slots");
-    }
-}
-
 /// A worker that stops may leave bytes queued (a shutdown ends when no WebSocket session is left, or at
 /// its deadline, not when every last close frame has gone out): they are discarded with the core, through
 /// the one path that keeps the backlog gauge exact (an outbox dropped any other way is a bug).
@@ -563,10 +470,6 @@ impl Drop for Core {
         }
     }
 }
-
-/// Keep `Outbox` referenced so its size shows up next to `Conn` in docs.
-#[allow(dead_code)]
-const _OUTBOX: usize = size_of::<outbox::Outbox>();
 
 /// A connection's peer address, as given on accept.
 pub type Peer = Option<IpAddr>;

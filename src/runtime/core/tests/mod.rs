@@ -12,6 +12,7 @@ mod sim;
 #[allow(dead_code)]
 mod sim_tls;
 
+mod invariants;
 mod property;
 mod tls;
 
