@@ -396,19 +396,26 @@ pub fn parse_log_filter(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-/// A negative number given to a flag that takes a count or size: say so, instead of clap's "invalid
-/// digit found in string".
-pub fn negative_number_note(err: &clap::Error) -> Option<String> {
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
+/// For clap's error about a bad value (not its other errors): the text of its `kind` context (the value,
+/// or the flag as `--workers <WORKERS>`).
+fn bad_value_context(err: &clap::Error, kind: clap::error::ContextKind) -> Option<&str> {
+    use clap::error::{ContextValue, ErrorKind};
     if !matches!(
         err.kind(),
         ErrorKind::InvalidValue | ErrorKind::ValueValidation
     ) {
         return None;
     }
-    let Some(ContextValue::String(value)) = err.get(ContextKind::InvalidValue) else {
-        return None;
-    };
+    match err.get(kind)? {
+        ContextValue::String(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// A negative number given to a flag that takes a count or size: say so, instead of clap's "invalid
+/// digit found in string".
+pub fn negative_number_note(err: &clap::Error) -> Option<String> {
+    let value = bad_value_context(err, clap::error::ContextKind::InvalidValue)?;
     let rest = value.trim().strip_prefix('-')?;
     rest.parse::<f64>().ok()?;
     Some(format!(
@@ -420,16 +427,7 @@ pub fn negative_number_note(err: &clap::Error) -> Option<String> {
 /// environment variable (the flag is not in `argv`), this is the line that names the variable too.
 pub fn env_source_note(err: &clap::Error, argv: &[String]) -> Option<String> {
     use clap::CommandFactory;
-    use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if !matches!(
-        err.kind(),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation
-    ) {
-        return None;
-    }
-    let Some(ContextValue::String(arg)) = err.get(ContextKind::InvalidArg) else {
-        return None;
-    };
+    let arg = bad_value_context(err, clap::error::ContextKind::InvalidArg)?;
     // "--workers <WORKERS>" → "--workers"
     let flag = arg.split_whitespace().next()?;
     let long = flag.strip_prefix("--")?;

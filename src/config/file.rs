@@ -355,19 +355,20 @@ pub fn resolve(argv: &[OsString]) -> Result<Resolved, StartError> {
     let sub = serve_matches(&matches).expect("serve");
     let mut merged = argv.to_vec();
     let mut from_file = BTreeMap::new();
+    let args = settable_args();
     for s in &file.settings {
+        let arg = args
+            .iter()
+            .find(|a| a.get_long() == Some(s.key.as_str()))
+            .expect("checked key");
         let set_elsewhere = matches!(
-            sub.value_source(arg_id(&s.key).as_str()),
+            sub.value_source(arg.get_id().as_str()),
             Some(ValueSource::CommandLine | ValueSource::EnvVariable)
         );
         if set_elsewhere {
             continue;
         }
-        let arg = settable_args()
-            .into_iter()
-            .find(|a| a.get_long() == Some(s.key.as_str()))
-            .expect("checked key");
-        if is_switch(&arg) {
+        if is_switch(arg) {
             // A switch is off unless given: `false` needs nothing on the command line.
             if s.value == "true" {
                 merged.push(format!("--{}", s.key).into());
@@ -391,15 +392,6 @@ fn serve_matches(matches: &ArgMatches) -> Option<ArgMatches> {
         Some(("serve", sub)) => Some(sub.clone()),
         _ => None,
     }
-}
-
-/// clap's id of the flag `--long` (the field name: dashes become underscores).
-fn arg_id(long: &str) -> String {
-    settable_args()
-        .into_iter()
-        .find(|a| a.get_long() == Some(long))
-        .map(|a| a.get_id().to_string())
-        .unwrap_or_else(|| long.replace('-', "_"))
 }
 
 /// A value as TOML: an integer when it is one (no sign, no leading zero), else a basic string.

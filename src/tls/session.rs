@@ -145,11 +145,9 @@ impl TlsSession {
             return Ok(());
         }
         self.incoming.extend_from_slice(ciphertext);
+        // On an error `drive_to` has set `failed` and freed `incoming` already.
         let result = self.drive(plaintext, out, &[]).map(drop);
-        if result.is_err() {
-            self.failed = true;
-        }
-        if self.peer_closed || self.failed {
+        if self.peer_closed {
             self.incoming = Vec::new();
         }
         result

@@ -175,7 +175,7 @@ impl ProducesTickets for FileTicketer {
 
 impl std::fmt::Debug for FileTicketer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Key names only: they are public (every ticket starts with one).
+        // How many keys, nothing of them (not even the names, which every ticket shows anyway).
         f.debug_struct("FileTicketer")
             .field("keys", &self.keys.len())
             .finish_non_exhaustive()
