@@ -15,7 +15,7 @@ mod sim_tls;
 mod property;
 mod tls;
 
-use sim::{ServerFrame, Sim};
+use sim::{SUBSCRIBE_EFERT, ServerFrame, Sim};
 
 mod admission;
 mod auth;
@@ -25,8 +25,6 @@ mod slow;
 
 use crate::protocol::{CloseCode, OpCode};
 use crate::runtime::stats::WorkerStats;
-
-const SUBSCRIBE_EFERT: &str = r#"{"op":"subscribe","symbols":["EFERT"]}"#;
 
 #[test]
 fn a_client_connects_and_upgrades() {

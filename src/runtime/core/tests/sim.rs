@@ -520,6 +520,9 @@ pub fn snapshot(ticks: &[(&str, &str)]) -> FeedEvent {
 pub const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: sim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
+/// A subscribe message for one symbol, the one most tests tick.
+pub const SUBSCRIBE_EFERT: &str = r#"{"op":"subscribe","symbols":["EFERT"]}"#;
+
 /// A masked client frame (fixed key: tests are deterministic).
 pub fn client_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
     let mut plain = Vec::new();
