@@ -96,8 +96,7 @@ fn a_shutdown_closes_every_client_with_1012_and_completes() {
             "slot {slot}: {frames:?}"
         );
         // The client answers the close; the server ends the connection.
-        sim.send_frame(slot, OpCode::Close, &1012u16.to_be_bytes());
-        sim.hang_up(slot);
+        sim.answer_close(slot, 1012);
         assert!(sim.is_closed(slot));
     }
     sim.advance(250);

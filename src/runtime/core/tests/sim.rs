@@ -113,9 +113,12 @@ pub struct Sim {
     pub(super) client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// The core's table unless a test sizes it: (descriptor slots, WebSocket connections).
+pub(super) const TABLE: (u32, u32) = (1_064, 1_000);
+
 impl Sim {
     pub fn new(settings: WorkerSettings) -> Sim {
-        Sim::with_table(settings, (1_064, 1_000))
+        Sim::with_table(settings, TABLE)
     }
 
     /// A sim whose core has `table` = (descriptor slots, WebSocket connections).
