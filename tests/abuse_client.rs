@@ -239,8 +239,7 @@ fn a_stuck_client_is_closed_at_the_end_of_the_grace_without_further_ticks() {
     );
     let mut con = redis_con(&redis.url());
     let symbols: Vec<String> = (0..8).map(|i| format!("T{i}")).collect();
-    let mut stuck = small_window_ws(&server);
-    subscribe(&mut stuck, &symbols.join(","));
+    let mut stuck = small_window_client(&server, &symbols.join(","));
     // One burst of ~770 KB, then silence. Conflation keeps the latest tick of each of the 8 symbols
     // waiting: 8 x 8 KB = 64 KB, far past the 8 KB backlog even after the kernel's buffers took what
     // they could (with 2 KB ticks the conflated queue could drain under the limit before the grace

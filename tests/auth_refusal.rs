@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -17,19 +16,6 @@ const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
 
 fn token(exp: u64, secret: &[u8]) -> String {
     signed_token(secret, "u1", exp, None)
-}
-
-/// An upgrade to `target` with `extra` header lines and `then` bytes in the same write.
-fn upgrade(server: &Server, target: &str, extra: &str, then: &[u8]) -> (TcpStream, String) {
-    let mut s = server.connect();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut req = upgrade_request(target)
-        .replace("\r\n\r\n", &format!("\r\n{extra}\r\n"))
-        .into_bytes();
-    req.extend_from_slice(then);
-    s.write_all(&req).unwrap();
-    let head = read_head(&mut s);
-    (s, head)
 }
 
 /// The first frame after the `101` must be a Close: its code and reason.
@@ -61,7 +47,7 @@ fn refused_tokens_get_a_101_then_a_close_code_a_browser_can_read() {
     // A subscribe in the same packet as the upgrade: never acted on.
     let subscribe = frame(true, 0x1, br#"{"op":"subscribe","symbols":["EFERT"]}"#);
 
-    let (mut s, head) = upgrade(
+    let (mut s, head) = upgrade_then(
         &server,
         &format!("/?token={}", token(exp, SECRET.as_bytes())),
         origin,
@@ -75,11 +61,11 @@ fn refused_tokens_get_a_101_then_a_close_code_a_browser_can_read() {
     assert!(closed_within(&mut s, Duration::from_secs(5)), "then EOF");
 
     let forged = token(now_s() + 600, &[9u8; 32]);
-    let (mut s, head) = upgrade(&server, &format!("/?token={forged}"), origin, &subscribe);
+    let (mut s, head) = upgrade_then(&server, &format!("/?token={forged}"), origin, &subscribe);
     assert_eq!(status_of(head.as_bytes()), 101, "{head}");
     assert_eq!(first_frame_is_close(&mut s), (4003, "bad signature".into()));
 
-    let (mut s, head) = upgrade(&server, "/", origin, &[]);
+    let (mut s, head) = upgrade(&server, "/", origin);
     assert_eq!(status_of(head.as_bytes()), 101, "{head}");
     assert_eq!(first_frame_is_close(&mut s), (4003, "no token".into()));
 
@@ -88,7 +74,6 @@ fn refused_tokens_get_a_101_then_a_close_code_a_browser_can_read() {
         &server,
         "/",
         &format!("{origin}Sec-WebSocket-Protocol: ringcast.v1, token.not-a-jwt\r\n"),
-        &[],
     );
     assert_eq!(status_of(head.as_bytes()), 101, "{head}");
     assert!(
@@ -105,7 +90,6 @@ fn refused_tokens_get_a_101_then_a_close_code_a_browser_can_read() {
         &server,
         &format!("/?token={good}"),
         "Origin: https://evil.test\r\n",
-        &[],
     );
     assert_eq!(status_of(head.as_bytes()), 403, "{head}");
 
@@ -113,7 +97,7 @@ fn refused_tokens_get_a_101_then_a_close_code_a_browser_can_read() {
     assert_eq!(server.metric("ringcast_handshakes_failed_total"), 5.0);
     assert_eq!(server.metric("ringcast_symbols"), 0.0, "nothing subscribed");
     // A valid token with the same subscribe in the same packet does subscribe (the gauge can move).
-    let (_ok, head) = upgrade(&server, &format!("/?token={good}"), origin, &subscribe);
+    let (_ok, head) = upgrade_then(&server, &format!("/?token={good}"), origin, &subscribe);
     assert_eq!(status_of(head.as_bytes()), 101, "{head}");
     poll_until(Duration::from_secs(5), "EFERT subscribed", || {
         server.metric("ringcast_symbols") == 1.0
@@ -131,11 +115,11 @@ fn auth_refusal_http_keeps_the_401() {
         "http",
     ]);
     let expired = token(now_s() - 3600, SECRET.as_bytes());
-    let (mut s, head) = upgrade(&server, &format!("/?token={expired}"), "", &[]);
+    let (mut s, head) = upgrade(&server, &format!("/?token={expired}"), "");
     assert_eq!(status_of(head.as_bytes()), 401, "{head}");
     assert!(head.contains("error=\"invalid_token\""), "{head}");
     assert!(closed_within(&mut s, Duration::from_secs(5)));
-    let (_, head) = upgrade(&server, "/", "", &[]);
+    let (_, head) = upgrade(&server, "/", "");
     assert_eq!(status_of(head.as_bytes()), 401, "{head}");
     assert_eq!(server.metric("ringcast_handshakes_failed_total"), 2.0);
 }
@@ -166,16 +150,16 @@ fn refusals_are_logged_at_the_default_level_and_a_flood_is_rate_limited() {
     let started = std::time::Instant::now();
     const FLOOD: usize = 300;
     for _ in 0..FLOOD {
-        let (_, head) = upgrade(&server, "/", "Origin: https://evil.test\r\n", b"");
+        let (_, head) = upgrade(&server, "/", "Origin: https://evil.test\r\n");
         assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     }
     // A missing token: another reason, logged on its own line although the 403s are being held back.
-    let (mut s, head) = upgrade(&server, "/", "Origin: https://app.example.com\r\n", b"");
+    let (mut s, head) = upgrade(&server, "/", "Origin: https://app.example.com\r\n");
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert_eq!(first_frame_is_close(&mut s).0, 4003);
     // After a second, the next 403 is logged with the count of those left out.
     std::thread::sleep(Duration::from_millis(1100));
-    let (_, head) = upgrade(&server, "/", "Origin: https://evil.test\r\n", b"");
+    let (_, head) = upgrade(&server, "/", "Origin: https://evil.test\r\n");
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
     let elapsed = started.elapsed();
     poll_until(Duration::from_secs(5), "the refusal lines", || {

@@ -407,12 +407,7 @@ fn demo_feed_keeps_publishing_across_a_redis_restart() {
 /// `ringcast <args>` to completion (stdin closed): exit code and stdout + stderr.
 fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let out = ringcast_command(args, env).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    (out.status.code(), output_text(&out))
 }
 
 #[test]

@@ -150,18 +150,27 @@ fn processes_share_the_port_a_killed_one_is_restarted_and_sigterm_stops_all() {
     }
 }
 
-#[test]
-fn sigterm_refuses_upgrades_spreads_1012_over_the_window_and_exits() {
-    const WINDOW: Duration = Duration::from_secs(2);
-    let mut server = Server::start(&[
+/// `serve --workers 1 --echo` draining over `window` with `close_timeout` (whole seconds), plus `extra`.
+fn echo_server_draining(window: Duration, close_timeout: Duration, extra: &[&str]) -> Server {
+    let window = format!("{}s", window.as_secs());
+    let close_timeout = format!("{}s", close_timeout.as_secs());
+    let mut args = vec![
         "--workers",
         "1",
         "--echo",
         "--drain-window",
-        "2s",
+        &window,
         "--close-timeout",
-        "2s",
-    ]);
+        &close_timeout,
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+#[test]
+fn sigterm_refuses_upgrades_spreads_1012_over_the_window_and_exits() {
+    const WINDOW: Duration = Duration::from_secs(2);
+    let mut server = echo_server_draining(WINDOW, Duration::from_secs(2), &[]);
     let clients: Vec<TcpStream> = (0..20).map(|_| server.ws()).collect();
     let (tx, rx) = std::sync::mpsc::channel();
     for mut c in clients {
@@ -225,16 +234,8 @@ fn sigterm_refuses_upgrades_spreads_1012_over_the_window_and_exits() {
 
 #[test]
 fn sigint_stops_within_a_second_with_a_client_open_and_sigterm_keeps_draining() {
-    let args = [
-        "--workers",
-        "1",
-        "--echo",
-        "--drain-window",
-        "30s",
-        "--close-timeout",
-        "5s",
-    ];
-    let mut server = Server::start(&args);
+    let (window, close_timeout) = (Duration::from_secs(30), Duration::from_secs(5));
+    let mut server = echo_server_draining(window, close_timeout, &[]);
     let mut first = server.ws();
     let mut second = server.ws();
     first
@@ -260,7 +261,7 @@ fn sigint_stops_within_a_second_with_a_client_open_and_sigterm_keeps_draining() 
     assert!(codes.contains(&Some(1012)), "{codes:?}");
 
     // SIGTERM, same clients: still draining after 2 s (the window is 30 s).
-    let mut server = Server::start(&args);
+    let mut server = echo_server_draining(window, close_timeout, &[]);
     let _a = server.ws();
     let _b = server.ws();
     server.signal("TERM");
@@ -280,15 +281,7 @@ fn sigint_stops_within_a_second_with_a_client_open_and_sigterm_keeps_draining() 
 #[test]
 fn a_client_that_never_answers_the_close_does_not_hold_the_drain() {
     let (window, close_timeout) = (Duration::from_secs(1), Duration::from_secs(2));
-    let mut server = Server::start(&[
-        "--workers",
-        "1",
-        "--echo",
-        "--drain-window",
-        "1s",
-        "--close-timeout",
-        "2s",
-    ]);
+    let mut server = echo_server_draining(window, close_timeout, &[]);
     let mut mute = server.ws();
     let sigterm = Instant::now();
     server.signal("TERM");
@@ -316,17 +309,7 @@ fn connections_still_in_their_http_exchange_do_not_hold_the_drain() {
     // moment one of those may be open. Here one idle connection that never sends its request stands for
     // them: the process exits once its WebSocket sessions are gone, not at the window plus the close timeout.
     let (window, close_timeout) = (Duration::from_secs(1), Duration::from_secs(5));
-    let mut server = Server::start(&[
-        "--workers",
-        "1",
-        "--echo",
-        "--drain-window",
-        "1s",
-        "--close-timeout",
-        "5s",
-        "--handshake-timeout",
-        "30s",
-    ]);
+    let mut server = echo_server_draining(window, close_timeout, &["--handshake-timeout", "30s"]);
     let mut client = server.ws();
     let _idle = server.connect();
     let sigterm = Instant::now();

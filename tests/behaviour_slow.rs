@@ -5,17 +5,9 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A subscribed client with a tiny receive buffer that does not read, so it falls behind at once.
-fn stuck_client(server: &Server, symbols: &str) -> TcpStream {
-    let mut s = small_window_ws(server);
-    subscribe(&mut s, symbols);
-    s
-}
 
 fn slow_server(prefix: &str, policy: &str) -> (ringcast::cli::redis_server::RedisServer, Server) {
     fed_server(
@@ -81,7 +73,7 @@ fn flood_until(
 #[test]
 fn slow_policy_drop_drops_ticks_and_keeps_the_connection() {
     let (redis, server) = slow_server("d:", "drop");
-    let mut stuck = stuck_client(&server, "S0,S1,S2,S3");
+    let mut stuck = small_window_client(&server, "S0,S1,S2,S3");
     let mut con = redis_con(&redis.url());
     let published = flood_until(&server, &mut con, "d:", "ringcast_dropped_frames_total");
     assert_eq!(
@@ -136,7 +128,7 @@ fn slow_policy_drop_drops_ticks_and_keeps_the_connection() {
 #[test]
 fn slow_policy_close_closes_with_1013_at_once() {
     let (redis, server) = slow_server("c:", "close");
-    let mut stuck = stuck_client(&server, "S0,S1,S2,S3");
+    let mut stuck = small_window_client(&server, "S0,S1,S2,S3");
     let mut con = redis_con(&redis.url());
     let started = Instant::now();
     flood_until(&server, &mut con, "c:", "ringcast_slow_consumers_total");

@@ -6,47 +6,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Output;
 
 use common::*;
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("ringcast-cfg-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str, text: &str) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `ringcast <args>` to completion with only `env` set.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = std::process::Command::new(bin());
     cmd.args(args).env_clear().envs(env.iter().copied());
     cmd.output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The `key = value` lines of `--print`'s output, without the comments saying where each came from.
@@ -77,7 +45,7 @@ fn a_file_round_trips_through_print_and_print_again_is_the_same() {
     let dir = TempDir::new("round");
     let path = dir.file("a.toml", FILE);
     let out = run(&["config", "--print", "--config", &path], &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let printed = String::from_utf8(out.stdout).unwrap();
     // Every value of the file is in effect, said to come from its line.
     for (line, kv) in FILE.lines().enumerate().skip(1) {
@@ -99,7 +67,7 @@ fn a_file_round_trips_through_print_and_print_again_is_the_same() {
     // The output is a config file: read back, it gives the same configuration (the secret aside).
     let again_path = dir.file("b.toml", &printed.replace("\"***\"", "\"file-token\""));
     let again = run(&["config", "--print", "--config", &again_path], &[]);
-    assert!(again.status.success(), "{}", text(&again));
+    assert!(again.status.success(), "{}", output_text(&again));
     assert_eq!(
         settings(&printed),
         settings(&String::from_utf8(again.stdout).unwrap())
@@ -119,7 +87,7 @@ fn flags_win_over_the_environment_which_wins_over_the_file() {
         ("RINGCAST_WORKERS", "2"),
     ];
     let out = run(&["config", "--print", "--", "--workers", "1"], &env);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let printed = String::from_utf8(out.stdout).unwrap();
     for expected in [
         format!("max-backlog = 1000  # from {path}:1"),
@@ -175,7 +143,7 @@ fn check_names_unknown_keys_and_bad_values_with_their_lines() {
          slow-policy = \"maybe\"\n",
     );
     let out = run(&["config", "--check", &path], &[]);
-    let msg = text(&out);
+    let msg = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{msg}");
     for expected in [
         format!("{path}:2: unknown key `workres` (did you mean `workers`?)"),
@@ -188,7 +156,7 @@ fn check_names_unknown_keys_and_bad_values_with_their_lines() {
     }
     // `serve` refuses the same file with the same lines, once, before starting anything.
     let out = run(&["serve", "--config", &path], &[]);
-    let served = text(&out);
+    let served = output_text(&out);
     assert_eq!(out.status.code(), Some(2), "{served}");
     assert!(
         served.contains(&format!("{path}:2: unknown key")),
@@ -202,19 +170,19 @@ fn check_names_unknown_keys_and_bad_values_with_their_lines() {
 
     let good = dir.file("good.toml", "workers = 1\n");
     let out = run(&["config", "--check", &good], &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        text(&out).contains("1 setting, no problems"),
+        output_text(&out).contains("1 setting, no problems"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     let out = run(&["serve", "--config", "/nonexistent/ringcast.toml"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out).contains("/nonexistent/ringcast.toml: cannot read it"),
+        output_text(&out).contains("/nonexistent/ringcast.toml: cannot read it"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 }
 
@@ -226,7 +194,7 @@ fn the_example_file_is_valid_as_shipped_and_uncommented() {
     let dir = TempDir::new("example");
     let shipped = dir.file("shipped.toml", &example);
     let out = run(&["config", "--check", &shipped], &[]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     // Every key with a default, uncommented: the defaults, and each key known.
     let uncommented: String = example
         .lines()
@@ -237,5 +205,5 @@ fn the_example_file_is_valid_as_shipped_and_uncommented() {
     assert!(uncommented.lines().count() > 30, "{uncommented}");
     let all = dir.file("all.toml", &uncommented);
     let out = run(&["config", "--check", &all], &[]);
-    assert!(out.status.success(), "{}\n{uncommented}", text(&out));
+    assert!(out.status.success(), "{}\n{uncommented}", output_text(&out));
 }

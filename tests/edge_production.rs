@@ -91,13 +91,6 @@ fn sigterm_drains_clients_with_1012_and_exits() {
     );
 }
 
-/// A subscribed client with a tiny receive buffer, so it falls behind as soon as it stops reading.
-fn small_window_client(server: &Server, symbols: &str) -> TcpStream {
-    let mut s = small_window_ws(server);
-    subscribe(&mut s, symbols);
-    s
-}
-
 #[test]
 fn a_slow_client_gets_current_ticks_and_fast_clients_are_not_slowed() {
     let (redis, server) = fed_server(

@@ -57,10 +57,7 @@ fn tls_get(server: &Server, cert: &DevCert, path: &str) -> (u16, String) {
 
 fn tls_metric(server: &Server, cert: &DevCert, name: &str) -> f64 {
     let (_, text) = tls_get(server, cert, "/metrics");
-    text.lines()
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    metric_sum(&text, name)
 }
 
 fn all_versions() -> Vec<&'static rustls::SupportedProtocolVersion> {

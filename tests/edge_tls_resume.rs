@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, NamedGroup, StreamOwned};
-use support::{DevCert, TempDir, client_config};
+use support::{DevCert, client_config};
 
 type Tls = StreamOwned<ClientConnection, std::net::TcpStream>;
 

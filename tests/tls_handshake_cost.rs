@@ -112,33 +112,37 @@ fn server_cpu_per_handshake() {
     for group in ["X25519MLKEM768", "x25519", "secp256r1"] {
         let kx = KxGroups::parse(group).unwrap().to_vec()[0];
         let client_share = kx.start().unwrap().pub_key().to_vec();
-        let mut times: Vec<Duration> = (0..N)
-            .map(|_| {
-                let t = Instant::now();
-                kx.start_and_complete(&client_share).unwrap();
-                t.elapsed()
-            })
-            .collect();
+        let median = median_time(N, || {
+            kx.start_and_complete(&client_share).unwrap();
+        });
         println!(
             "{group:<15} server key exchange: median {:>6.1} µs",
-            median(&mut times).as_secs_f64() * 1e6
+            median.as_secs_f64() * 1e6
         );
     }
     let ticketer = ringcast::tls::FileTicketer::load(&keys).unwrap();
     let state = [7u8; 160];
-    let mut times: Vec<Duration> = (0..N)
+    let median = median_time(N, || {
+        use rustls::server::ProducesTickets;
+        let ticket = ticketer.encrypt(&state).unwrap();
+        ticketer.decrypt(&ticket).unwrap();
+    });
+    println!(
+        "ticket (160 B state) sealed + opened: median {:.1} µs",
+        median.as_secs_f64() * 1e6
+    );
+}
+
+/// The median time of `n` runs of `f`.
+fn median_time(n: usize, mut f: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..n)
         .map(|_| {
-            use rustls::server::ProducesTickets;
             let t = Instant::now();
-            let ticket = ticketer.encrypt(&state).unwrap();
-            ticketer.decrypt(&ticket).unwrap();
+            f();
             t.elapsed()
         })
         .collect();
-    println!(
-        "ticket (160 B state) sealed + opened: median {:.1} µs",
-        median(&mut times).as_secs_f64() * 1e6
-    );
+    median(&mut times)
 }
 
 fn median(times: &mut [Duration]) -> Duration {

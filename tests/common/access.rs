@@ -27,9 +27,22 @@ pub fn signed_token(secret: &[u8], sub: &str, exp: u64, symbols: Option<&[&str]>
 /// Send a WebSocket upgrade to `target` with `extra` header lines (each ending in CRLF; may be empty);
 /// returns the stream and the response head.
 pub fn upgrade(server: &Server, target: &str, extra: &str) -> (TcpStream, String) {
+    upgrade_then(server, target, extra, &[])
+}
+
+/// `upgrade`, with `then` (e.g. a first frame) sent in the same write as the request.
+pub fn upgrade_then(
+    server: &Server,
+    target: &str,
+    extra: &str,
+    then: &[u8],
+) -> (TcpStream, String) {
     let mut s = server.connect();
-    let req = upgrade_request(target).replace("\r\n\r\n", &format!("\r\n{extra}\r\n"));
-    s.write_all(req.as_bytes()).unwrap();
+    let mut req = upgrade_request(target)
+        .replace("\r\n\r\n", &format!("\r\n{extra}\r\n"))
+        .into_bytes();
+    req.extend_from_slice(then);
+    s.write_all(&req).unwrap();
     let head = read_head(&mut s);
     (s, head)
 }

@@ -46,6 +46,14 @@ pub fn small_window_ws(server: &Server) -> TcpStream {
     s
 }
 
+/// A `small_window_ws` client subscribed to `symbols` (the ack read): it falls behind as soon as the ticks
+/// of those symbols come faster than it reads.
+pub fn small_window_client(server: &Server, symbols: &str) -> TcpStream {
+    let mut s = small_window_ws(server);
+    subscribe(&mut s, symbols);
+    s
+}
+
 /// `ringcast retire <symbol> --redis <url> --prefix <prefix>`, which must succeed.
 pub fn retire(redis_url: &str, prefix: &str, symbol: &str) {
     let out = ringcast_command(

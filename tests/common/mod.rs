@@ -5,12 +5,15 @@
 mod access;
 pub mod cases;
 mod feed;
+mod temp_dir;
 
 // Re-exported so `use common::*` finds them; a test binary that uses none of them must not warn.
 #[allow(unused_imports)]
 pub use access::*;
 #[allow(unused_imports)]
 pub use feed::*;
+#[allow(unused_imports)]
+pub use temp_dir::TempDir;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -440,6 +443,15 @@ pub fn ringcast_command(args: &[&str], env: &[(&str, &str)]) -> Command {
         cmd.env(k, v);
     }
     cmd
+}
+
+/// A finished command's stdout, then its stderr, as text.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 impl Server {

@@ -2,7 +2,7 @@
 //! 4001 at expiry (exp + leeway) unless it refreshes with `{"op":"auth","token":…}`, which keeps it open
 //! with its subscriptions; a bad token at the upgrade is refused (101 + 4003/4001, or 401).
 
-use super::sim::{self, ServerFrame, Sim};
+use super::sim::{self, SUBSCRIBE_EFERT, ServerFrame, Sim};
 use crate::auth::{AuthConfig, AuthRefusal, sign_hs256};
 use crate::protocol::CloseCode;
 use crate::runtime::stats::WorkerStats;
@@ -12,7 +12,6 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 const START_S: u64 = 1_700_000_000;
 const LEEWAY_S: u64 = 10;
 const WARNING_S: u64 = 60;
-const SUBSCRIBE_EFERT: &str = r#"{"op":"subscribe","symbols":["EFERT"]}"#;
 
 fn auth_sim(refusal: AuthRefusal) -> Sim {
     let mut settings = sim::settings();
@@ -56,6 +55,12 @@ fn ms(sim: &Sim) -> u64 {
     sim.now_us / 1000
 }
 
+/// Whether `at_ms` is at second `s` after the worker started, or within the one 250 ms step of `watch`
+/// that follows it.
+fn in_the_step_after(at_ms: u64, s: u64) -> bool {
+    (s * 1000..=s * 1000 + 250).contains(&at_ms)
+}
+
 /// Advance in 250 ms steps until `until_ms`, returning when the client read the expiry warning and
 /// the close (code and reason), in ms.
 fn watch(
@@ -89,7 +94,7 @@ fn a_connection_is_warned_before_its_token_expires_and_closed_with_4001_at_expir
     let (warned, closed) = watch(&mut sim, slot, 100_000);
     let warned = warned.expect("warned");
     assert!(
-        ((120 - WARNING_S) * 1000..=(120 - WARNING_S) * 1000 + 250).contains(&warned),
+        in_the_step_after(warned, 120 - WARNING_S),
         "warned at {warned} ms"
     );
     assert!(
@@ -140,9 +145,9 @@ fn a_refresh_before_expiry_keeps_the_connection_and_its_subscriptions() {
     // The new token runs its course: warning, then 4001 at its own expiry.
     let (warned, closed) = watch(&mut sim, slot, 620_000);
     let warned = warned.expect("warned again");
-    assert!(((600 - WARNING_S) * 1000..=(600 - WARNING_S) * 1000 + 250).contains(&warned));
+    assert!(in_the_step_after(warned, 600 - WARNING_S));
     let (at, code, _) = closed.expect("closed at the new expiry");
-    assert!(((600 + LEEWAY_S) * 1000..=(600 + LEEWAY_S) * 1000 + 250).contains(&at));
+    assert!(in_the_step_after(at, 600 + LEEWAY_S));
     assert_eq!(code, CloseCode::TOKEN_EXPIRED);
 }
 
@@ -168,7 +173,7 @@ fn a_refresh_for_another_user_fails_and_the_old_expiry_stands() {
     }
     let (_, closed) = watch(&mut sim, slot, 140_000);
     let (at, code, _) = closed.expect("closed at the old expiry");
-    assert!(((120 + LEEWAY_S) * 1000..=(120 + LEEWAY_S) * 1000 + 250).contains(&at));
+    assert!(in_the_step_after(at, 120 + LEEWAY_S));
     assert_eq!(code, CloseCode::TOKEN_EXPIRED);
 }
 

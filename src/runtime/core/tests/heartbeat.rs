@@ -1,11 +1,10 @@
 //! Heartbeats with traffic: what keeps a connection alive is what the client sends (pings, pongs,
 //! commands), not what it receives. A reader that only receives ticks is closed at the idle timeout.
 
-use super::sim::{self, ServerFrame, Sim};
+use super::sim::{self, SUBSCRIBE_EFERT, ServerFrame, Sim};
 use crate::protocol::OpCode;
 use crate::runtime::stats::WorkerStats;
 
-const SUBSCRIBE_EFERT: &str = r#"{"op":"subscribe","symbols":["EFERT"]}"#;
 const PING_S: u32 = 20;
 const IDLE_S: u32 = 60;
 

@@ -16,7 +16,7 @@ mod invariants;
 mod property;
 mod tls;
 
-use sim::{ServerFrame, Sim};
+use sim::{SUBSCRIBE_EFERT, ServerFrame, Sim};
 
 mod admission;
 mod auth;
@@ -26,8 +26,6 @@ mod slow;
 
 use crate::protocol::{CloseCode, OpCode};
 use crate::runtime::stats::WorkerStats;
-
-const SUBSCRIBE_EFERT: &str = r#"{"op":"subscribe","symbols":["EFERT"]}"#;
 
 #[test]
 fn a_client_connects_and_upgrades() {
@@ -99,8 +97,7 @@ fn a_shutdown_closes_every_client_with_1012_and_completes() {
             "slot {slot}: {frames:?}"
         );
         // The client answers the close; the server ends the connection.
-        sim.send_frame(slot, OpCode::Close, &1012u16.to_be_bytes());
-        sim.hang_up(slot);
+        sim.answer_close(slot, 1012);
         assert!(sim.is_closed(slot));
     }
     sim.advance(250);

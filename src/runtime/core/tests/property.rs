@@ -230,6 +230,16 @@ impl Run {
         list.join(",")
     }
 
+    /// The feed delivers the next value of a random symbol (not yet run through the sim).
+    fn feed_a_tick(&mut self) {
+        let i = self.rng.below(UNIVERSE as u64) as usize;
+        self.world.seq[i] += 1;
+        self.sim.core.on_feed(FeedEvent::Tick {
+            symbol: Symbol::from(symbol(i).as_str()),
+            frame: tick_frame(i, self.world.seq[i]),
+        });
+    }
+
     /// Write a masked frame, sometimes split in two writes (the frame's tail carried between reads).
     fn frame(&mut self, slot: u32, opcode: OpCode, payload: &[u8]) {
         let mut out = Vec::new();
@@ -275,22 +285,12 @@ impl Run {
                 }
             }
             28..=47 => {
-                let i = self.rng.below(UNIVERSE as u64) as usize;
-                self.world.seq[i] += 1;
-                self.sim.core.on_feed(FeedEvent::Tick {
-                    symbol: Symbol::from(symbol(i).as_str()),
-                    frame: tick_frame(i, self.world.seq[i]),
-                });
+                self.feed_a_tick();
                 self.sim.run();
             }
             48..=52 => {
                 for _ in 0..1 + self.rng.below(20) {
-                    let i = self.rng.below(UNIVERSE as u64) as usize;
-                    self.world.seq[i] += 1;
-                    self.sim.core.on_feed(FeedEvent::Tick {
-                        symbol: Symbol::from(symbol(i).as_str()),
-                        frame: tick_frame(i, self.world.seq[i]),
-                    });
+                    self.feed_a_tick();
                 }
                 self.sim.run();
             }

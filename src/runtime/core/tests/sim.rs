@@ -113,9 +113,12 @@ pub struct Sim {
     pub(super) client_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
+/// The core's table unless a test sizes it: (descriptor slots, WebSocket connections).
+pub(super) const TABLE: (u32, u32) = (1_064, 1_000);
+
 impl Sim {
     pub fn new(settings: WorkerSettings) -> Sim {
-        Sim::with_table(settings, (1_064, 1_000))
+        Sim::with_table(settings, TABLE)
     }
 
     /// A sim whose core has `table` = (descriptor slots, WebSocket connections).
@@ -519,6 +522,9 @@ pub fn snapshot(ticks: &[(&str, &str)]) -> FeedEvent {
 /// A valid upgrade request.
 pub const UPGRADE: &str = "GET / HTTP/1.1\r\nHost: sim\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A subscribe message for one symbol, the one most tests tick.
+pub const SUBSCRIBE_EFERT: &str = r#"{"op":"subscribe","symbols":["EFERT"]}"#;
 
 /// A masked client frame (fixed key: tests are deterministic).
 pub fn client_frame(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {

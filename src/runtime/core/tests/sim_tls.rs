@@ -13,7 +13,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
-use super::sim::{Client, Sim};
+use super::sim::{Client, Sim, TABLE};
 use crate::runtime::core::WorkerSettings;
 use crate::tls::{TlsConfig, TlsReloader, WorkerTls};
 
@@ -58,7 +58,7 @@ impl Sim {
     pub fn new_tls(settings: WorkerSettings) -> Sim {
         let (reloader, client) = certificate();
         let worker = WorkerTls::new(Arc::clone(reloader));
-        Sim::build(settings, (1_064, 1_000), Some((worker, Arc::clone(client))))
+        Sim::build(settings, TABLE, Some((worker, Arc::clone(client))))
     }
 
     /// A client that connects to the TLS listener without TLS (its bytes go on the wire as they are).

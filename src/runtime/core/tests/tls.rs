@@ -2,11 +2,9 @@
 //! (see `sim_tls.rs`), so the handshake, the sealing of queued frames, partial records, close_notify and
 //! the accounting of unsealed frames run as they do on a real socket.
 
-use super::sim::{self, ServerFrame, Sim};
+use super::sim::{self, SUBSCRIBE_EFERT, ServerFrame, Sim};
 use crate::protocol::{CloseCode, OpCode};
 use crate::runtime::stats::WorkerStats;
-
-const SUBSCRIBE_EFERT: &str = r#"{"op":"subscribe","symbols":["EFERT"]}"#;
 
 #[test]
 fn a_wss_client_handshakes_upgrades_subscribes_and_gets_ticks_in_order() {
