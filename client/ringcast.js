@@ -17,7 +17,7 @@ export const DEFAULTS = Object.freeze({
   capMs: 30_000, // the window never grows past this
   healthyMs: 10_000, // live this long and the attempt counter resets
   promptMs: 1_000, // 1001/1012/4001/network back: a uniform delay in [0, promptMs)
-  overloadMinMs: 5_000, // 1013: at least this, plus a window four doublings further on
+  overloadMinMs: 5_000, // 1013: at least this, plus the backoff delay of attempt + 4
   probeAfterMs: 20_000, // no server traffic this long: send a probe
   deadAfterMs: 10_000, // no answer to the probe within this: the socket is dead
   connectTimeoutMs: 10_000, // a socket not open within this is dropped (a connect can hang, e.g. in a backlog)

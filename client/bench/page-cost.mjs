@@ -14,9 +14,9 @@
 //     [--rate 2000] [--symbols 50] [--seconds 10] [--runs 1] [--conflation on,off] [--modes shared,dedicated] \
 //     [--limit-s 300] [--verbose 1]
 
-import { spawnServer, start, startRedis, stopAll, until, freePort, healthy, BIN } from "../test/harness.mjs";
-import { startBrowser } from "../test/browser.mjs";
-import { parseArgs } from "./stats.mjs";
+import { BIN, start, startStack, stopAll, until } from "../test/harness.mjs";
+import { badge, startBrowser } from "../test/browser.mjs";
+import { giveUpAfter, parseArgs } from "./stats.mjs";
 
 const args = parseArgs();
 const RATE = Number(args.rate ?? 2000);
@@ -36,11 +36,7 @@ const PSX = (
 ).split(" ");
 const symbols = Array.from({ length: SYMBOLS }, (_, n) => PSX[n] ?? `SYM${String(n - PSX.length + 1).padStart(4, "0")}`);
 
-const hardStop = setTimeout(async () => {
-  console.error(`gave up after ${LIMIT_MS} ms`);
-  await stopAll();
-  process.exit(2);
-}, LIMIT_MS);
+const hardStop = giveUpAfter(LIMIT_MS);
 
 // In the page: frame times, long tasks, and how many board prices changed (what the page drew).
 const PROBE = `(() => {
@@ -65,7 +61,7 @@ async function measure(browser, port, { conflate, mode }) {
   try {
     await tab.activate();
     await tab.call("Performance.enable", { timeDomain: "timeTicks" });
-    await until("the page live", async () => (await tab.evaluate(`document.getElementById("status")?.dataset.status`)) === "live", 30_000);
+    await until("the page live", async () => (await badge(tab)) === "live", 30_000);
     step("live");
     await tab.evaluate(PROBE);
     await new Promise((r) => setTimeout(r, 2000)); // warm-up
@@ -100,10 +96,7 @@ async function measure(browser, port, { conflate, mode }) {
   }
 }
 
-const { url: redisUrl } = await startRedis();
-const port = await freePort();
-spawnServer(port, redisUrl);
-await until("server health", () => healthy(port));
+const { port, redisUrl } = await startStack();
 start(BIN, ["--log", "warn", "feed", "--demo", "--symbols", String(SYMBOLS), "--rate", String(RATE), "--seed", "1", "--redis", redisUrl]);
 const browser = await startBrowser();
 const pct = (x) => `${(x * 100).toFixed(1)}%`;

@@ -12,10 +12,10 @@
 //     [--tabs 20] [--per-tab 10] [--client ringcast|seed|shared] [--signal TERM|KILL] [--drain 2s] \
 //     [--down-ms 0] [--limit-s 90]
 
-import { freePort, spawnServer, startRedis, startServer, stopAll, until } from "../test/harness.mjs";
+import { spawnServer, startStack, stopAll, until, whenExited } from "../test/harness.mjs";
 import { startBrowser } from "../test/browser.mjs";
 import { seedConnect } from "./seed-client.mjs";
-import { parseArgs, peakPer, quantile } from "./stats.mjs";
+import { giveUpAfter, parseArgs, peakPer, quantile } from "./stats.mjs";
 
 const args = parseArgs();
 const TABS = Number(args.tabs ?? 20);
@@ -28,16 +28,10 @@ const LIMIT_MS = Number(args["limit-s"] ?? 90) * 1000;
 if (!["ringcast", "seed", "shared"].includes(CLIENT)) throw new Error(`--client ringcast|seed|shared, not ${CLIENT}`);
 
 const began = Date.now();
-const hardStop = setTimeout(async () => {
-  console.error(`gave up after ${LIMIT_MS} ms`);
-  await stopAll();
-  process.exit(2);
-}, LIMIT_MS);
+const hardStop = giveUpAfter(LIMIT_MS);
 
-const { url: redisUrl } = await startRedis();
-const port = await freePort();
 const serverArgs = ["--drain-window", DRAIN];
-let server = await startServer(port, redisUrl, serverArgs);
+let { port, redisUrl, server } = await startStack({ extra: serverArgs });
 const browser = await startBrowser();
 const origin = `http://127.0.0.1:${port}`;
 
@@ -74,7 +68,7 @@ const connectedIn = Date.now() - began;
 
 const t0 = Date.now();
 server.kill(SIGNAL);
-await new Promise((resolve) => (server.exitCode !== null || server.signalCode !== null ? resolve() : server.once("exit", resolve)));
+await whenExited(server);
 const exitedAt = Date.now() - t0;
 await new Promise((resolve) => setTimeout(resolve, DOWN_MS));
 server = spawnServer(port, redisUrl, serverArgs);

@@ -9,9 +9,9 @@
 //     [--clients 1000] [--drain 2s] [--signal TERM|KILL] [--down-ms 0] [--client ringcast|seed] [--limit-s 45]
 
 import { connect } from "../ringcast.js";
-import { freePort, spawnServer, startRedis, startServer, stopAll, until } from "../test/harness.mjs";
+import { spawnServer, startStack, stopAll, until, whenExited } from "../test/harness.mjs";
 import { seedConnect } from "./seed-client.mjs";
-import { parseArgs, peakPer, quantile } from "./stats.mjs";
+import { giveUpAfter, parseArgs, peakPer, quantile } from "./stats.mjs";
 
 const args = parseArgs();
 const CLIENTS = Number(args.clients ?? 1000);
@@ -24,16 +24,10 @@ const connectClient = { ringcast: connect, seed: seedConnect }[CLIENT];
 if (!connectClient) throw new Error(`--client ringcast|seed, not ${CLIENT}`);
 
 const began = Date.now();
-const hardStop = setTimeout(async () => {
-  console.error(`gave up after ${LIMIT_MS} ms`);
-  await stopAll();
-  process.exit(2);
-}, LIMIT_MS);
+const hardStop = giveUpAfter(LIMIT_MS);
 
-const { url: redisUrl } = await startRedis();
-const port = await freePort();
 const serverArgs = ["--drain-window", DRAIN];
-let server = await startServer(port, redisUrl, serverArgs);
+let { port, redisUrl, server } = await startStack({ extra: serverArgs });
 
 let t0 = 0;
 const back = new Array(CLIENTS).fill(null); // ms after the signal when live again
@@ -62,7 +56,7 @@ const connectedIn = Date.now() - began;
 
 t0 = Date.now();
 server.kill(SIGNAL);
-await new Promise((resolve) => (server.exitCode !== null || server.signalCode !== null ? resolve() : server.once("exit", resolve)));
+await whenExited(server);
 const exitedAt = Date.now() - t0;
 await new Promise((resolve) => setTimeout(resolve, DOWN_MS));
 server = spawnServer(port, redisUrl, serverArgs);

@@ -122,3 +122,6 @@ export const rowPrice = (tab, symbol) =>
 
 /** The status on a tab's badge (undefined before the page has one). */
 export const badge = (tab) => tab.evaluate(`document.getElementById("status")?.dataset.status`);
+
+/** The price in a tab's feed (`window.ringcast`, the page's) for `symbol`: what it received, drawn or not; or null. */
+export const latestPrice = (tab, symbol) => tab.evaluate(`window.ringcast?.latest("${symbol}")?.price ?? null`);

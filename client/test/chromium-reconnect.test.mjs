@@ -8,21 +8,10 @@
 // Skipped, saying why, without a Chromium or without a global WebSocket (node --experimental-websocket).
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
-import { startServer, startStack, stopAll, until } from "./harness.mjs";
-import { skipWhy, startBrowser } from "./browser.mjs";
+import { AUTH, exited, metric, nowS, sign, startServer, startStack, stopAll, until } from "./harness.mjs";
+import { badge, latestPrice as got, skipWhy, startBrowser } from "./browser.mjs";
 
 after(stopAll);
-
-/** The sum over workers of a metric on /metrics. */
-async function metric(port, name) {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(" ").pop());
-  }
-  return sum;
-}
 
 // Records every change of the page's badge (status, close code) with the time, in window.statusLog.
 const RECORD_BADGE = `(() => {
@@ -31,8 +20,6 @@ const RECORD_BADGE = `(() => {
   new MutationObserver(() => window.statusLog.push([Date.now(), badge.dataset.status, badge.dataset.code ?? ""]))
     .observe(badge, { attributes: true, attributeFilter: ["data-status", "data-code"] });
 })()`;
-
-const got = (tab, symbol) => tab.evaluate(`window.ringcast?.latest("${symbol}")?.price ?? null`);
 
 test("SIGTERM drain: 1012 closes spread over the window, every tab (shared and dedicated) back with new ticks", {
   skip: skipWhy,
@@ -55,8 +42,7 @@ test("SIGTERM drain: 1012 closes spread over the window, every tab (shared and d
     }
     const modes = await Promise.all(tabs.map(({ tab }) => tab.evaluate("window.ringcast.mode")));
     assert.deepEqual(modes, [...Array(4).fill("dedicated"), ...Array(6).fill("shared")]);
-    const status = (tab) => tab.evaluate(`document.getElementById("status").dataset.status`);
-    await until("every tab live", async () => (await Promise.all(tabs.map(({ tab }) => status(tab)))).every((s) => s === "live"), 30_000);
+    await until("every tab live", async () => (await Promise.all(tabs.map(({ tab }) => badge(tab)))).every((s) => s === "live"), 30_000);
     const open = async () => (await metric(port, "ringcast_connections_open")) - 1; // less this /metrics request
     await until(async () => `7 sockets (4 dedicated, 3 shared), not ${await open()}`, async () => (await open()) === 7, 30_000);
     publish('{"symbol":"LUCK","price":"400.00"}');
@@ -64,7 +50,7 @@ test("SIGTERM drain: 1012 closes spread over the window, every tab (shared and d
 
     const t0 = Date.now();
     server.kill("SIGTERM");
-    await until("the old server gone", () => server.exitCode !== null || server.signalCode !== null, 30_000);
+    await until("the old server gone", () => exited(server), 30_000);
     await startServer(port, redisUrl);
     const logs = async () => Promise.all(tabs.map(({ tab }) => tab.evaluate("window.statusLog")));
     const backAt = (log) => log.find(([t, s]) => t > t0 && s === "live" && log.some(([u, r]) => u > t0 && u < t && r === "reconnecting"))?.[0];
@@ -94,17 +80,6 @@ test("SIGTERM drain: 1012 closes spread over the window, every tab (shared and d
     await stopAll();
   }
 });
-
-const SECRET = "ringcast-client-test-secret-0123456789";
-const b64url = (buf) => Buffer.from(buf).toString("base64url");
-function sign(claims) {
-  const head = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
-  const body = b64url(JSON.stringify(claims));
-  const mac = createHmac("sha256", SECRET).update(`${head}.${body}`).digest("base64url");
-  return `${head}.${body}.${mac}`;
-}
-const nowS = () => Math.floor(Date.now() / 1000);
-const AUTH = ["--auth-secret", SECRET, "--auth-leeway", "0s", "--auth-warning", "1s"];
 
 // In a tab on the server's origin that runs nothing of its own (/ringcast.js as a document), a feed made by
 // connect() with `options` (JSON, plus `getToken` from the queue window.tokens), its statuses in

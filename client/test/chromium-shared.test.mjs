@@ -5,20 +5,10 @@
 // socket; a worker that fails to load leaves the tab a socket of its own.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { startStack, stopAll, until } from "./harness.mjs";
-import { badge, rowPrice as price, skipWhy, startBrowser } from "./browser.mjs";
+import { metric, startStack, stopAll, until } from "./harness.mjs";
+import { badge, latestPrice as got, rowPrice as price, skipWhy, startBrowser } from "./browser.mjs";
 
 after(stopAll);
-
-/** The sum over workers of a metric on /metrics. */
-async function metric(port, name) {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  let sum = 0;
-  for (const line of text.split("\n")) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(" ").pop());
-  }
-  return sum;
-}
 
 test("two tabs share one socket, each gets only its symbols, and a closed tab's symbols are unsubscribed", {
   skip: skipWhy,
@@ -35,9 +25,8 @@ test("two tabs share one socket, each gets only its symbols, and a closed tab's 
     const open = async () => (await metric(port, "ringcast_connections_open")) - 1;
     const sockets = (n) => until(async () => `${n} open WebSocket(s), not ${await open()}`, async () => (await open()) === n, 30_000);
 
-    // What a tab received (its latest-value store): a hidden tab draws nothing until it is shown (the
-    // board repaints per animation frame), but its ticks arrive.
-    const got = (tab, symbol) => tab.evaluate(`window.ringcast.latest("${symbol}")?.price ?? null`);
+    // What a tab received (its latest-value store, latestPrice): a hidden tab draws nothing until it is
+    // shown (the board repaints per animation frame), but its ticks arrive.
     const a = await page("EFERT,LUCK");
     await until("tab A live", () => live(a), 30_000);
     assert.equal(await a.evaluate("window.ringcast.mode"), "shared");

@@ -1,6 +1,8 @@
-// Shared by the tests (and client/bench/restart-real.mjs): free ports, child processes that are all killed at
-// the end, bounded waits, a real redis-server + `ringcast serve`. (Holds no tests itself.)
+// Shared by the tests (and the benches in client/bench/): free ports, child processes that are all killed at
+// the end, bounded waits, a real redis-server + `ringcast serve`, its /metrics, signed test tokens. (Holds no
+// tests itself.)
 import { spawn, execFileSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { createServer, connect as tcpConnect } from "node:net";
 import { fileURLToPath } from "node:url";
 
@@ -34,13 +36,18 @@ export function start(cmd, args, stdio = ["ignore", "ignore", "inherit"], { grou
   return child;
 }
 
+/** Whether `child` has exited (by itself or by a signal). */
+export const exited = (child) => child.exitCode !== null || child.signalCode !== null;
+
+/** Resolves once `child` has exited. */
+export const whenExited = (child) => new Promise((resolve) => (exited(child) ? resolve() : child.once("exit", resolve)));
+
 export function stop(child) {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once("exit", resolve);
-    if (child.group) process.kill(-child.pid, "SIGKILL");
-    else child.kill("SIGKILL");
-  });
+  if (exited(child)) return Promise.resolve();
+  const done = whenExited(child);
+  if (child.group) process.kill(-child.pid, "SIGKILL");
+  else child.kill("SIGKILL");
+  return done;
 }
 
 /** Stops every child still running, the most recently started first. */
@@ -114,3 +121,29 @@ export async function startStack({ extra = [], stored = [] } = {}) {
   const server = await startServer(port, redisUrl, extra);
   return { port, wsUrl: `ws://127.0.0.1:${port}/`, redisUrl, publish, server };
 }
+
+/** The sum over workers of a metric on the server's /metrics (the request itself is an open connection). */
+export async function metric(port, name) {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.split(" ").pop());
+  }
+  return sum;
+}
+
+// The token tests' HS256 secret; AUTH: the server's flags for it (no leeway, the warning 1 s before expiry).
+const SECRET = "ringcast-client-test-secret-0123456789";
+export const AUTH = ["--auth-secret", SECRET, "--auth-leeway", "0s", "--auth-warning", "1s"];
+
+/** A JWT (HS256, SECRET) carrying `claims`. */
+export function sign(claims) {
+  const b64url = (text) => Buffer.from(text).toString("base64url");
+  const head = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const body = b64url(JSON.stringify(claims));
+  const mac = createHmac("sha256", SECRET).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${mac}`;
+}
+
+/** Now, in whole seconds (a JWT's `exp`). */
+export const nowS = () => Math.floor(Date.now() / 1000);

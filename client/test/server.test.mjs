@@ -4,9 +4,8 @@
 // this file is skipped, saying why.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { createHmac } from "node:crypto";
 import { connect } from "../ringcast.js";
-import { skipNoWebSocket, startServer, startStack, stop, stopAll, until } from "./harness.mjs";
+import { AUTH, exited, nowS, sign, skipNoWebSocket, startServer, startStack, stop, stopAll, until } from "./harness.mjs";
 
 after(stopAll);
 
@@ -50,17 +49,6 @@ test("subscribe → snapshot → live tick; SIGKILL + restart: reconnects and re
     await stopAll();
   }
 });
-
-const SECRET = "ringcast-client-test-secret-0123456789";
-const b64url = (buf) => Buffer.from(buf).toString("base64url");
-function sign(claims) {
-  const head = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
-  const body = b64url(JSON.stringify(claims));
-  const mac = createHmac("sha256", SECRET).update(`${head}.${body}`).digest("base64url");
-  return `${head}.${body}.${mac}`;
-}
-const nowS = () => Math.floor(Date.now() / 1000);
-const AUTH = ["--auth-secret", SECRET, "--auth-leeway", "0s", "--auth-warning", "1s"];
 
 test("token: refreshed on the server's warning without a new socket; a 4001 close fetches one and reconnects", REAL, async () => {
   const { wsUrl, publish } = await startStack({ extra: AUTH, stored: ['{"symbol":"EFERT","price":"55.00"}'] });
@@ -142,7 +130,7 @@ test("SIGTERM drain: 1012 makes the client reconnect promptly to the next server
       statuses.some(([s, d]) => s === "reconnecting" && d.code === 1012));
     const [, plan] = statuses.find(([s, d]) => s === "reconnecting" && d.code === 1012);
     assert.ok(plan.delayMs < 1000, `prompt: ${plan.delayMs} ms`);
-    await until("the old server gone", () => server.exitCode !== null || server.signalCode !== null);
+    await until("the old server gone", () => exited(server));
     await startServer(port, redisUrl);
     await until("live again", () => statuses.at(-1)[0] === "live", 30_000);
     publish('{"symbol":"OGDC","price":"120.00"}');
