@@ -3,6 +3,7 @@
 //! reloads, plain HTTP and TLS 1.0/1.1 on the TLS port, peer alerts, reload and its failure modes,
 //! and a rough per-connection memory measurement (docs/tls.md).
 
+mod common;
 #[path = "tls_adapter/support.rs"]
 mod support;
 

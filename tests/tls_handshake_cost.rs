@@ -6,6 +6,7 @@
 //! `cargo test --release --test tls_handshake_cost -- --ignored --nocapture` (perf/RESULTS.md,
 //! "Handshakes per core", has the figures and the socket-level ones).
 
+mod common;
 #[allow(dead_code)]
 #[path = "tls_adapter/support.rs"]
 mod support;

@@ -11,9 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion};
 
-#[path = "../common/temp_dir.rs"]
-mod temp_dir;
-pub use temp_dir::TempDir;
+pub use crate::common::TempDir;
 
 /// A certificate and key pair made by certs/make-dev-cert.sh in its own directory.
 pub struct DevCert {
