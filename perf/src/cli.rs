@@ -150,7 +150,7 @@ pub struct RunArgs {
     #[arg(long, value_parser = ["ringcast", "node", "none"])]
     pub server: Option<String>,
     /// Core list the started server is pinned to.
-    #[arg(long, value_name = "LIST", default_value = "0")]
+    #[arg(long, value_name = "LIST", default_value = "0", value_parser = core_list_text)]
     pub server_core: String,
     /// --workers of the started ringcast.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = count::<u32>)]
@@ -374,6 +374,11 @@ fn core_list(v: &str) -> Result<CoreList, String> {
         .map_err(|_| "not a core list: give one such as 1, 0,2 or 0-3".into())
 }
 
+/// A core list kept as written (it is also shown in the summary).
+fn core_list_text(v: &str) -> Result<String, String> {
+    core_list(v).map(|_| v.to_string())
+}
+
 fn rate_list(v: &str) -> Result<RateList, String> {
     let steps = v
         .split(',')
@@ -431,6 +436,7 @@ mod tests {
             ("run --duration 5x", "--duration", "10s, 500ms"),
             ("run --churn-frac 2", "--churn-frac", "from 0 to 1"),
             ("run --client-cores a-b", "--client-cores", "0-3"),
+            ("run --server-core x", "--server-core", "0-3"),
             ("run --steps 100,x", "--steps", "100,1000"),
             (
                 "run --conns-per-client 0",
