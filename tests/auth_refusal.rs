@@ -196,3 +196,84 @@ fn refusals_are_logged_at_the_default_level_and_a_flood_is_rate_limited() {
         "every refusal is logged or counted: {lines:#?}"
     );
 }
+
+/// Each refusal an operator may meet, provoked against the real binary at the default log level: logged at
+/// info (`refused code=…`) and counted by code in `/metrics` (`ringcast_refusals_total{code}`). 1013 (slow
+/// consumer) needs a feed: `behaviour_slow.rs`.
+#[test]
+fn every_refusal_is_logged_at_info_and_counted_by_code() {
+    let (server, out) = Server::start_logged(&[
+        "--workers",
+        "1",
+        "--origins",
+        "https://app.example.com",
+        "--auth-secret",
+        SECRET,
+        "--max-conns-per-ip",
+        "1",
+        "--max-msgs-per-s",
+        "3",
+    ]);
+    let origin = "Origin: https://app.example.com\r\n";
+    let good = token(now_s() + 600, SECRET.as_bytes());
+    for code in [401, 403, 503, 1008, 1013, 4001, 4003] {
+        let labels = format!("code=\"{code}\"");
+        assert_eq!(
+            server.metric_labelled("ringcast_refusals_total", &labels),
+            0.0,
+            "{code} exported from the start, at 0"
+        );
+    }
+
+    let (_, head) = upgrade(
+        &server,
+        &format!("/?token={good}"),
+        "Origin: https://evil.test\r\n",
+    );
+    assert_eq!(status_of(head.as_bytes()), 403, "{head}");
+    server.refusal_counted_and_logged(&out, 403, 1.0);
+
+    let (mut s, _) = upgrade(&server, "/", origin);
+    assert_eq!(first_frame_is_close(&mut s).0, 4003);
+    server.refusal_counted_and_logged(&out, 4003, 1.0);
+
+    let expired = token(now_s() - 3600, SECRET.as_bytes());
+    let (mut s, _) = upgrade(&server, &format!("/?token={expired}"), origin);
+    assert_eq!(first_frame_is_close(&mut s).0, 4001);
+    server.refusal_counted_and_logged(&out, 4001, 1.0);
+
+    // One open connection per address: a second upgrade gets 503.
+    let (mut open, head) = upgrade(&server, &format!("/?token={good}"), origin);
+    assert_eq!(status_of(head.as_bytes()), 101, "{head}");
+    let (_, head) = upgrade(&server, &format!("/?token={good}"), origin);
+    assert_eq!(status_of(head.as_bytes()), 503, "{head}");
+    server.refusal_counted_and_logged(&out, 503, 1.0);
+
+    // More than 3 messages in the burst: closed with 1008.
+    for _ in 0..4 {
+        send_text(&mut open, r#"{"op":"ping"}"#);
+    }
+    open.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    loop {
+        let (_, opcode, payload) = read_frame(&mut open).expect("pongs, then a Close");
+        if opcode == 0x8 {
+            assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1008);
+            break;
+        }
+    }
+    server.refusal_counted_and_logged(&out, 1008, 1.0);
+
+    // `--auth-refusal http`: a missing token is a 401.
+    let (http, out) = Server::start_logged(&[
+        "--workers",
+        "1",
+        "--auth-secret",
+        SECRET,
+        "--auth-refusal",
+        "http",
+    ]);
+    let (_, head) = upgrade(&http, "/", "");
+    assert_eq!(status_of(head.as_bytes()), 401, "{head}");
+    http.refusal_counted_and_logged(&out, 401, 1.0);
+    assert_eq!(http.metric("ringcast_refusals_total"), 1.0, "nothing else");
+}

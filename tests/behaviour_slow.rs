@@ -10,23 +10,23 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn slow_server(prefix: &str, policy: &str) -> (ringcast::cli::redis_server::RedisServer, Server) {
-    fed_server(
-        "1",
-        prefix,
-        &[
-            "--max-backlog",
-            "8192",
-            "--send-buffer",
-            "4096",
-            "--slow-policy",
-            policy,
-            // Far beyond the test: what happens here is the policy's doing, not the grace period's.
-            "--slow-grace",
-            "60s",
-            "--close-timeout",
-            "5s",
-        ],
-    )
+    fed_server("1", prefix, &slow_args(policy))
+}
+
+fn slow_args(policy: &str) -> [&str; 10] {
+    [
+        "--max-backlog",
+        "8192",
+        "--send-buffer",
+        "4096",
+        "--slow-policy",
+        policy,
+        // Far beyond the test: what happens here is the policy's doing, not the grace period's.
+        "--slow-grace",
+        "60s",
+        "--close-timeout",
+        "5s",
+    ]
 }
 
 /// Publish batches of 1 KB ticks (`seq` numbered, 4 symbols) until `metric` counts at least one, then 3
@@ -127,7 +127,7 @@ fn slow_policy_drop_drops_ticks_and_keeps_the_connection() {
 
 #[test]
 fn slow_policy_close_closes_with_1013_at_once() {
-    let (redis, server) = slow_server("c:", "close");
+    let (redis, server, log) = fed_server_logged("1", "c:", &slow_args("close"));
     let mut stuck = small_window_client(&server, "S0,S1,S2,S3");
     let mut con = redis_con(&redis.url());
     let started = Instant::now();
@@ -140,6 +140,13 @@ fn slow_policy_close_closes_with_1013_at_once() {
     assert_eq!(server.metric("ringcast_conflated_frames_total"), 0.0);
     // Reading now, it finds the Close behind the ticks that were already queued.
     assert_eq!(read_close_code(&mut stuck), Some(1013), "try again later");
+    // A refusal like the others: logged at info with its reason, counted by code.
+    server.refusal_counted_and_logged(&log, 1013, 1.0);
+    assert!(
+        log.text().contains("reason=\"slow consumer\""),
+        "{}",
+        log.text()
+    );
 }
 
 #[test]

@@ -2,8 +2,9 @@
 # THE test command: `bash tests/run.sh` (CI: .ci/run). Installs what the tests need, then runs every
 # step, whatever an earlier one did:
 #   cargo build --release --bins · cargo fmt --check · cargo clippy -D warnings ·
-#   cargo test --release · cargo test --lib (debug: debug_assert! and overflow checks) ·
-#   cargo test in perf/ · Autobahn conformance · kernel-tuning (root) · fuzz/smoke.sh · perf/smoke.sh
+#   cargo +MSRV check (Cargo.toml's rust-version) · cargo test --release ·
+#   cargo test --lib (debug: debug_assert! and overflow checks) · cargo test in perf/ ·
+#   Autobahn conformance · kernel-tuning (root) · fuzz/smoke.sh · perf/smoke.sh
 # Only a failed release build stops steps that need it: they are reported as "not run".
 # Each step prints a header and its elapsed seconds; the end is a summary (one line per step: ok,
 # FAILED, skipped or not run, with a note such as Autobahn's strict-OK count), a verdict line, and last
@@ -220,6 +221,31 @@ if [[ "${RINGCAST_SKIP_CLIPPY:-0}" == 1 ]]; then
 else
     step "cargo clippy --all-targets -- -D warnings" cargo clippy --all-targets -- -D warnings
 fi
+# MSRV: the crate (tests, benches and examples too) type-checks with the Rust of Cargo.toml's
+# `rust-version`, with the same Cargo.lock. The toolchain stays installed (~/.rustup) and the check has a
+# target dir of its own (target/msrv), so after the first run (~2-3 min of CPU on 2 cores, most of it the
+# dependencies) it rechecks only this crate: ~30 s. Without rustup or when the Rust dist server cannot
+# be reached, a skipped part (a failure with CI=true).
+msrv_check() {
+    local msrv
+    msrv="$(sed -nE 's/^rust-version = "([0-9.]+)".*/\1/p' Cargo.toml)"
+    [[ -n "$msrv" ]] || { echo "msrv: Cargo.toml has no rust-version"; return 1; }
+    if ! command -v rustup >/dev/null 2>&1; then
+        echo "msrv: skipped: no rustup to install Rust $msrv"
+        return 0
+    fi
+    if ! rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+        echo "msrv: installing Rust $msrv (rustup toolchain install $msrv --profile minimal)"
+        if ! rustup toolchain install "$msrv" --profile minimal >"$LOGDIR/rustup-msrv.log" 2>&1; then
+            tail -n 5 "$LOGDIR/rustup-msrv.log"
+            echo "msrv: skipped: rustup could not install Rust $msrv (is static.rust-lang.org reachable?)"
+            return 0
+        fi
+    fi
+    echo "msrv: $(rustup run "$msrv" rustc --version)"
+    CARGO_TARGET_DIR="$ROOT/target/msrv" cargo "+$msrv" check --locked --all-targets
+}
+step "cargo +MSRV check --locked --all-targets" msrv_check
 # --no-fail-fast: every test binary runs and reports even after one fails.
 built_step "cargo test --release" cargo test --release --no-fail-fast
 # Debug build: debug_assert! and overflow checks run (the release tests compile them out).

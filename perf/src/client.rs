@@ -22,11 +22,12 @@ mod stats;
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 
 use rustls::ClientConnection;
 use serde_json::{Value, json};
 
+use crate::cli::ClientArgs;
 use crate::common::*;
 use crate::{tls, ws};
 use stats::{Counters, Stats};
@@ -89,55 +90,39 @@ pub struct Config {
     max_frame: u64,
 }
 
-pub fn main(flags: &Flags) -> Result<(), String> {
-    let target: SocketAddrV4 = flags
-        .str("target", "127.0.0.1:3001")
-        .parse()
-        .map_err(|e| format!("--target: {e}"))?;
-    let src: Ipv4Addr = flags
-        .str("src-base", "127.0.0.2")
-        .parse()
-        .map_err(|e| format!("--src-base: {e}"))?;
-    let symbols: u32 = flags.num("symbols", 100);
+pub fn main(a: &ClientArgs) -> Result<(), String> {
     let cfg = Config {
-        target,
-        host: flags.str("host", &target.to_string()),
-        path: flags.str("path", "/"),
-        conns: flags.num("conns", 100),
-        offset: flags.num("offset", 0),
-        src_base: u32::from(src),
-        per_addr: flags.num("per-addr", 28_000),
-        k: flags.num("per-conn", 1),
-        dist: Dist::new(
-            &flags.str("sub-dist", "uniform"),
-            symbols,
-            flags.num("zipf-s", 1.0),
-        )?,
-        seed: flags.num("seed", 1),
-        json_form: flags.str("form", "plain") == "json",
-        concurrency: flags.num("connect-concurrency", 2000),
-        churn_frac: flags.num("churn-frac", 0.0),
-        deadline_s: flags.secs("deadline", 600.0),
-        connect_timeout_s: flags.secs("connect-timeout", 10.0),
+        target: a.target,
+        host: a.host.clone().unwrap_or_else(|| a.target.to_string()),
+        path: a.path.clone(),
+        conns: a.conns,
+        offset: a.offset,
+        src_base: u32::from(a.src_base),
+        per_addr: a.per_addr,
+        k: a.per_conn,
+        dist: Dist::new(&a.sub_dist, a.symbols, a.zipf_s)?,
+        seed: a.seed,
+        json_form: a.form == "json",
+        concurrency: a.connect_concurrency,
+        churn_frac: a.churn_frac,
+        deadline_s: a.deadline,
+        connect_timeout_s: a.connect_timeout,
         max_frame: 16 << 20,
     };
-    let tls = if flags.bool("tls") {
-        let Some(ca) = flags.get("ca") else {
+    let t = &a.tls;
+    let tls = if t.tls {
+        let Some(ca) = &t.ca else {
             return Err("--tls needs --ca FILE (the PEM certificate(s) to trust)".into());
         };
         Some(tls::Tls::new(
             ca,
-            &flags.str("server-name", "localhost"),
-            flags.bool("tls-resume"),
-            flags.get("tls-groups"),
+            &t.server_name,
+            t.tls_resume,
+            t.tls_groups.as_deref(),
         )?)
     } else {
         None
     };
-    let unknown = flags.unknown();
-    if !unknown.is_empty() {
-        return Err(format!("unknown flags: --{}", unknown.join(", --")));
-    }
     raise_nofile();
     Client::new(cfg, tls).run()
 }

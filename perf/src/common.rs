@@ -1,90 +1,11 @@
-//! Pieces shared by the coordinator and the client processes: flags, RNG, symbol names, subscriptions,
+//! Pieces shared by the coordinator and the client processes: durations, RNG, symbol names, subscriptions,
 //! clocks, histograms.
-
-use std::collections::HashMap;
 
 use base64::Engine;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 
-/// `--key value` / `--flag` parser; positional words are kept in order.
-pub struct Flags {
-    map: HashMap<String, String>,
-    used: std::cell::RefCell<Vec<String>>,
-    pub positional: Vec<String>,
-}
-
-impl Flags {
-    pub fn parse(args: &[String]) -> Result<Flags, String> {
-        let mut map = HashMap::new();
-        let mut positional = Vec::new();
-        let mut i = 0;
-        while i < args.len() {
-            let a = &args[i];
-            if let Some(name) = a.strip_prefix("--") {
-                if let Some((k, v)) = name.split_once('=') {
-                    map.insert(k.to_string(), v.to_string());
-                } else if i + 1 < args.len() && !args[i + 1].starts_with("--") {
-                    map.insert(name.to_string(), args[i + 1].clone());
-                    i += 1;
-                } else {
-                    map.insert(name.to_string(), "true".to_string());
-                }
-            } else {
-                positional.push(a.clone());
-            }
-            i += 1;
-        }
-        Ok(Flags {
-            map,
-            used: Default::default(),
-            positional,
-        })
-    }
-    pub fn get(&self, k: &str) -> Option<&str> {
-        self.used.borrow_mut().push(k.to_string());
-        self.map.get(k).map(|s| s.as_str())
-    }
-    pub fn str(&self, k: &str, d: &str) -> String {
-        self.get(k).unwrap_or(d).to_string()
-    }
-    pub fn num<T: std::str::FromStr>(&self, k: &str, d: T) -> T {
-        match self.get(k) {
-            None => d,
-            Some(v) => v.replace('_', "").parse().unwrap_or_else(|_| {
-                eprintln!("ringcast-load: --{k}: `{v}` is not a valid number");
-                std::process::exit(2)
-            }),
-        }
-    }
-    pub fn bool(&self, k: &str) -> bool {
-        matches!(self.get(k), Some("true") | Some("1") | Some("yes"))
-    }
-    pub fn secs(&self, k: &str, d: f64) -> f64 {
-        match self.get(k) {
-            None => d,
-            Some(v) => parse_secs(v).unwrap_or_else(|| {
-                eprintln!(
-                    "ringcast-load: --{k}: `{v}` is not a duration (e.g. 10, 10s, 500ms, 2m)"
-                );
-                std::process::exit(2)
-            }),
-        }
-    }
-    /// Flags given but never read (typos).
-    pub fn unknown(&self) -> Vec<String> {
-        let used = self.used.borrow();
-        let mut v: Vec<String> = self
-            .map
-            .keys()
-            .filter(|k| !used.contains(k))
-            .cloned()
-            .collect();
-        v.sort();
-        v
-    }
-}
-
+/// Seconds from `10`, `10s`, `500ms`, `2m`, `1h`.
 pub fn parse_secs(v: &str) -> Option<f64> {
     let v = v.trim();
     let (num, mul) = if let Some(n) = v.strip_suffix("ms") {
@@ -93,6 +14,8 @@ pub fn parse_secs(v: &str) -> Option<f64> {
         (n, 1.0)
     } else if let Some(n) = v.strip_suffix('m') {
         (n, 60.0)
+    } else if let Some(n) = v.strip_suffix('h') {
+        (n, 3600.0)
     } else {
         (v, 1.0)
     };

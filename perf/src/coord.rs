@@ -20,13 +20,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::cli::RunArgs;
 use crate::common::*;
 use crate::publisher;
 use run::Run;
 use server::ServerOpts;
 use sys::{Guard, install_signal_handler, server_rss_kb, slab_kb};
 
-const MAX_PER_PROCESS: u64 = 19_000;
+pub const MAX_PER_PROCESS: u64 = 19_000;
 
 struct Opts {
     scenario: String,
@@ -79,7 +80,7 @@ fn defaults(scenario: &str) -> (u64, f64, f64) {
     }
 }
 
-pub fn main(flags: &Flags) -> Result<(), String> {
+pub fn main(args: &RunArgs) -> Result<(), String> {
     let guard = Arc::new(Guard::default());
     {
         // Ctrl-C / SIGTERM: stop what we started.
@@ -89,20 +90,16 @@ pub fn main(flags: &Flags) -> Result<(), String> {
             std::process::exit(130);
         });
     }
-    let r = run_all(flags, &guard);
+    let r = run_all(args, &guard);
     // Whatever happened, stop what we started (by pid).
     guard.stop_all();
     r
 }
 
-fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
-    let o = parse_opts(flags)?;
-    let srv = ServerOpts::from_flags(flags)?;
-    let connect_timeout = flags.secs("connect-timeout", 10.0);
-    let unknown = flags.unknown();
-    if !unknown.is_empty() {
-        return Err(format!("unknown flags: --{}", unknown.join(", --")));
-    }
+fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
+    let o = opts(args);
+    let srv = ServerOpts::from_args(args)?;
+    let connect_timeout = args.connect_timeout;
 
     let t_begin = Instant::now();
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
@@ -409,72 +406,59 @@ fn run_all(flags: &Flags, guard: &Arc<Guard>) -> Result<(), String> {
     report::write_outputs(&o, &result)
 }
 
-fn parse_opts(flags: &Flags) -> Result<Opts, String> {
-    let scenario = flags.str("scenario", "latency");
-    if !["idle", "fanout", "latency", "churn", "slow"].contains(&scenario.as_str()) {
-        return Err(format!(
-            "--scenario must be idle, fanout, latency, churn or slow, got `{scenario}`"
-        ));
-    }
+/// The run's options from the flags (values already checked by clap), with the scenario's defaults.
+fn opts(a: &RunArgs) -> Opts {
+    let scenario = a.scenario.clone();
     let (dconns, drate, ddur) = defaults(&scenario);
-    let steps: Vec<f64> = flags
-        .str("steps", "100,1000,5000,10000,20000,50000")
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.replace('_', "").parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("--steps: {e}"))?;
-    let o = Opts {
-        conns: flags.num("conns", dconns),
-        symbols: flags.num("symbols", 100),
-        per_conn: flags.num("per-conn", 1),
-        sub_dist: flags.str("sub-dist", "uniform"),
-        zipf_s: flags.num("zipf-s", 1.0),
-        pub_dist: flags.str("pub-dist", "roundrobin"),
-        form: flags.str("form", "plain"),
-        tick_bytes: flags.num("tick-bytes", 100),
-        rate: flags.num("rate", drate),
-        steps,
-        step_duration: flags.secs("step-duration", 5.0),
-        duration: flags.secs("duration", ddur),
-        warmup: flags.secs("warmup", 1.0),
-        client_cores: parse_cores(&flags.str("client-cores", "1"))?,
-        per_client: flags.num("conns-per-client", MAX_PER_PROCESS),
-        connect_concurrency: flags.num("connect-concurrency", 2000),
-        churn_frac: flags.num("churn-frac", if scenario == "churn" { 0.2 } else { 0.0 }),
-        churn_rate: flags.num("churn-rate", 500.0),
-        slow_frac: flags.num("slow-frac", 0.1),
-        seed: flags.num("seed", 1),
-        prefix: flags.str("prefix", "perf:"),
-        batch: !flags.bool("no-batch"),
-        saturation_p99_ms: flags.num("saturation-p99-ms", 100.0),
-        all_steps: flags.bool("all-steps"),
-        timeout: flags.secs("timeout", 0.0),
-        out: flags.str("out", &format!("ringcast-load-{scenario}.json")),
-        svg: flags.str("svg", &format!("ringcast-load-{scenario}.svg")),
-        quiet: flags.bool("quiet"),
+    Opts {
+        conns: a.conns.unwrap_or(dconns),
+        symbols: a.symbols,
+        per_conn: a.per_conn,
+        sub_dist: a.sub_dist.clone(),
+        zipf_s: a.zipf_s,
+        pub_dist: a.pub_dist.clone(),
+        form: a.form.clone(),
+        tick_bytes: a.tick_bytes,
+        rate: a.rate.unwrap_or(drate),
+        steps: a.steps.0.clone(),
+        step_duration: a.step_duration,
+        duration: a.duration.unwrap_or(ddur),
+        warmup: a.warmup,
+        client_cores: a.client_cores.0.clone(),
+        per_client: a.conns_per_client,
+        connect_concurrency: a.connect_concurrency,
+        churn_frac: a
+            .churn_frac
+            .unwrap_or(if scenario == "churn" { 0.2 } else { 0.0 }),
+        churn_rate: a.churn_rate,
+        slow_frac: a.slow_frac,
+        seed: a.seed,
+        prefix: a.prefix.clone(),
+        batch: !a.no_batch,
+        saturation_p99_ms: a.saturation_p99_ms,
+        all_steps: a.all_steps,
+        timeout: a.timeout.unwrap_or(0.0),
+        out: a
+            .out
+            .clone()
+            .unwrap_or_else(|| format!("ringcast-load-{scenario}.json")),
+        svg: a
+            .svg
+            .clone()
+            .unwrap_or_else(|| format!("ringcast-load-{scenario}.svg")),
+        quiet: a.quiet,
         client_tls: {
             let mut v = Vec::new();
-            if flags.bool("tls-resume") {
+            if a.tls.tls_resume {
                 v.push("--tls-resume".to_string());
             }
-            if let Some(g) = flags.get("tls-groups") {
-                v.extend(["--tls-groups".to_string(), g.to_string()]);
+            if let Some(g) = &a.tls.tls_groups {
+                v.extend(["--tls-groups".to_string(), g.clone()]);
             }
             v
         },
         scenario,
-    };
-    if o.per_client == 0 || o.per_client > MAX_PER_PROCESS {
-        return Err(format!("--conns-per-client must be 1..={MAX_PER_PROCESS}"));
     }
-    if o.conns > 1_000_000 {
-        return Err("--conns: at most 1,000,000".into());
-    }
-    if !["plain", "json"].contains(&o.form.as_str()) {
-        return Err("--form must be plain or json".into());
-    }
-    Ok(o)
 }
 
 /// Per client process (offset, connections, first source address); and the subscriber counts per

@@ -1,5 +1,6 @@
 //! ringcast-load: load generator and benchmark harness for Ringcast (see perf/README.md).
 
+mod cli;
 mod client;
 mod common;
 mod coord;
@@ -10,36 +11,17 @@ mod tick;
 mod tls;
 mod ws;
 
-const USAGE: &str = "usage:
-  ringcast-load run --scenario idle|fanout|latency|churn|slow [--server ringcast|node|none] [--start-redis] ...
-  ringcast-load client ...   (spawned by `run`)
-  ringcast-load plot RESULT.json [MORE.json ...] OUT.svg
-  ringcast-load selftest [--conns 200 --batch 64 --duration 3]   (client capacity, no server)
-See perf/README.md for every flag.";
+use clap::Parser;
+use cli::{Cli, Cmd};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        eprintln!("{USAGE}");
-        std::process::exit(2);
-    };
-    let flags = match common::Flags::parse(&args[1..]) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("ringcast-load: {e}");
-            std::process::exit(2);
-        }
-    };
-    let r = match cmd.as_str() {
-        "run" => coord::main(&flags),
-        "client" => client::main(&flags),
-        "plot" => plot(&flags),
-        "selftest" => selftest::main(&flags),
-        "-h" | "--help" | "help" => {
-            println!("{USAGE}");
-            Ok(())
-        }
-        other => Err(format!("unknown command `{other}`\n{USAGE}")),
+    // clap prints usage errors (naming the flag, the value and what it takes) and exits 2.
+    let cli = Cli::parse();
+    let r = match &cli.cmd {
+        Cmd::Run(a) => coord::main(a),
+        Cmd::Client(a) => client::main(a),
+        Cmd::Plot(a) => plot(&a.results, &a.out),
+        Cmd::Selftest(a) => selftest::main(a),
     };
     if let Err(e) = r {
         eprintln!("ringcast-load: {e}");
@@ -49,14 +31,10 @@ fn main() {
 
 /// Re-draws the plot from a result file (or several: `plot a.json b.json ... out.svg`, one curve per phase
 /// per file, e.g. ringcast vs the node baseline).
-fn plot(flags: &common::Flags) -> Result<(), String> {
-    let p = &flags.positional;
-    if p.len() < 2 {
-        return Err("plot RESULT.json [RESULT2.json ...] OUT.svg".into());
-    }
+fn plot(results: &[String], out: &str) -> Result<(), String> {
     let mut series = Vec::new();
-    let many = p.len() > 2;
-    for f in &p[..p.len() - 1] {
+    let many = results.len() > 1;
+    for f in results {
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?)
                 .map_err(|e| format!("{f}: {e}"))?;
@@ -82,9 +60,6 @@ fn plot(flags: &common::Flags) -> Result<(), String> {
             series.push((label, h));
         }
     }
-    std::fs::write(
-        &p[p.len() - 1],
-        svg::percentile_plot("ringcast-load latency", &series),
-    )
-    .map_err(|e| e.to_string())
+    std::fs::write(out, svg::percentile_plot("ringcast-load latency", &series))
+        .map_err(|e| format!("{out}: {e}"))
 }

@@ -13,18 +13,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::cli::SelftestArgs;
 use crate::common::*;
 
-pub fn main(flags: &Flags) -> Result<(), String> {
-    let conns: u64 = flags.num("conns", 200);
-    let secs = flags.secs("duration", 3.0);
-    let batch: usize = flags.num("batch", 64);
-    let cores = parse_cores(&flags.str("client-cores", "1"))?;
-    let blaster_cores = parse_cores(&flags.str("blaster-cores", "0"))?;
-    let unknown = flags.unknown();
-    if !unknown.is_empty() {
-        return Err(format!("unknown flags: --{}", unknown.join(", --")));
-    }
+pub fn main(a: &SelftestArgs) -> Result<(), String> {
+    let (conns, secs, batch) = (a.conns, a.duration, a.batch);
+    let cores = a.client_cores.0.clone();
+    let blaster_cores = a.blaster_cores.0.clone();
     // This thread away from the blaster's core, or 200 busy writers starve it.
     let _ = pin_to(0, &cores);
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;

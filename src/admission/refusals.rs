@@ -1,13 +1,27 @@
 //! Refusals logged where an operator sees them: at info level with their stable reason (the same words
 //! the client gets), at most one line per second per (code, reason), the next line saying how many were
-//! not logged meanwhile, so a flood of refused clients cannot fill the disk. The counters of each refusal
-//! are in `/metrics`; the log says which client and why.
+//! not logged meanwhile, so a flood of refused clients cannot fill the disk. Every refusal, logged or not,
+//! is counted by code in `/metrics` (`ringcast_refusals_total{code="…"}`, [`CODES`]); the log says which
+//! client and why.
 //!
-//! [`RefusalLog`] decides (sans-IO, time passed in); [`refused`] is the one call the worker makes.
+//! [`RefusalLog`] decides (sans-IO, time passed in); [`refused`] is the one call the worker makes: it
+//! counts and logs.
 
 use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
+
+use crate::runtime::stats::WorkerStats;
+
+/// The refusals counted in `/metrics` by code, in this order: 401 (token, `--auth-refusal http`), 403
+/// (origin, `/metrics` token), 503 (admission limits), 1008 (message rate), 1013 (slow consumer), 4001
+/// (token expired: at the upgrade or later), 4003 (token missing or invalid, `--auth-refusal close`).
+pub const CODES: [u16; 7] = [401, 403, 503, 1008, 1013, 4001, 4003];
+
+/// Where `code` is in [`CODES`] (`None`: not a counted refusal).
+pub fn code_index(code: u16) -> Option<usize> {
+    CODES.iter().position(|&c| c == code)
+}
 
 /// Most lines per (code, reason) per this many milliseconds.
 pub const INTERVAL_MS: u64 = 1000;
@@ -71,9 +85,16 @@ fn now_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// Log a refused upgrade or a closed connection (`code`: 401, 403, 503, 4001, 4003, 1008, 1013, …) at info
-/// level, rate-limited per (code, reason).
-pub fn refused(code: u16, reason: &str, peer: Option<IpAddr>) {
+/// A refused upgrade or a connection closed for a policy (`code`: one of [`CODES`]): counted in the
+/// worker's `stats`, and logged at info level, rate-limited per (code, reason).
+pub fn refused(stats: &WorkerStats, code: u16, reason: &str, peer: Option<IpAddr>) {
+    debug_assert!(
+        code_index(code).is_some(),
+        "refusal code {code} is not counted"
+    );
+    if let Some(i) = code_index(code) {
+        WorkerStats::add(&stats.refusals[i], 1);
+    }
     if !tracing::enabled!(tracing::Level::INFO) {
         return;
     }

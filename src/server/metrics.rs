@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::admission::refusals;
 use crate::http::Exposition;
 use crate::ingest::IngestStats;
 use crate::ingest::tick::BadReason;
@@ -182,6 +183,19 @@ impl Exposition for Metrics {
                 s,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {total}"
             );
+        }
+        let name = "ringcast_refusals_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} Refusals by code, each also logged at info (`refused code=… reason=…`): 401, 403, 503 upgrades refused over HTTP; 4001, 4003 a token refused with a close; 1008 message rate; 1013 slow consumer.\n# TYPE {name} counter"
+        );
+        for (i, code) in refusals::CODES.iter().enumerate() {
+            let total: u64 = self
+                .workers
+                .iter()
+                .map(|w| WorkerStats::get(&w.refusals[i]))
+                .sum();
+            let _ = writeln!(s, "{name}{{code=\"{code}\"}} {total}");
         }
         let backlog: u64 = self
             .workers

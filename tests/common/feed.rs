@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use ringcast::cli::redis_server::RedisServer;
 
 use super::{
-    Server, read_head, read_reply, ringcast_command, send_text, start_redis, upgrade_request,
+    Captured, Server, read_head, read_reply, ringcast_command, send_text, start_redis,
+    upgrade_request,
 };
 
 /// A fresh redis-server and `ringcast serve --workers <workers> --redis <it> --prefix <prefix> <args>`,
@@ -21,6 +22,21 @@ pub fn fed_server(workers: &str, prefix: &str, args: &[&str]) -> (RedisServer, S
     let server = Server::start(&all);
     server.wait_feed_up();
     (redis, server)
+}
+
+/// `fed_server` at the default log level (info), its output captured (`Server::start_logged`).
+pub fn fed_server_logged(
+    workers: &str,
+    prefix: &str,
+    args: &[&str],
+) -> (RedisServer, Server, Captured) {
+    let redis = start_redis();
+    let url = redis.url();
+    let mut all = vec!["--workers", workers, "--redis", &url, "--prefix", prefix];
+    all.extend_from_slice(args);
+    let (server, out) = Server::start_logged(&all);
+    server.wait_feed_up();
+    (redis, server, out)
 }
 
 /// Send a subscribe message (a symbol list, or its JSON form) and read the ack, which must say

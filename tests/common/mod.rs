@@ -470,6 +470,50 @@ impl Server {
         server
     }
 
+    /// `ringcast serve --listen 127.0.0.1:<free port> <args>` at the default log level (`RINGCAST_LOG`
+    /// unset: info), its output captured; returns once `/healthz` answers.
+    pub fn start_logged(args: &[&str]) -> (Server, Captured) {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let listen = addr.to_string();
+        let mut all = vec!["serve", "--listen", &listen];
+        all.extend_from_slice(args);
+        let mut child = ringcast_command(&all, &[])
+            .env_remove("RINGCAST_LOG")
+            .spawn()
+            .expect("start ringcast");
+        let out = Captured::of(&mut child);
+        (Server::adopt(child, addr), out)
+    }
+
+    /// The value of one labelled series, e.g. `metric_labelled("ringcast_refusals_total", "code=\"401\"")`
+    /// (0 when absent).
+    pub fn metric_labelled(&self, name: &str, labels: &str) -> f64 {
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200);
+        let series = format!("{name}{{{labels}}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Wait (at most 5 s) until the refusal with `code` is counted `count` times in `/metrics`
+    /// (`ringcast_refusals_total{code}`) and logged at info level (`INFO … refused code=<code>`) in `out`.
+    pub fn refusal_counted_and_logged(&self, out: &Captured, code: u16, count: f64) {
+        let labels = format!("code=\"{code}\"");
+        let field = format!("code={code} ");
+        poll_until(
+            Duration::from_secs(5),
+            &format!("refusal {code} counted {count} times and logged"),
+            || {
+                self.metric_labelled("ringcast_refusals_total", &labels) == count
+                    && out
+                        .text()
+                        .lines()
+                        .any(|l| l.contains("INFO") && l.contains("refused") && l.contains(&field))
+            },
+        );
+    }
+
     /// `GET path` that may fail (e.g. while the server is stopping).
     pub fn try_status(&self, path: &str) -> Option<u16> {
         self.try_get(path).ok().map(|(status, _)| status)

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::Guard;
 use super::sys::{descendants, free_port, healthz, wait_until};
+use crate::cli::RunArgs;
 use crate::common::*;
 use crate::{publisher, tls};
 
@@ -40,35 +41,21 @@ pub(super) struct TlsOpts {
 }
 
 impl ServerOpts {
-    pub(super) fn from_flags(flags: &Flags) -> Result<ServerOpts, String> {
+    pub(super) fn from_args(a: &RunArgs) -> Result<ServerOpts, String> {
         let manifest = env!("CARGO_MANIFEST_DIR");
-        let pids = match flags.get("server-pid") {
-            Some(list) => list
-                .split(',')
-                .map(|p| {
-                    p.trim()
-                        .parse::<i32>()
-                        .map_err(|_| format!("--server-pid: bad pid `{p}`"))
-                })
-                .collect::<Result<_, _>>()?,
-            None => Vec::new(),
-        };
-        let tls = if flags.bool("tls") {
-            let cert_key = match (flags.get("tls-cert"), flags.get("tls-key")) {
-                (Some(c), Some(k)) => Some((c.to_string(), k.to_string())),
-                (None, None) => None,
-                _ => return Err("--tls-cert and --tls-key go together".into()),
-            };
-            Some(TlsOpts {
-                ca: flags.get("ca").map(str::to_string),
-                server_name: flags.str("server-name", "localhost"),
-                cert_key,
-            })
-        } else {
-            None
-        };
+        let pids = a
+            .server_pid
+            .as_ref()
+            .map(|p| p.0.clone())
+            .unwrap_or_default();
+        let tls = a.tls.tls.then(|| TlsOpts {
+            ca: a.tls.ca.clone(),
+            server_name: a.tls.server_name.clone(),
+            // clap has checked that they come together.
+            cert_key: a.tls_cert.clone().zip(a.tls_key.clone()),
+        });
         let default_kind = if !pids.is_empty() { "none" } else { "ringcast" };
-        let kind = flags.str("server", default_kind);
+        let kind = a.server.clone().unwrap_or(default_kind.to_string());
         if let Some(t) = &tls {
             // Refused before anything starts.
             match kind.as_str() {
@@ -85,19 +72,22 @@ impl ServerOpts {
         }
         Ok(ServerOpts {
             kind,
-            core: flags.str("server-core", "0"),
-            workers: flags.num("server-workers", 1),
-            processes: flags.num("server-processes", 1),
-            ringcast_bin: flags.str(
-                "ringcast-bin",
-                &format!("{manifest}/../target/release/ringcast"),
-            ),
-            node_dir: flags.str("node-dir", &format!("{manifest}/baselines/node-ws")),
+            core: a.server_core.clone(),
+            workers: a.server_workers,
+            processes: a.server_processes,
+            ringcast_bin: a
+                .ringcast_bin
+                .clone()
+                .unwrap_or_else(|| format!("{manifest}/../target/release/ringcast")),
+            node_dir: a
+                .node_dir
+                .clone()
+                .unwrap_or_else(|| format!("{manifest}/baselines/node-ws")),
             pids,
-            target: flags.get("target").map(str::to_string),
-            port: flags.get("port").map(|p| p.parse().unwrap_or(0)),
-            start_redis: flags.bool("start-redis"),
-            redis_url: flags.str("redis", "redis://127.0.0.1:6379"),
+            target: a.target.clone(),
+            port: a.port,
+            start_redis: a.start_redis,
+            redis_url: a.redis.clone(),
             tls,
         })
     }
@@ -180,7 +170,7 @@ pub(super) fn start(
     let mut trust = None;
     if let Some(t) = &s.tls {
         match s.kind.as_str() {
-            "node" => unreachable!("refused in from_flags"),
+            "node" => unreachable!("refused in from_args"),
             "ringcast" => {
                 let (cert, key, how) = match &t.cert_key {
                     Some((c, k)) => (c.clone(), k.clone(), format!("{c} (--tls-cert)")),

@@ -90,7 +90,12 @@ impl Core {
     fn refuse(&mut self, slot: u32, retry_after_s: u64, reason: &str) {
         WorkerStats::add(&self.stats.handshake_failed, 1);
         WorkerStats::add(&self.stats.admission_refused, 1);
-        crate::admission::refusals::refused(503, reason, self.conns[slot as usize].peer);
+        crate::admission::refusals::refused(
+            &self.stats,
+            503,
+            reason,
+            self.conns[slot as usize].peer,
+        );
         http::write_unavailable(reason, Some(retry_after_s), &mut self.scratch);
         self.end(slot);
     }
@@ -127,6 +132,7 @@ impl Core {
         if now_ms >= auth.close_at_ms {
             WorkerStats::add(&self.stats.token_expired, 1);
             crate::admission::refusals::refused(
+                &self.stats,
                 auth::CLOSE_TOKEN_EXPIRED.0,
                 auth::CLOSE_TOKEN_EXPIRED_REASON,
                 None,

@@ -189,7 +189,12 @@ impl Core {
             } => self.admit(slot, upgrade, identity, protocol, rest),
             Route::Forbidden(reason) => {
                 WorkerStats::add(&self.stats.handshake_failed, 1);
-                crate::admission::refusals::refused(403, reason, self.conns[slot as usize].peer);
+                crate::admission::refusals::refused(
+                    &self.stats,
+                    403,
+                    reason,
+                    self.conns[slot as usize].peer,
+                );
                 crate::auth::origin::write_forbidden(&mut self.scratch);
                 self.end(slot);
             }
@@ -204,6 +209,7 @@ impl Core {
                 WorkerStats::add(&self.stats.handshake_failed, 1);
                 let code = err.close_code().0;
                 crate::admission::refusals::refused(
+                    &self.stats,
                     code,
                     err.reason(),
                     self.conns[slot as usize].peer,
@@ -215,6 +221,7 @@ impl Core {
             Route::Unauthorized(err) => {
                 WorkerStats::add(&self.stats.handshake_failed, 1);
                 crate::admission::refusals::refused(
+                    &self.stats,
                     401,
                     err.reason(),
                     self.conns[slot as usize].peer,
