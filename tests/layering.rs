@@ -20,11 +20,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("protocol", &[]),
     ("secret", &[]),
     ("alloc", &[]),
-    ("runtime::stats", &[]),
     // Sans-IO policy, fan-out and ingest.
     ("auth", &["protocol"]),
     ("tls", &["protocol"]),
     ("admission", &[]),
+    ("runtime::stats", &["admission"]),
     ("http", &["auth", "protocol", "secret"]),
     ("fanout", &["protocol"]),
     ("ingest", &["fanout", "secret"]),

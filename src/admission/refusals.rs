@@ -8,10 +8,9 @@
 //! counts and logs.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
-
-use crate::runtime::stats::WorkerStats;
 
 /// The refusals counted in `/metrics` by code, in this order: 401 (token, `--auth-refusal http`), 403
 /// (origin, `/metrics` token), 503 (admission limits), 1008 (message rate), 1013 (slow consumer), 4001
@@ -21,6 +20,23 @@ pub const CODES: [u16; 7] = [401, 403, 503, 1008, 1013, 4001, 4003];
 /// Where `code` is in [`CODES`] (`None`: not a counted refusal).
 pub fn code_index(code: u16) -> Option<usize> {
     CODES.iter().position(|&c| c == code)
+}
+
+/// A worker's refusal counters, one per code of [`CODES`] in that order (written by their worker only,
+/// summed on scrape).
+#[derive(Debug, Default)]
+pub struct RefusalCounts([AtomicU64; CODES.len()]);
+
+impl RefusalCounts {
+    /// How many refusals with the `i`-th code of [`CODES`] were counted.
+    pub fn get(&self, i: usize) -> u64 {
+        self.0[i].load(Relaxed)
+    }
+
+    fn add(&self, i: usize) {
+        let counter = &self.0[i];
+        counter.store(counter.load(Relaxed) + 1, Relaxed);
+    }
 }
 
 /// Most lines per (code, reason) per this many milliseconds.
@@ -86,14 +102,14 @@ fn now_ms() -> u64 {
 }
 
 /// A refused upgrade or a connection closed for a policy (`code`: one of [`CODES`]): counted in the
-/// worker's `stats`, and logged at info level, rate-limited per (code, reason).
-pub fn refused(stats: &WorkerStats, code: u16, reason: &str, peer: Option<IpAddr>) {
+/// worker's `counts`, and logged at info level, rate-limited per (code, reason).
+pub fn refused(counts: &RefusalCounts, code: u16, reason: &str, peer: Option<IpAddr>) {
     debug_assert!(
         code_index(code).is_some(),
         "refusal code {code} is not counted"
     );
     if let Some(i) = code_index(code) {
-        WorkerStats::add(&stats.refusals[i], 1);
+        counts.add(i);
     }
     if !tracing::enabled!(tracing::Level::INFO) {
         return;

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::admission::refusals::RefusalCounts;
+
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     pub accepted: AtomicU64,
@@ -27,8 +29,8 @@ pub struct WorkerStats {
     pub tls_failures: AtomicU64,
     pub token_expired: AtomicU64,
     pub rate_limited: AtomicU64,
-    /// Refusals by code, indexed as `admission::refusals::CODES` (counted by `refusals::refused`).
-    pub refusals: [AtomicU64; crate::admission::refusals::CODES.len()],
+    /// Refusals by code (counted by `admission::refusals::refused`).
+    pub refusals: RefusalCounts,
     /// Symbols in the worker's map (a gauge, updated by upkeep).
     pub symbols: AtomicU64,
     /// Symbols evicted from the map to make room (`--max-symbols`; copied from the map by upkeep).

@@ -190,11 +190,7 @@ impl Exposition for Metrics {
             "# HELP {name} Refusals by code, each also logged at info (`refused code=… reason=…`): 401, 403, 503 upgrades refused over HTTP; 4001, 4003 a token refused with a close; 1008 message rate; 1013 slow consumer.\n# TYPE {name} counter"
         );
         for (i, code) in refusals::CODES.iter().enumerate() {
-            let total: u64 = self
-                .workers
-                .iter()
-                .map(|w| WorkerStats::get(&w.refusals[i]))
-                .sum();
+            let total: u64 = self.workers.iter().map(|w| w.refusals.get(i)).sum();
             let _ = writeln!(s, "{name}{{code=\"{code}\"}} {total}");
         }
         let backlog: u64 = self

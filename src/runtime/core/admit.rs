@@ -91,7 +91,7 @@ impl Core {
         WorkerStats::add(&self.stats.handshake_failed, 1);
         WorkerStats::add(&self.stats.admission_refused, 1);
         crate::admission::refusals::refused(
-            &self.stats,
+            &self.stats.refusals,
             503,
             reason,
             self.conns[slot as usize].peer,
@@ -132,7 +132,7 @@ impl Core {
         if now_ms >= auth.close_at_ms {
             WorkerStats::add(&self.stats.token_expired, 1);
             crate::admission::refusals::refused(
-                &self.stats,
+                &self.stats.refusals,
                 auth::CLOSE_TOKEN_EXPIRED.0,
                 auth::CLOSE_TOKEN_EXPIRED_REASON,
                 None,

@@ -245,7 +245,7 @@ impl Core {
             backlog,
             "slow consumer; closing with 1013"
         );
-        crate::admission::refusals::refused(&self.stats, 1013, "slow consumer", peer);
+        crate::admission::refusals::refused(&self.stats.refusals, 1013, "slow consumer", peer);
         self.send_close(slot, CloseCode::TRY_AGAIN_LATER, "slow consumer");
     }
 
@@ -310,7 +310,7 @@ impl Core {
             {
                 WorkerStats::add(&self.stats.rate_limited, 1);
                 crate::admission::refusals::refused(
-                    &self.stats,
+                    &self.stats.refusals,
                     1008,
                     "message rate limit",
                     self.conns[slot as usize].peer,

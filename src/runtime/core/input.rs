@@ -190,7 +190,7 @@ impl Core {
             Route::Forbidden(reason) => {
                 WorkerStats::add(&self.stats.handshake_failed, 1);
                 crate::admission::refusals::refused(
-                    &self.stats,
+                    &self.stats.refusals,
                     403,
                     reason,
                     self.conns[slot as usize].peer,
@@ -209,7 +209,7 @@ impl Core {
                 WorkerStats::add(&self.stats.handshake_failed, 1);
                 let code = err.close_code().0;
                 crate::admission::refusals::refused(
-                    &self.stats,
+                    &self.stats.refusals,
                     code,
                     err.reason(),
                     self.conns[slot as usize].peer,
@@ -221,7 +221,7 @@ impl Core {
             Route::Unauthorized(err) => {
                 WorkerStats::add(&self.stats.handshake_failed, 1);
                 crate::admission::refusals::refused(
-                    &self.stats,
+                    &self.stats.refusals,
                     401,
                     err.reason(),
                     self.conns[slot as usize].peer,
