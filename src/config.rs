@@ -318,7 +318,8 @@ impl ServeConfig {
     }
 }
 
-/// The slow-consumer policy.
+/// The slow-consumer policy (`--slow-policy`); `server` maps it to the core's own
+/// `runtime::core::SlowPolicy`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SlowPolicy {
     Conflate,

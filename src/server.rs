@@ -2,22 +2,24 @@
 //! cores, and stop them on SIGTERM/SIGINT. With `--processes N`, a supervisor starts N such processes
 //! sharing the port instead.
 
+mod metrics;
+
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
-use crate::config::ServeConfig;
+use crate::config::{self, ServeConfig};
 use crate::fanout;
-use crate::http::metrics::Metrics;
 use crate::ingest::{self, IngestConfig, IngestStats};
-use crate::runtime::core::{App, WorkerSettings};
-use crate::runtime::driver::Worker;
+use crate::runtime::core::{App, SlowPolicy, WorkerSettings};
+use crate::runtime::driver::{Feed, Worker};
 use crate::runtime::listener;
 use crate::runtime::signals::{self, Signal};
 use crate::runtime::wake::Control;
 use crate::tls::{TlsConfig, TlsReloader};
+use metrics::Metrics;
 
 pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     cfg.validate()?;
@@ -34,14 +36,10 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         workers: controls.iter().map(|c| c.stats.clone()).collect(),
         ingest: ingest_stats.clone(),
     });
-    let mut settings = worker_settings(&cfg, metrics);
+    let settings = Arc::new(worker_settings(&cfg, metrics));
     let admission_epoch = Instant::now();
     // Workers ask ingest for the stored latest tick of a symbol they evicted (`--max-symbols`).
     let (fetch_tx, fetch_rx) = std::sync::mpsc::channel();
-    if !cfg.echo {
-        settings.fetch = Some(fetch_tx);
-    }
-    let settings = Arc::new(settings);
     let nofile = crate::runtime::uring::raise_nofile_limit();
     let (_, per_worker) = crate::runtime::core::table_size(cfg.max_conns_per_worker, nofile);
     let tls = match (&cfg.tls_cert, &cfg.tls_key) {
@@ -81,7 +79,10 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         } else {
             let (tx, rx) = fanout::channel(control.clone());
             feeds.push(tx);
-            Some(rx)
+            Some(Feed {
+                events: rx,
+                fetch: fetch_tx.clone(),
+            })
         };
         let settings = settings.clone();
         let tls = tls.clone();
@@ -195,8 +196,12 @@ fn worker_settings(cfg: &ServeConfig, metrics: Arc<Metrics>) -> WorkerSettings {
         recv_buffer_size: cfg.recv_buffer_size as usize,
         max_symbols_per_conn: cfg.max_symbols_per_conn,
         max_symbols: cfg.max_symbols as usize,
-        fetch: None,
-        slow_policy: cfg.slow_policy,
+        fetch_latest: !cfg.echo,
+        slow_policy: match cfg.slow_policy {
+            config::SlowPolicy::Conflate => SlowPolicy::Conflate,
+            config::SlowPolicy::Drop => SlowPolicy::Drop,
+            config::SlowPolicy::Close => SlowPolicy::Close,
+        },
         slow_grace_ms: cfg.slow_grace.as_millis() as u64,
         ping_interval_s: cfg.ping_interval.as_secs().max(1) as u32,
         idle_timeout_s: cfg.idle_timeout.as_secs().max(2) as u32,

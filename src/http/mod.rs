@@ -1,11 +1,17 @@
 //! The few plain-HTTP routes served on the WebSocket port, and the decision to upgrade.
 
-pub mod metrics;
 pub mod page;
 
 use crate::auth::{self, AuthConfig, AuthError, AuthRefusal, Identity, OriginPolicy};
 use crate::protocol::handshake::{self, HttpError, Request, Upgrade};
 use crate::protocol::response::Head;
+
+/// What `GET /metrics` answers: Prometheus text, rendered on each scrape from the stats its renderer was
+/// handed (`server::Metrics`: every worker's counters and ingest's). The routes and the worker's core
+/// know only this.
+pub trait Exposition: Send + Sync + std::fmt::Debug {
+    fn render(&self) -> String;
+}
 
 /// What the upgrade is checked against (built once per worker from the configuration). `Debug` masks the
 /// metrics token.
@@ -145,7 +151,7 @@ pub fn write_health(out: &mut Vec<u8>) {
 }
 
 /// The `/metrics` response.
-pub fn write_metrics(metrics: &metrics::Metrics, out: &mut Vec<u8>) {
+pub fn write_metrics(metrics: &dyn Exposition, out: &mut Vec<u8>) {
     Head::new(200, out)
         .close()
         .header("Content-Type", "text/plain; version=0.0.4")

@@ -1,7 +1,8 @@
 //! The one writer of HTTP/1.1 responses, sans-IO: the status line with its reason phrase, the header
 //! lines, and the body with its `Content-Length`, appended to an output buffer. Every response the server
 //! sends is built here: the `101` of an upgrade and the refusals of one (`protocol::handshake`), the
-//! plain routes and `503` (`crate::http`), `401` and `403` (`crate::auth`). Each is answered once and
+//! plain routes and `503` (`crate::http`), `401` and `403` (`crate::auth`), the `400` to plain HTTP on the
+//! TLS port (`crate::tls`). Each is answered once and
 //! the connection closed (`Connection: close`); there is no keep-alive.
 
 use std::io::Write as _;
@@ -36,7 +37,19 @@ impl<'o> Head<'o> {
 
     /// `Content-Length`, the blank line and `body`.
     pub fn body(self, body: &[u8]) {
-        let _ = write!(self.out, "Content-Length: {}\r\n\r\n", body.len());
+        self.length(body.len()).end_with(body);
+    }
+
+    /// `Content-Length: <len>` ahead of the last headers, for a response that names its length before
+    /// `Connection: close` (the `400` on the TLS port); finish with [`Head::end_with`].
+    pub fn length(self, len: usize) -> Self {
+        let _ = write!(self.out, "Content-Length: {len}\r\n");
+        self
+    }
+
+    /// The blank line and `body` (whose length [`Head::length`] gave).
+    pub fn end_with(self, body: &[u8]) {
+        self.out.extend_from_slice(b"\r\n");
         self.out.extend_from_slice(body);
     }
 
@@ -100,6 +113,16 @@ mod tests {
         assert_eq!(
             out,
             b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\nETag: \"1\"\r\nX-Bytes: !\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn a_length_named_before_the_last_header() {
+        let mut out = Vec::new();
+        Head::new(400, &mut out).length(3).close().end_with(b"no\n");
+        assert_eq!(
+            out,
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\nConnection: close\r\n\r\nno\n"
         );
     }
 

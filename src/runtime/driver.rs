@@ -4,14 +4,14 @@
 //!
 //! Each loop iteration: submit and wait (until a completion or the core's next deadline) → tell the
 //! core the time → hand it every completion → hand receive buffers back → `Core::poll` (timers, upkeep,
-//! one send per socket with queued bytes) → submit its intents.
+//! one send per socket with queued bytes) → submit its intents → hand its fetches to ingest.
 
 use std::mem::ManuallyDrop;
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::fanout::FeedReceiver;
+use crate::fanout::{FeedReceiver, FetchRequest};
 use crate::runtime::core::outbox::SendOp;
 use crate::runtime::core::{ConnId, Core, Epochs, Intent, MAX_ACCEPTS, RecvEnd, WorkerSettings};
 use crate::runtime::stats::WorkerStats;
@@ -59,6 +59,14 @@ fn unpack(user_data: u64) -> (Option<Op>, ConnId) {
     (op, id)
 }
 
+/// A worker's end of the feed (none in the echo profile).
+pub struct Feed {
+    /// Ticks and feed status from the ingest thread.
+    pub events: FeedReceiver,
+    /// Where the core's fetches go: the stored latest tick of a symbol it may have evicted.
+    pub fetch: mpsc::Sender<FetchRequest>,
+}
+
 /// One worker. Teardown (`Drop` below): the ring cancels and reaps every operation in flight before any
 /// field is dropped, so no memory an operation points into (receive buffers, the core's outboxes) is
 /// freed under the kernel; the ring owns the accept addresses and the wake-up buffer itself.
@@ -69,8 +77,7 @@ pub struct Worker {
     core: ManuallyDrop<Core>,
     listener: socket2::Socket,
     control: Arc<Control>,
-    /// Ticks and feed status from the ingest thread (none in the echo profile).
-    feed: Option<FeedReceiver>,
+    feed: Option<Feed>,
     /// Indexes of the ring's accept address slots not in use by an armed accept.
     accept_free: Vec<usize>,
     start: Instant,
@@ -82,7 +89,7 @@ impl Worker {
         listener: socket2::Socket,
         settings: Arc<WorkerSettings>,
         control: Arc<Control>,
-        feed: Option<FeedReceiver>,
+        feed: Option<Feed>,
         tls: Option<Arc<TlsReloader>>,
         admission_epoch: Instant,
     ) -> std::io::Result<Worker> {
@@ -197,7 +204,7 @@ impl Worker {
                 self.arm_wake();
                 // Every queued feed event in one go: a burst costs one wake-up and one flush.
                 if let Some(feed) = &self.feed {
-                    for event in feed.try_iter() {
+                    for event in feed.events.try_iter() {
                         self.core.on_feed(event);
                     }
                 }
@@ -206,7 +213,7 @@ impl Worker {
         }
     }
 
-    /// The core's intents, as submissions (in order).
+    /// The core's intents, as submissions (in order), then its fetches, to ingest.
     fn submit_intents(&mut self) {
         for intent in self.core.intents() {
             match intent {
@@ -240,6 +247,17 @@ impl Worker {
                 Intent::Cancel(id) => self.ring.cancel_all(id.slot, user_data(Op::Cancel, id)),
                 Intent::Close(id) => self.ring.close(id.slot, user_data(Op::Close, id)),
             }
+        }
+        while let Some(symbol) = self.core.next_fetch() {
+            let request = FetchRequest {
+                worker: self.core.id(),
+                symbol: symbol.clone(),
+            };
+            let sent = self
+                .feed
+                .as_ref()
+                .is_some_and(|feed| feed.fetch.send(request).is_ok());
+            self.core.on_fetch_sent(&symbol, sent);
         }
     }
 

@@ -1,6 +1,6 @@
 //! One TLS connection, sans IO: ciphertext in, plaintext and records to send out.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
@@ -9,6 +9,7 @@ use rustls::unbuffered::{
 use rustls::{AlertDescription, HandshakeKind, PeerIncompatible, ProtocolVersion, ServerConfig};
 
 use super::error::{TlsError, TlsFailure};
+use crate::protocol::response::Head;
 
 /// Append every decrypted record of a `ReadTraffic` / `ReadEarlyData` state to `plaintext`, adding what
 /// each lets the caller discard; the first error stops. (Two rustls types with the same `next_record`.)
@@ -31,17 +32,22 @@ macro_rules! read_records {
     }};
 }
 
-/// The complete response to plain HTTP on the TLS port (see [`TlsFailure::PlaintextOnTlsPort`]).
+/// The complete response to plain HTTP on the TLS port (see [`TlsFailure::PlaintextOnTlsPort`]),
+/// written once by the one HTTP response writer (`protocol::response`).
 pub fn plaintext_rejection() -> &'static [u8] {
-    PLAINTEXT_REJECTION
+    static REJECTION: OnceLock<Vec<u8>> = OnceLock::new();
+    REJECTION.get_or_init(|| {
+        let mut out = Vec::new();
+        Head::new(400, &mut out)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .length(PLAINTEXT_BODY.len())
+            .close()
+            .end_with(PLAINTEXT_BODY);
+        out
+    })
 }
 
-const PLAINTEXT_REJECTION: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-Content-Type: text/plain; charset=utf-8\r\n\
-Content-Length: 30\r\n\
-Connection: close\r\n\
-\r\n\
-this port speaks TLS (wss://)\n";
+const PLAINTEXT_BODY: &[u8] = b"this port speaks TLS (wss://)\n";
 
 /// Bytes of a ClientHello needed to read its legacy version: record header (5), handshake type
 /// (1), handshake length (3), client_version (2).
@@ -134,7 +140,7 @@ impl TlsSession {
     ) -> Result<(), TlsFailure> {
         if let Err(failure) = self.sniff(ciphertext) {
             match &failure {
-                TlsFailure::PlaintextOnTlsPort => out.extend_from_slice(PLAINTEXT_REJECTION),
+                TlsFailure::PlaintextOnTlsPort => out.extend_from_slice(plaintext_rejection()),
                 _ => out.extend_from_slice(&self.protocol_version_alert()),
             }
             return Err(failure);
@@ -502,6 +508,19 @@ mod tests {
         assert!(head.starts_with("HTTP/1.1 400 "));
         assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
         assert!(body.contains("this port speaks TLS (wss://)"));
+    }
+
+    #[test]
+    fn rejection_bytes_are_exact() {
+        assert_eq!(
+            plaintext_rejection(),
+            b"HTTP/1.1 400 Bad Request\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 30\r\n\
+Connection: close\r\n\
+\r\n\
+this port speaks TLS (wss://)\n"
+        );
     }
 
     #[test]

@@ -4,8 +4,7 @@
 
 use std::rc::Rc;
 
-use super::{Core, Inbound, WorkerStats};
-use crate::config::SlowPolicy;
+use super::{Core, Inbound, SlowPolicy, WorkerStats};
 use crate::fanout::FeedEvent;
 use crate::fanout::command::{self, ClientCommand, CommandError};
 use crate::fanout::symbols::{Admission, LocalFrame, SymbolId};
@@ -152,23 +151,18 @@ impl Core {
     }
 
     /// Ask ingest for the stored latest tick of a subscribed symbol this worker has no value for, when it
-    /// may have evicted or refused it (at most one request in flight per symbol).
+    /// may have evicted or refused it (at most one request in flight per symbol): queued for the driver
+    /// (`Core::next_fetch`), which reports whether ingest got it (`Core::on_fetch_sent`).
     fn fetch_latest(&mut self, id: SymbolId) {
-        let Some(fetch) = &self.settings.fetch else {
+        if !self.settings.fetch_latest {
             return;
-        };
+        }
         let entry = self.symbols.entry_mut(id);
         if entry.latest.is_some() || entry.fetch_pending {
             return;
         }
-        let request = crate::fanout::FetchRequest {
-            worker: self.id,
-            symbol: entry.symbol.clone(),
-        };
-        if fetch.send(request).is_ok() {
-            entry.fetch_pending = true;
-            WorkerStats::add(&self.stats.symbol_fetches, 1);
-        }
+        entry.fetch_pending = true;
+        self.fetches.push_back(entry.symbol.clone());
     }
 
     fn deliver_to_subscribers(&mut self, id: u32, frame: &LocalFrame) {

@@ -178,7 +178,7 @@ impl Core {
                 self.end(slot);
             }
             Route::Metrics => {
-                http::write_metrics(&self.settings.metrics, &mut self.scratch);
+                http::write_metrics(&*self.settings.metrics, &mut self.scratch);
                 self.end(slot);
             }
             Route::Reject(err) => self.reject(slot, err),

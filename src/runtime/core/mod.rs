@@ -6,6 +6,7 @@
 //!            events (what happened)                          intents (what to do)
 //!  driver ─► on_accepted / on_receive / on_sent / ... ─► Core ─► Intent::{Accept, Receive, Send, ...} ─► driver
 //!            on_feed (ticks), set_now (time)                     next_deadline() (when to wake it)
+//!            on_fetch_sent                                       next_fetch() (ask ingest for a value)
 //! ```
 //!
 //! The driver (`runtime::driver`, or the in-memory `Sim` of the tests) feeds it events, calls
@@ -16,7 +17,7 @@
 //! send in flight (nor drop the outbox) until [`Core::on_sent`] reports its completion.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -36,11 +37,9 @@ pub use admit::table_size;
 use input::Inbound;
 
 use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
-use crate::config::SlowPolicy;
 use crate::fanout::symbols::SymbolMap;
-use crate::fanout::{FeedEvent, FetchRequest};
-use crate::http::Gate;
-use crate::http::metrics::Metrics;
+use crate::fanout::{FeedEvent, Symbol};
+use crate::http::{Exposition, Gate};
 use crate::protocol::Limits;
 use crate::protocol::handshake::HeadLimits;
 use crate::runtime::stats::WorkerStats;
@@ -57,6 +56,17 @@ pub enum App {
     Ticker,
 }
 
+/// What a worker does with a connection past `max_backlog` (the server maps `--slow-policy` to it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowPolicy {
+    /// Replace the waiting tick of the same symbol: only the latest value of each symbol waits.
+    Conflate,
+    /// Drop new ticks.
+    Drop,
+    /// Close at once with 1013.
+    Close,
+}
+
 /// Settings every worker shares (read-only; built from the configuration by `server`).
 #[derive(Debug)]
 pub struct WorkerSettings {
@@ -70,8 +80,9 @@ pub struct WorkerSettings {
     pub max_symbols_per_conn: usize,
     /// Most symbols the worker keeps for ticks (`--max-symbols`).
     pub max_symbols: usize,
-    /// Where to ask ingest for the stored latest tick of a symbol the worker may have evicted.
-    pub fetch: Option<std::sync::mpsc::Sender<FetchRequest>>,
+    /// Ingest answers fetches (the ticker with a feed): ask it for the stored latest tick of a symbol
+    /// the worker may have evicted ([`Core::next_fetch`]).
+    pub fetch_latest: bool,
     pub slow_policy: SlowPolicy,
     pub slow_grace_ms: u64,
     pub ping_interval_s: u32,
@@ -80,7 +91,8 @@ pub struct WorkerSettings {
     pub shutdown_window_ms: u64,
     /// Bytes a connection may have waiting to be sent before it is closed as a slow consumer (1013).
     pub max_backlog: usize,
-    pub metrics: Arc<Metrics>,
+    /// What `/metrics` answers (the server's renderer over every worker's stats).
+    pub metrics: Arc<dyn Exposition>,
     /// Origin, token and metrics-access checks of the upgrade.
     pub gate: Gate,
     pub max_conns_per_ip: u32,
@@ -197,6 +209,8 @@ pub struct Core {
     tls_plain: Vec<u8>,
     /// Client commands and pings decoded while handling one connection's input, acted on right after.
     inbox: Vec<Inbound>,
+    /// Symbols to ask ingest for (their stored latest tick), in order; taken by the driver.
+    fetches: VecDeque<Symbol>,
 }
 
 impl Core {
@@ -249,6 +263,7 @@ impl Core {
             tls,
             tls_plain: Vec::new(),
             inbox: Vec::new(),
+            fetches: VecDeque::new(),
         }
     }
 
@@ -270,6 +285,23 @@ impl Core {
     /// The intents produced since the last call, in order (the queue is reused).
     pub fn intents(&mut self) -> std::vec::Drain<'_, Intent> {
         self.intents.drain(..)
+    }
+
+    /// The next symbol to ask ingest for (a `fanout::FetchRequest`: its stored latest tick, answered
+    /// with `FeedEvent::Latest`). The driver takes them after the intents and reports each with
+    /// [`Core::on_fetch_sent`]. At most one is pending per symbol.
+    pub fn next_fetch(&mut self) -> Option<Symbol> {
+        self.fetches.pop_front()
+    }
+
+    /// A fetch was handed to ingest (`sent`), or could not be (ingest's end of the channel is gone):
+    /// then nothing is pending for the symbol and the next subscriber may ask again.
+    pub fn on_fetch_sent(&mut self, symbol: &str, sent: bool) {
+        if sent {
+            WorkerStats::add(&self.stats.symbol_fetches, 1);
+        } else if let Some(id) = self.symbols.get(symbol) {
+            self.symbols.entry_mut(id).fetch_pending = false;
+        }
     }
 
     /// A feed event from ingest (ticks, snapshots, status, per-user messages).

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::fanout::{FeedEvent, PreparedFrame, Symbol, prepare_text};
-use crate::http::metrics::Metrics;
+use crate::http::Exposition;
 use crate::protocol::frame::{self, OpCode};
 use crate::protocol::handshake::HeadLimits;
 use crate::protocol::mask::apply_mask;
@@ -35,20 +35,30 @@ pub fn settings() -> WorkerSettings {
         recv_buffer_size: 4096,
         max_symbols_per_conn: 100,
         max_symbols: 10_000,
-        fetch: None,
-        slow_policy: crate::config::SlowPolicy::Conflate,
+        fetch_latest: false,
+        slow_policy: crate::runtime::core::SlowPolicy::Conflate,
         slow_grace_ms: 2_000,
         ping_interval_s: 20,
         idle_timeout_s: 60,
         shutdown_window_ms: 1_000,
         max_backlog: 64 * 1024,
-        metrics: Arc::new(Metrics::default()),
+        metrics: Arc::new(NoMetrics),
         gate: crate::http::Gate::default(),
         max_conns_per_ip: 0,
         per_ip: Default::default(),
         accept_rate: None,
         message_limit: None,
         coalesce_us: 0,
+    }
+}
+
+/// `/metrics` of a sim: empty (the renderer is the server's, tested over real sockets).
+#[derive(Debug)]
+struct NoMetrics;
+
+impl Exposition for NoMetrics {
+    fn render(&self) -> String {
+        String::new()
     }
 }
 
@@ -109,6 +119,10 @@ pub struct Sim {
     closes: Vec<ConnId>,
     /// Set when a graceful shutdown completed.
     pub stopped: bool,
+    /// Symbols the core asked ingest for (`Core::next_fetch`), in order.
+    pub fetches: Vec<Symbol>,
+    /// Ingest's end of the fetch channel is gone: fetches are reported unsent.
+    pub fetch_fails: bool,
     /// TLS listener: the client configuration every accepted client connects with.
     pub(super) client_tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -152,6 +166,8 @@ impl Sim {
             aux_done: Vec::new(),
             closes: Vec::new(),
             stopped: false,
+            fetches: Vec::new(),
+            fetch_fails: false,
             client_tls,
         };
         sim.run();
@@ -362,6 +378,10 @@ impl Sim {
                     self.closes.push(id);
                 }
             }
+        }
+        while let Some(symbol) = self.core.next_fetch() {
+            self.core.on_fetch_sent(&symbol, !self.fetch_fails);
+            self.fetches.push(symbol);
         }
         // Events raised while carrying out (cancellations) may have produced intents of their own.
         if !self.core.intents.is_empty() {

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use super::sim::{self, ServerFrame, Sim};
-use crate::config::SlowPolicy;
 use crate::protocol::CloseCode;
+use crate::runtime::core::SlowPolicy;
 use crate::runtime::stats::WorkerStats;
 
 const SUBSCRIBE_BOTH: &str = r#"{"op":"subscribe","symbols":["EFERT","LUCK"]}"#;

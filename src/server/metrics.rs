@@ -1,11 +1,14 @@
 //! `GET /metrics`: Prometheus text. Per-worker counters are written by their worker only and summed
-//! here, on scrape, so the hot path pays nothing for them.
+//! here, on scrape, so the hot path pays nothing for them. The server builds one [`Metrics`] over the
+//! stats it hands each worker and ingest, and gives it to the workers as an `http::Exposition` (the
+//! worker's core routes `/metrics` without knowing what is rendered).
 
 use std::fmt::Write;
 use std::sync::Arc;
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::http::Exposition;
 use crate::ingest::IngestStats;
 use crate::ingest::tick::BadReason;
 use crate::ingest::user::UserRefusal;
@@ -23,9 +26,9 @@ pub struct Metrics {
 /// A counter read from one worker's stats.
 type WorkerCounter = fn(&WorkerStats) -> u64;
 
-impl Metrics {
+impl Exposition for Metrics {
     /// Render the exposition text.
-    pub fn render(&self) -> String {
+    fn render(&self) -> String {
         let mut s = String::with_capacity(4096);
         let per_worker: [(&str, &str, &str, WorkerCounter); 6] = [
             (
