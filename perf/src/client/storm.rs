@@ -81,6 +81,8 @@ pub(super) struct Storm {
     upgrade_failed: u64,
     connect_failed: u64,
     reconnects: u64,
+    /// This process's CPU time at the mark (ns).
+    cpu0: u64,
 }
 
 impl Storm {
@@ -97,6 +99,7 @@ impl Storm {
             upgrade_failed: 0,
             connect_failed: 0,
             reconnects: 0,
+            cpu0: 0,
         }
     }
 }
@@ -204,6 +207,7 @@ impl Client {
             return;
         };
         s.mark_rt = mark_rt;
+        s.cpu0 = self_cpu_ns();
         s.back = 0;
         for c in self.conns.iter_mut() {
             c.back = false;
@@ -230,7 +234,8 @@ impl Client {
             "back_hist": hist_to_b64(&s.back_hist), "accepted_per_s": s.accepted,
             "refused_503": s.refused_503, "upgrade_failed": s.upgrade_failed,
             "connect_failed": s.connect_failed, "reconnects": s.reconnects,
-            "max_refusals": max_refusals, "by_refusals": by_refusals})
+            "max_refusals": max_refusals, "by_refusals": by_refusals,
+            "cpu_ns": self_cpu_ns() - s.cpu0})
     }
 }
 

@@ -116,6 +116,7 @@ pub(super) fn run(
     let mut accepted: Vec<u64> = Vec::new();
     let mut by_refusals = vec![0u64; 11];
     let (mut back, mut conns, mut max_refusals) = (0, 0, 0);
+    let mut client_cpu_s = 0f64;
     let mut sums = json!({});
     for r in &reports {
         if let Some(h) = r["back_hist"].as_str().and_then(hist_from_b64) {
@@ -141,6 +142,7 @@ pub(super) fn run(
             by_refusals[i.min(10)] += n.as_u64().unwrap_or(0);
         }
         back += r["back"].as_u64().unwrap_or(0);
+        client_cpu_s += r["cpu_ns"].as_f64().unwrap_or(0.0) / 1e9;
         conns += r["conns"].as_u64().unwrap_or(0);
         max_refusals = max_refusals.max(r["max_refusals"].as_u64().unwrap_or(0));
         for k in [
@@ -155,6 +157,13 @@ pub(super) fn run(
     let cpu_s = (old_cpu_total.saturating_sub(old_cpu0) + new_cpu) as f64 / 1e9;
     let q = |p: f64| (back_hist.len() > 0).then(|| back_hist.value_at_quantile(p));
     let not_back = conns.saturating_sub(back);
+    let cores = o.client_cores.len() as f64;
+    if client_cpu_s / window_s > 0.9 * cores {
+        run.warnings.push(format!(
+            "storm: the client processes used {:.0} % of their {cores} core(s) from the mark until all were back: the reconnect times are the load generator's, a lower bound on the server's",
+            client_cpu_s / window_s * 100.0
+        ));
+    }
     if not_back > 0 {
         run.warnings.push(format!(
             "storm: {not_back} of {conns} connections not back within --storm-timeout {} s",
@@ -178,6 +187,8 @@ pub(super) fn run(
         "window_s": window_s,
         "server_cpu_s": cpu_s,
         "server_cpu_pct": cpu_s / window_s * 100.0,
+        "client_cpu_s": client_cpu_s,
+        "client_cpu_pct": client_cpu_s / window_s * 100.0,
         "refused_503": sums["refused_503"],
         "max_refusals_per_conn": max_refusals,
         "conns_by_refusals": by_refusals,
@@ -234,10 +245,11 @@ pub(super) fn print(s: &Value) {
         ms(&b["max"])
     );
     println!(
-        "          server CPU {:.2} s over {:.2} s ({:.0} % of a core); 503 refusals {} (max {} per connection), failed connects {}, failed upgrades {}; peak {} upgrades/s, {} reconnects",
+        "          server CPU {:.2} s over {:.2} s ({:.0} % of a core), clients {:.0} %; 503 refusals {} (max {} per connection), failed connects {}, failed upgrades {}; peak {} upgrades/s, {} reconnects",
         s["server_cpu_s"].as_f64().unwrap_or(0.0),
         s["window_s"].as_f64().unwrap_or(0.0),
         s["server_cpu_pct"].as_f64().unwrap_or(0.0),
+        s["client_cpu_pct"].as_f64().unwrap_or(0.0),
         s["refused_503"],
         s["max_refusals_per_conn"],
         s["connect_failed"],
