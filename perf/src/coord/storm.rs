@@ -43,8 +43,17 @@ pub(super) fn run(
     let signal_s = t0.elapsed().as_secs_f64();
     let kill = o.storm_signal == "kill";
     run.label = format!("storm: {}", if kill { "SIGKILL" } else { "SIGTERM" });
-    // SAFETY: kill(2) on the pid of the server this run started (still our unreaped child).
-    unsafe { libc::kill(old, if kill { libc::SIGKILL } else { libc::SIGTERM }) };
+    // SIGTERM to the server this run started (a --processes supervisor passes it on and reaps its
+    // children); SIGKILL to it and every process of it, as a crash of the host's service would.
+    let targets = if kill {
+        run.server_pids.clone()
+    } else {
+        vec![old]
+    };
+    for pid in targets {
+        // SAFETY: kill(2) on pids of the server this run started (the first still our unreaped child).
+        unsafe { libc::kill(pid, if kill { libc::SIGKILL } else { libc::SIGTERM }) };
+    }
     // Reap it (its CPU to the end from wait4's rusage); the drain takes at most the window + the
     // close timeout (5 s) + 1 s, as the server itself bounds it.
     let drain = std::env::var("RINGCAST_DRAIN_WINDOW")
