@@ -26,7 +26,7 @@ pub enum Cmd {
     Run(Box<RunArgs>),
     /// One client process (spawned by `run` and `selftest`): up to ~19,000 WebSocket connections on
     /// one epoll loop; JSON reports on stdout, commands on stdin.
-    Client(ClientArgs),
+    Client(Box<ClientArgs>),
     /// Redraws the latency percentile plot from result files (several files: one figure).
     Plot(PlotArgs),
     /// Client capacity with no real server: frames/s one client process takes in from an in-process

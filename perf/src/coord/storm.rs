@@ -164,7 +164,7 @@ pub(super) fn run(
         }
     }
     let cpu_s = (old_cpu_total.saturating_sub(old_cpu0) + new_cpu) as f64 / 1e9;
-    let q = |p: f64| (back_hist.len() > 0).then(|| back_hist.value_at_quantile(p));
+    let q = |p: f64| (!back_hist.is_empty()).then(|| back_hist.value_at_quantile(p));
     let not_back = conns.saturating_sub(back);
     let cores = o.client_cores.len() as f64;
     if client_cpu_s / window_s > 0.9 * cores {
