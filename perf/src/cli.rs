@@ -26,7 +26,7 @@ pub enum Cmd {
     Run(Box<RunArgs>),
     /// One client process (spawned by `run` and `selftest`): up to ~19,000 WebSocket connections on
     /// one epoll loop; JSON reports on stdout, commands on stdin.
-    Client(ClientArgs),
+    Client(Box<ClientArgs>),
     /// Redraws the latency percentile plot from result files (several files: one figure).
     Plot(PlotArgs),
     /// Client capacity with no real server: frames/s one client process takes in from an in-process
@@ -60,7 +60,7 @@ pub struct TlsArgs {
 #[command(allow_negative_numbers = true)]
 pub struct RunArgs {
     /// What to run (perf/README.md, "Scenarios").
-    #[arg(long, default_value = "latency", value_parser = ["idle", "fanout", "latency", "churn", "slow"])]
+    #[arg(long, default_value = "latency", value_parser = ["idle", "fanout", "latency", "churn", "slow", "storm"])]
     pub scenario: String,
 
     // --- load
@@ -120,6 +120,20 @@ pub struct RunArgs {
     /// slow: share of each client's connections that stop reading.
     #[arg(long, value_name = "FRACTION", default_value_t = 0.1, value_parser = fraction)]
     pub slow_frac: f64,
+    /// storm: how the server goes: term (SIGTERM: it drains, closing clients with 1012 over its
+    /// --drain-window, set RINGCAST_DRAIN_WINDOW for the started server) or kill (SIGKILL).
+    #[arg(long, default_value = "term", value_parser = ["term", "kill"])]
+    pub storm_signal: String,
+    /// storm: how clients reconnect: ringcast (client/ringcast.js: 1012 within [0, 1 s), else
+    /// [w/4, w), w = 1 s·1.5^n, cap 30 s), seed (uniform 3-8 s), full-jitter ([0, 1 s·2^n), cap 30 s).
+    #[arg(long, default_value = "ringcast", value_parser = ["ringcast", "seed", "full-jitter"])]
+    pub reconnect_policy: String,
+    /// storm: from the signal, how long every connection has to come back before the report.
+    #[arg(long, value_name = "DURATION", default_value = "60", value_parser = duration)]
+    pub storm_timeout: f64,
+    /// storm: wait between the old server's exit and the new one's start.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = duration)]
+    pub storm_down: f64,
     /// Seed of the subscriptions and the publisher's choices.
     #[arg(long, default_value_t = 1, value_parser = count::<u64>)]
     pub seed: u64,
@@ -260,6 +274,10 @@ pub struct ClientArgs {
     pub connect_timeout: f64,
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Every connection that ends connects again after this policy's delay (the storm scenario):
+    /// ringcast (client/ringcast.js), seed (uniform 3-8 s), full-jitter.
+    #[arg(long, value_name = "POLICY", value_parser = ["ringcast", "seed", "full-jitter"])]
+    pub reconnect_policy: Option<String>,
 }
 
 #[derive(Args, Debug)]

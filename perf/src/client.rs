@@ -5,6 +5,9 @@
 //! - `reset`        — drop the counters gathered since the last report (warm-up)
 //! - `slow FRAC`    — the first FRAC of the connections stop reading (their sockets back up)
 //! - `churn RATE`   — churning connections (--churn-frac of them) close and reconnect, RATE per second
+//! - `storm MARK`   — (`--reconnect-policy`) the server restarts at MARK (CLOCK_REALTIME ns): count
+//!   each connection back once reconnected, acknowledged and current (`client/storm.rs`)
+//! - `storm_report` — emit the storm figures (`{"kind":"storm",...}`)
 //! - `stop`         — close everything, emit the `final` line and exit
 //!
 //! Stdin reaching EOF (the coordinator went away) also stops the process.
@@ -19,6 +22,7 @@
 mod frames;
 mod net;
 mod stats;
+mod storm;
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -69,6 +73,15 @@ struct Conn {
     tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// --tls: EPOLLOUT is armed because rustls holds records the socket did not take.
     out_armed: bool,
+    /// storm: the close code of the last end (1006 when none came), the reconnect policy's attempt
+    /// counter, 503s met since the storm began, back (reconnected, acknowledged, current), reconnected
+    /// since the storm began, and which symbols (bit i: syms[i], the first 64) had a tick since then.
+    close_code: u16,
+    attempt: u32,
+    refusals: u32,
+    back: bool,
+    reconnected: bool,
+    fresh: u64,
 }
 
 pub struct Config {
@@ -124,7 +137,13 @@ pub fn main(a: &ClientArgs) -> Result<(), String> {
         None
     };
     raise_nofile();
-    Client::new(cfg, tls).run()
+    let mut client = Client::new(cfg, tls);
+    if let Some(p) = &a.reconnect_policy {
+        let p =
+            storm::Policy::parse(p).ok_or("--reconnect-policy: ringcast, seed or full-jitter")?;
+        client.storm = Some(storm::Storm::new(p));
+    }
+    client.run()
 }
 
 fn raise_nofile() {
@@ -190,6 +209,8 @@ struct Client {
     /// splits each delivery's latency into the part before the bytes reached this client's socket and
     /// the part they waited there for this process to read them.
     arrival_rt: u64,
+    /// `--reconnect-policy`: every end reconnects (the storm scenario, `client/storm.rs`).
+    storm: Option<storm::Storm>,
 }
 
 impl Client {
@@ -224,6 +245,12 @@ impl Client {
                 tls: None,
                 tls_config: None,
                 out_armed: false,
+                close_code: 1006,
+                attempt: 0,
+                refusals: 0,
+                back: false,
+                reconnected: false,
+                fresh: 0,
             });
         }
         let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -258,6 +285,7 @@ impl Client {
             tls_info: Value::Null,
             first_error: None,
             arrival_rt: 0,
+            storm: None,
         }
     }
 
@@ -297,6 +325,7 @@ impl Client {
             }
             self.start_connects(now);
             self.churn_tick(now);
+            let retrying = self.storm_tick(now);
             self.expire_closing(now);
             if !self.connected_sent && self.initial_pending == 0 {
                 self.connected_sent = true;
@@ -314,15 +343,19 @@ impl Client {
                 let v = json!({"kind": "progress", "open": self.open, "inflight": self.inflight,
                     "deliveries": c.deliveries, "lost": c.lost, "connects": c.connects,
                     "errors": c.connect_errors + c.handshake_errors + c.tls_errors + c.protocol_errors,
-                    "cpu_ns": self_cpu_ns(), "wall_ns": now - start});
+                    "cpu_ns": self_cpu_ns(), "wall_ns": now - start,
+                    "back": self.storm.as_ref().map_or(0, |s| s.back)});
                 self.emit(v);
             }
-            let timeout =
-                if self.queue.is_empty() && self.churn_rate == 0.0 && self.closing.is_empty() {
-                    50
-                } else {
-                    2
-                };
+            let timeout = if self.queue.is_empty()
+                && self.churn_rate == 0.0
+                && self.closing.is_empty()
+                && !retrying
+            {
+                50
+            } else {
+                2
+            };
             let n = unsafe {
                 libc::epoll_wait(self.ep, events.as_mut_ptr(), events.len() as i32, timeout)
             };
@@ -430,6 +463,11 @@ impl Client {
                 self.churn_rate = arg.parse().unwrap_or(0.0);
                 self.churn_start = monotonic_ns();
                 self.churn_done = 0;
+            }
+            "storm" => self.storm_start(arg.parse().unwrap_or(0)),
+            "storm_report" => {
+                let v = self.storm_report();
+                self.emit(v);
             }
             "stop" => self.stop = true,
             _ => {}

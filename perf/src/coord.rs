@@ -8,6 +8,7 @@
 mod report;
 mod run;
 mod server;
+mod storm;
 mod sys;
 
 use std::io::{BufRead, BufReader};
@@ -62,6 +63,12 @@ struct Opts {
     quiet: bool,
     /// --tls-resume, --tls-groups G: passed on to the clients.
     client_tls: Vec<String>,
+    /// storm: `term` or `kill`, the clients' reconnect policy, the time allowed for all to come back,
+    /// the wait between the old server's exit and the new one's start.
+    storm_signal: String,
+    reconnect_policy: String,
+    storm_timeout: f64,
+    storm_down: f64,
 }
 struct Proc {
     child: Child,
@@ -76,6 +83,7 @@ fn defaults(scenario: &str) -> (u64, f64, f64) {
         "latency" => (10_000, 1000.0, 20.0),
         "churn" => (5_000, 500.0, 15.0),
         "slow" => (2_000, 500.0, 10.0),
+        "storm" => (10_000, 500.0, 2.0),
         _ => (1000, 100.0, 10.0),
     }
 }
@@ -98,7 +106,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
 
 fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
     let o = opts(args);
-    let srv = ServerOpts::from_args(args)?;
+    let mut srv = ServerOpts::from_args(args)?;
     let connect_timeout = args.connect_timeout;
 
     let t_begin = Instant::now();
@@ -299,6 +307,10 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
             extra = json!({"server_rss_kb_before_slow": rss0, "server_rss_kb_after_slow": rss1,
                 "server_rss_growth_kb": rss1 as i64 - rss0 as i64});
         }
+        "storm" => {
+            let s = storm::run(&mut run, &mut srv, guard, &started, &redis_url)?;
+            extra = json!({ "storm": s });
+        }
         _ => unreachable!(),
     }
     shared.set_rate(0.0);
@@ -457,6 +469,10 @@ fn opts(a: &RunArgs) -> Opts {
             }
             v
         },
+        storm_signal: a.storm_signal.clone(),
+        reconnect_policy: a.reconnect_policy.clone(),
+        storm_timeout: a.storm_timeout,
+        storm_down: a.storm_down,
         scenario,
     }
 }
@@ -563,6 +579,11 @@ fn spawn_clients(
                 &format!("{}", a.hard_timeout + 10.0),
             ])
             .args(&tls_args)
+            .args(if o.scenario == "storm" {
+                vec!["--reconnect-policy", &o.reconnect_policy]
+            } else {
+                vec![]
+            })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -598,6 +619,7 @@ fn planned_secs(o: &Opts) -> f64 {
         "fanout" => o.steps.len() as f64 * (o.step_duration + o.warmup + 2.0),
         "churn" => o.duration * 4.0 / 3.0 + 2.0 * o.warmup + 4.0,
         "slow" => 2.0 * (o.duration + o.warmup + 2.0),
+        "storm" => o.duration + o.warmup + 2.0 + o.storm_timeout + 30.0,
         _ => o.duration + o.warmup + 2.0,
     };
     connect + phases

@@ -62,6 +62,10 @@ impl Client {
                         }
                         ws::OP_PONG => {}
                         ws::OP_CLOSE => {
+                            self.conns[idx].close_code = match f.payload {
+                                [a, b, ..] => u16::from_be_bytes([*a, *b]),
+                                _ => 1005,
+                            };
                             if self.conns[idx].state != State::Closing {
                                 let mut out = Vec::with_capacity(8);
                                 let code = if f.payload.len() >= 2 {
@@ -117,6 +121,7 @@ impl Client {
             self.rng.next() as u32,
         );
         self.send(idx, &out);
+        self.storm_opened(idx, realtime_ns());
     }
 
     #[inline]
@@ -125,12 +130,20 @@ impl Client {
         let st = &mut self.st;
         let churner = c.churner;
         let arrival_rt = self.arrival_rt;
+        // storm: ticks published after the restart signal, on a connection made after it
+        let mark = match &self.storm {
+            Some(s) if c.reconnected && !c.back => s.mark_rt,
+            _ => 0,
+        };
         for_each_item(msg, |item| match item {
             Item::Tick { symbol, seq, ts_ns } => {
                 let Ok(i) = c.syms.binary_search(&symbol) else {
                     st.c.unsubscribed += 1;
                     return;
                 };
+                if mark > 0 && ts_ns >= mark && i < 64 {
+                    c.fresh |= 1 << i;
+                }
                 let seq = seq as u32;
                 let last = c.last[i];
                 st.c.deliveries += 1;
@@ -174,6 +187,9 @@ impl Client {
             }
             Item::Unknown => st.c.unknown += 1,
         });
+        if mark > 0 {
+            self.storm_check(idx, now_rt);
+        }
     }
 }
 

@@ -96,6 +96,7 @@ impl Client {
         c.frag.clear();
         c.tls = None;
         c.out_armed = false;
+        c.close_code = 1006;
         c.last.iter_mut().for_each(|x| *x = 0);
         let mut ev = libc::epoll_event {
             events: (libc::EPOLLOUT | libc::EPOLLIN) as u32,
@@ -117,10 +118,13 @@ impl Client {
             self.initial_pending -= 1;
         }
         c.state = State::Closed;
+        let refused_503 = c.close_code == 503;
         if c.churner && self.churn_rate > 0.0 {
             // keep churning: try again later
             self.queue.push_back(idx);
         }
+        self.storm_refused(idx, refused_503, matches!(fail, Fail::Connect));
+        self.storm_retry(idx, 1006);
     }
 
     /// Remembers the first failure (with its cause) for the coordinator's warnings.
@@ -464,6 +468,10 @@ impl Client {
                 false
             }
             Err(Closed::Handshake(e)) => {
+                if e.contains("HTTP/1.1 503") {
+                    // draining, or over the handshake rate: counted by the storm (connect_failed)
+                    self.conns[idx].close_code = 503;
+                }
                 self.close_fd(idx, true);
                 self.note_error(format!("upgrade failed: {e}"));
                 self.connect_failed(idx, Fail::Upgrade);
@@ -505,6 +513,10 @@ impl Client {
         }
         if c.churner && self.churn_rate > 0.0 {
             self.queue.push_back(idx);
+        }
+        if was != State::Closing {
+            let code = self.conns[idx].close_code;
+            self.storm_retry(idx, code);
         }
     }
 }

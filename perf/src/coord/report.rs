@@ -188,6 +188,9 @@ pub(super) fn print_summary(r: &Value) {
             s["reason"].as_str().unwrap_or("")
         );
     }
+    if e["storm"].is_object() {
+        super::storm::print(&e["storm"]);
+    }
     if let Some(g) = e["server_rss_growth_kb"].as_i64() {
         println!("slow readers: server RSS grew {g} kB while they stalled");
     }

@@ -1,0 +1,269 @@
+//! `--scenario storm`: the reconnect storm. Every client process runs with `--reconnect-policy`; after a
+//! baseline phase (ticks flowing at --rate) the coordinator marks the time, stops the server it started
+//! (`--storm-signal term`: SIGTERM, the server drains, closing its clients with 1012 over its
+//! `--drain-window` (RINGCAST_DRAIN_WINDOW in the harness's environment); `kill`: SIGKILL, every
+//! socket drops), reaps it, waits `--storm-down`, starts a new one on the same port (same certificate
+//! with --tls) and waits until every connection is back (reconnected, subscribe acknowledged, a tick
+//! published after the mark seen for each of its symbols) or `--storm-timeout` after the mark.
+//! Ticks keep flowing throughout. Measured: time until all are back, per-connection time back
+//! (p50/p99/max), the server's CPU from the mark until all were back (the old process's from its
+//! rusage at reaping, the new one's from /proc), 503 refusals (draining server, handshake rate limit)
+//! and per-connection refusal counts, failed connects, and the upgrades completed per second.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::report::fmt_us;
+use super::run::Run;
+use super::server::{self, ServerOpts, Started};
+use super::sys::{Guard, server_cpu_ns};
+use crate::common::*;
+
+/// Runs the storm after the baseline phase; returns the `extra.storm` object of the result.
+pub(super) fn run(
+    run: &mut Run,
+    srv: &mut ServerOpts,
+    guard: &Guard,
+    started: &Started,
+    redis_url: &str,
+) -> Result<Value, String> {
+    let o = run.o;
+    if srv.kind == "none" {
+        return Err("--scenario storm restarts the server: use --server ringcast (or node)".into());
+    }
+    run.phase("baseline", o.rate, o.warmup, o.duration)?;
+    let old = started.pids[0];
+    let old_cpu0 = server_cpu_ns(&run.server_pids);
+    // Times are from the mark; the signal follows once every client process has it.
+    let mark = realtime_ns();
+    let t0 = Instant::now();
+    run.broadcast(&format!("storm {mark}"))?;
+    run.wait_kind("storm_started", Duration::from_secs(10))?;
+    let signal_s = t0.elapsed().as_secs_f64();
+    let kill = o.storm_signal == "kill";
+    run.label = format!("storm: {}", if kill { "SIGKILL" } else { "SIGTERM" });
+    // SIGTERM to the server this run started (a --processes supervisor passes it on and reaps its
+    // children); SIGKILL to it and every process of it, as a crash of the host's service would.
+    let targets = if kill {
+        run.server_pids.clone()
+    } else {
+        vec![old]
+    };
+    for pid in targets {
+        // SAFETY: kill(2) on pids of the server this run started (the first still our unreaped child).
+        unsafe { libc::kill(pid, if kill { libc::SIGKILL } else { libc::SIGTERM }) };
+    }
+    // Reap it (its CPU to the end from wait4's rusage); the drain takes at most the window + the
+    // close timeout (5 s) + 1 s, as the server itself bounds it.
+    let drain = std::env::var("RINGCAST_DRAIN_WINDOW")
+        .ok()
+        .and_then(|v| parse_secs(&v))
+        .unwrap_or(10.0);
+    let limit = t0 + Duration::from_secs_f64(drain + 10.0);
+    let old_cpu_total = loop {
+        if let Some(cpu) = reap(old, libc::WNOHANG) {
+            break cpu;
+        }
+        if Instant::now() > limit {
+            run.warnings.push(format!(
+                "the old server (pid {old}) did not exit within {:.0} s of SIGTERM: killed",
+                drain + 10.0
+            ));
+            // SAFETY: as above; the process is still our unreaped child.
+            unsafe { libc::kill(old, libc::SIGKILL) };
+            break reap(old, 0).unwrap_or(0);
+        }
+        run.pump_for(Duration::from_millis(10))?;
+    };
+    guard.forget(old as u32);
+    let exited_s = t0.elapsed().as_secs_f64();
+    run.eprint_line(&format!(
+        "storm: old server exited {exited_s:.2} s after the signal"
+    ));
+    run.pump_for(Duration::from_secs_f64(o.storm_down))?;
+
+    // The replacement: same port, same certificate.
+    srv.port = Some(started.target.port());
+    srv.target = None;
+    if let (Some(t), Some((ca, _))) = (srv.tls.as_mut(), started.tls.as_ref())
+        && t.cert_key.is_none()
+    {
+        let key = std::path::Path::new(ca).with_file_name("key.pem");
+        t.cert_key = Some((ca.clone(), key.to_string_lossy().into_owned()));
+    }
+    let new = server::start(srv, guard, redis_url, &o.prefix, o.conns)?;
+    let up_s = t0.elapsed().as_secs_f64();
+    run.server_pids = new.pids.clone();
+    run.eprint_line(&format!(
+        "storm: new server up {up_s:.2} s after the signal"
+    ));
+
+    // Until every client process says all its connections are back, or the storm timeout.
+    let end = t0 + Duration::from_secs_f64(o.storm_timeout);
+    let mut all_back = vec![false; run.procs.len()];
+    while all_back.iter().any(|b| !b) && Instant::now() < end {
+        run.check_deadline()?;
+        match run.rx.recv_timeout(Duration::from_millis(100)) {
+            Ok((i, v)) => {
+                if let Some(v) = run.handle(i, v)?
+                    && v["kind"].as_str() == Some("storm_all_back")
+                {
+                    all_back[i] = true;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => return Err("all client processes exited".into()),
+        }
+    }
+    let window_s = t0.elapsed().as_secs_f64();
+    let new_cpu = server_cpu_ns(&new.pids);
+    run.broadcast("storm_report")?;
+    let reports = run.wait_kind("storm", Duration::from_secs(30))?;
+
+    let mut back_hist = new_hist();
+    let mut accepted: Vec<u64> = Vec::new();
+    let mut by_refusals = vec![0u64; 11];
+    let (mut back, mut conns, mut max_refusals) = (0, 0, 0);
+    let mut client_cpu_s = 0f64;
+    let mut sums = json!({});
+    for r in &reports {
+        if let Some(h) = r["back_hist"].as_str().and_then(hist_from_b64) {
+            let _ = back_hist.add(&h);
+        }
+        for (i, n) in r["accepted_per_s"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if accepted.len() <= i {
+                accepted.resize(i + 1, 0);
+            }
+            accepted[i] += n.as_u64().unwrap_or(0);
+        }
+        for (i, n) in r["by_refusals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            by_refusals[i.min(10)] += n.as_u64().unwrap_or(0);
+        }
+        back += r["back"].as_u64().unwrap_or(0);
+        client_cpu_s += r["cpu_ns"].as_f64().unwrap_or(0.0) / 1e9;
+        conns += r["conns"].as_u64().unwrap_or(0);
+        max_refusals = max_refusals.max(r["max_refusals"].as_u64().unwrap_or(0));
+        for k in [
+            "refused_503",
+            "upgrade_failed",
+            "connect_failed",
+            "reconnects",
+        ] {
+            sums[k] = json!(sums[k].as_u64().unwrap_or(0) + r[k].as_u64().unwrap_or(0));
+        }
+    }
+    let cpu_s = (old_cpu_total.saturating_sub(old_cpu0) + new_cpu) as f64 / 1e9;
+    let q = |p: f64| (!back_hist.is_empty()).then(|| back_hist.value_at_quantile(p));
+    let not_back = conns.saturating_sub(back);
+    let cores = o.client_cores.len() as f64;
+    if client_cpu_s / window_s > 0.9 * cores {
+        run.warnings.push(format!(
+            "storm: the client processes used {:.0} % of their {cores} core(s) from the mark until all were back: the reconnect times are the load generator's, a lower bound on the server's",
+            client_cpu_s / window_s * 100.0
+        ));
+    }
+    if not_back > 0 {
+        run.warnings.push(format!(
+            "storm: {not_back} of {conns} connections not back within --storm-timeout {} s",
+            o.storm_timeout
+        ));
+    }
+    Ok(json!({
+        "signal": if kill { "SIGKILL" } else { "SIGTERM" },
+        "policy": o.reconnect_policy,
+        "drain_window_s": if kill { Value::Null } else { json!(drain) },
+        "down_s": o.storm_down,
+        "signal_s": signal_s,
+        "old_exited_s": exited_s,
+        "new_up_s": up_s,
+        "conns": conns,
+        "back": back,
+        "not_back": not_back,
+        "all_back_s": (not_back == 0 && back > 0).then(|| back_hist.max() as f64 / 1e6),
+        "back_us": {"p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "max": q(1.0)},
+        "back_hist": hist_to_b64(&back_hist),
+        "window_s": window_s,
+        "server_cpu_s": cpu_s,
+        "server_cpu_pct": cpu_s / window_s * 100.0,
+        "client_cpu_s": client_cpu_s,
+        "client_cpu_pct": client_cpu_s / window_s * 100.0,
+        "refused_503": sums["refused_503"],
+        "max_refusals_per_conn": max_refusals,
+        "conns_by_refusals": by_refusals,
+        "upgrade_failed": sums["upgrade_failed"],
+        "connect_failed": sums["connect_failed"],
+        "reconnects": sums["reconnects"],
+        "accepted_per_s": accepted,
+        "peak_accepted_per_s": accepted.iter().max().copied().unwrap_or(0),
+    }))
+}
+
+/// wait4 on `pid`: its total CPU (ns) once it has exited, None while it runs (WNOHANG).
+fn reap(pid: i32, flags: i32) -> Option<u64> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our child `pid`.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+    if r == 0 {
+        return None;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    Some(if r == pid {
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    } else {
+        0
+    })
+}
+
+/// The storm's lines of the summary.
+pub(super) fn print(s: &Value) {
+    let ms = |v: &Value| fmt_us(v.as_u64());
+    let b = &s["back_us"];
+    println!(
+        "storm:    {} ({}), policy {}: old server gone at {:.2} s, new one up at {:.2} s",
+        s["signal"].as_str().unwrap_or(""),
+        match s["drain_window_s"].as_f64() {
+            Some(d) => format!("drain window {d} s"),
+            None => "no drain".into(),
+        },
+        s["policy"].as_str().unwrap_or(""),
+        s["old_exited_s"].as_f64().unwrap_or(0.0),
+        s["new_up_s"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "          back and current: {}/{} — all back at {}; per connection p50 {} p99 {} max {}",
+        s["back"],
+        s["conns"],
+        match s["all_back_s"].as_f64() {
+            Some(t) => format!("{t:.2} s"),
+            None => format!("NOT ALL ({} missing)", s["not_back"]),
+        },
+        ms(&b["p50"]),
+        ms(&b["p99"]),
+        ms(&b["max"])
+    );
+    println!(
+        "          server CPU {:.2} s over {:.2} s ({:.0} % of a core), clients {:.0} %; 503 refusals {} (max {} per connection), failed connects {}, failed upgrades {}; peak {} upgrades/s, {} reconnects",
+        s["server_cpu_s"].as_f64().unwrap_or(0.0),
+        s["window_s"].as_f64().unwrap_or(0.0),
+        s["server_cpu_pct"].as_f64().unwrap_or(0.0),
+        s["client_cpu_pct"].as_f64().unwrap_or(0.0),
+        s["refused_503"],
+        s["max_refusals_per_conn"],
+        s["connect_failed"],
+        s["upgrade_failed"],
+        s["peak_accepted_per_s"],
+        s["reconnects"]
+    );
+}
