@@ -33,3 +33,74 @@ pub fn configure() {
         }
     }
 }
+
+/// The unit tests' allocator: mimalloc, counting per thread the bytes its blocks hold (mimalloc's usable
+/// size: the size class, not the size asked for), so a test can weigh what a structure keeps on the heap
+/// (`runtime/core/tests/memory.rs`). Only the library's own test binary installs it.
+#[cfg(test)]
+pub mod counting {
+    use std::alloc::{GlobalAlloc, Layout};
+    use std::cell::Cell;
+
+    thread_local! {
+        static HELD: Cell<isize> = const { Cell::new(0) };
+    }
+
+    unsafe extern "C" {
+        fn mi_usable_size(p: *const u8) -> usize;
+    }
+
+    pub struct Counting;
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    /// Bytes held by the blocks this thread allocated, less those it freed, since it started.
+    pub fn held() -> isize {
+        HELD.with(Cell::get)
+    }
+
+    fn count(p: *const u8, sign: isize) {
+        if !p.is_null() {
+            // SAFETY: `p` is a live block from mimalloc (allocated and not yet freed).
+            let size = unsafe { mi_usable_size(p) } as isize;
+            // A thread being torn down has no counter any more: nothing to count then.
+            let _ = HELD.try_with(|h| h.set(h.get() + sign * size));
+        }
+    }
+
+    // SAFETY: every call is passed to mimalloc unchanged; the counting only reads the blocks' sizes.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract, passed on.
+            let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
+            count(p, 1);
+            p
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract, passed on.
+            let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+            count(p, 1);
+            p
+        }
+
+        unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+            count(p, -1);
+            // SAFETY: the caller's contract, passed on.
+            unsafe { mimalloc::MiMalloc.dealloc(p, layout) }
+        }
+
+        unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: `p` is live until the realloc below succeeds.
+            let old = unsafe { mi_usable_size(p) } as isize;
+            // SAFETY: the caller's contract, passed on.
+            let q = unsafe { mimalloc::MiMalloc.realloc(p, layout, new_size) };
+            if !q.is_null() {
+                let _ = HELD.try_with(|h| h.set(h.get() - old));
+                count(q, 1);
+            }
+            q
+        }
+    }
+}

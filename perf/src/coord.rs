@@ -26,7 +26,7 @@ use crate::common::*;
 use crate::publisher;
 use run::Run;
 use server::ServerOpts;
-use sys::{Guard, install_signal_handler, server_rss_kb, slab_kb};
+use sys::{Guard, install_signal_handler, server_rss_anon_kb, server_rss_kb, slab_kb};
 
 pub const MAX_PER_PROCESS: u64 = 19_000;
 
@@ -157,7 +157,11 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
 
     let (plan, subs_stable, subs_slow) = plan(&o)?;
     let n_procs = plan.len() as u64;
-    let rss_before = server_rss_kb(&server_pids);
+    // The server's start-up allocations (its feed connection, the first ticks from the publisher)
+    // may still be landing: a sample taken in the middle counts ~128 kB of them as per-connection memory
+    // in some runs and not in others (±13 B per connection at 10k). Wait until RSS holds still.
+    let rss_before = sys::settled_rss_kb(&server_pids);
+    let anon_before = server_rss_anon_kb(&server_pids);
     let slab_before = slab_kb();
 
     // Client processes.
@@ -254,16 +258,19 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
         "idle" => {
             run.phase("idle", 0.0, 0.0, o.duration)?;
             let rss_after = server_rss_kb(&server_pids);
-            let per_conn = |a: u64| {
+            let anon_after = server_rss_anon_kb(&server_pids);
+            let per_conn = |a: u64, before: u64| {
                 if open > 0 {
-                    (a.saturating_sub(rss_before) as f64) * 1024.0 / open as f64
+                    (a.saturating_sub(before) as f64) * 1024.0 / open as f64
                 } else {
                     0.0
                 }
             };
             extra = json!({"server_rss_kb_before": rss_before, "server_rss_kb_connected": rss_connected,
                 "server_rss_kb_after_hold": rss_after,
-                "server_rss_bytes_per_conn": per_conn(rss_after),
+                "server_rss_bytes_per_conn": per_conn(rss_after, rss_before),
+                "server_rss_anon_kb_before": anon_before, "server_rss_anon_kb_after_hold": anon_after,
+                "server_rss_anon_bytes_per_conn": per_conn(anon_after, anon_before),
                 "kernel_slab_bytes_per_conn_pair": if open > 0 { (slab_connected.saturating_sub(slab_before)) as f64 * 1024.0 / open as f64 } else { 0.0 },
             });
         }

@@ -3,14 +3,17 @@
 //! Owned by one worker, never shared, so no lock and no atomic on the delivery path: the frame a worker
 //! received from ingest is wrapped once in an `Rc`, and each subscriber's outbox takes a non-atomic clone.
 //!
-//! The map also holds both sides of every subscription, as a two-way index: a symbol's subscriber list
-//! (slots, one contiguous slice: what the fan-out loop walks) records, for each subscriber, where the
-//! symbol sits in that connection's list, and each connection's list (per slot, in [`SymbolMap`]) records
-//! where the connection sits in the symbol's. Removing either side is a `swap_remove` at a known position
-//! that re-points the one element it moved, so subscribe, unsubscribe and a connection's unsubscribe-all
-//! cost O(1) per subscription whatever the symbol's number of subscribers (finding a symbol in one
-//! connection's list is O(k), k ≤ `--max-symbols-per-conn`). A subscription costs 16 bytes: 8 in the
-//! symbol's lists (slot + position, amortised `Vec` growth) and 8 in the connection's exact-size list.
+//! The map also holds both sides of every subscription: a symbol's subscriber list (slots, one
+//! contiguous slice: what the fan-out loop walks), and each connection's list (per slot, in
+//! [`SymbolMap`]), which records for each of its symbols where the connection sits in that symbol's
+//! list. Removing a subscriber is a `swap_remove` at that known position; the subscriber moved into its
+//! place has its own entry for the symbol re-pointed, found by a search of its list (O(k), k ≤
+//! `--max-symbols-per-conn`, as finding a symbol in one connection's list always is). So subscribe,
+//! unsubscribe and a connection's unsubscribe-all cost O(k) per subscription whatever the symbol's number
+//! of subscribers. A subscription costs 12 bytes: 4 in the symbol's list (the slot, amortised `Vec`
+//! growth) and 8 in the connection's exact-size list (symbol + position). The symbol side keeps no
+//! back-pointer (a second 4 bytes per subscriber, with its own growth slack: measured +5 B per idle
+//! subscribed connection at 10k connections, perf/RESULTS.md).
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -34,8 +37,6 @@ pub struct Entry {
     pub latest: Option<LocalFrame>,
     /// Slots of this worker's connections subscribed to the symbol (see [`Entry::subscribers`]).
     subscribers: Vec<u32>,
-    /// For each subscriber (same index): where this symbol sits in that connection's list.
-    back: Vec<u32>,
     /// The latest value was asked of ingest (the symbol may have been evicted) and not yet answered.
     pub fetch_pending: bool,
     /// Neighbours in the eviction list (entries with data and no subscribers, least recently ticked first).
@@ -78,13 +79,20 @@ impl SymbolList {
         self.0 = all.into_boxed_slice();
     }
 
-    /// Remove the element at `i`, moving the last into its place; returns the moved one, if any.
-    fn swap_remove(&mut self, i: usize) -> Option<Subscription> {
+    /// Remove and return the element at `i`, moving the last into its place.
+    fn swap_remove(&mut self, i: usize) -> Subscription {
         let mut all = std::mem::take(&mut self.0).into_vec();
-        all.swap_remove(i);
-        let moved = all.get(i).copied();
+        let removed = all.swap_remove(i);
         self.0 = all.into_boxed_slice();
-        moved
+        removed
+    }
+
+    /// The subscription to `symbol` (which the list holds).
+    fn get_mut(&mut self, symbol: SymbolId) -> &mut Subscription {
+        self.0
+            .iter_mut()
+            .find(|s| s.symbol == symbol)
+            .expect("both sides of a subscription are listed")
     }
 }
 
@@ -134,6 +142,10 @@ impl Default for SymbolMap {
 }
 
 impl SymbolMap {
+    /// Bytes the per-slot table holds for each connection slot (its list's handle; the list itself is
+    /// on the heap).
+    pub const SLOT_BYTES: usize = size_of::<SymbolList>();
+
     /// A map holding at most `limit` symbols for ticks (at least 1).
     pub fn with_limit(limit: usize) -> SymbolMap {
         SymbolMap {
@@ -176,7 +188,6 @@ impl SymbolMap {
             symbol: symbol.clone(),
             latest: None,
             subscribers: Vec::new(),
-            back: Vec::new(),
             fetch_pending: false,
             prev: NIL,
             next: NIL,
@@ -269,13 +280,10 @@ impl SymbolMap {
             self.conns
                 .resize_with(slot as usize + 1, SymbolList::default);
         }
-        let list = &mut self.conns[slot as usize];
-        let in_conn = list.0.len() as u32;
         let entry = self.entries[id as usize].as_mut().expect("live symbol id");
         let at = entry.subscribers.len() as u32;
         entry.subscribers.push(slot);
-        entry.back.push(in_conn);
-        list.push(Subscription { symbol: id, at });
+        self.conns[slot as usize].push(Subscription { symbol: id, at });
         self.unlink(id);
         true
     }
@@ -287,14 +295,13 @@ impl SymbolMap {
         let Some(i) = self.position(slot, id) else {
             return false;
         };
-        let at = self.conns[slot as usize].0[i].at;
-        self.detach_from_conn(slot, i);
+        let at = self.conns[slot as usize].swap_remove(i).at;
         self.detach_from_symbol(id, at);
         self.settle(id);
         true
     }
 
-    /// Unsubscribe connection `slot` from everything (it closes): O(1) per subscription.
+    /// Unsubscribe connection `slot` from everything (it closes): O(k) per subscription.
     pub fn unsubscribe_all(&mut self, slot: u32) {
         let Some(list) = self.conns.get_mut(slot as usize) else {
             return;
@@ -325,22 +332,13 @@ impl SymbolMap {
         self.conns.get(slot as usize)?.position(id)
     }
 
-    /// Take the subscription at `i` out of connection `slot`'s list, re-pointing the one moved into its
-    /// place.
-    fn detach_from_conn(&mut self, slot: u32, i: usize) {
-        if let Some(moved) = self.conns[slot as usize].swap_remove(i) {
-            self.entry_mut(moved.symbol).back[moved.at as usize] = i as u32;
-        }
-    }
-
-    /// Take the subscriber at `at` out of symbol `id`'s list, re-pointing the one moved into its place.
+    /// Take the subscriber at `at` out of symbol `id`'s list; the subscriber moved into its place (if
+    /// any) has its entry for the symbol re-pointed.
     fn detach_from_symbol(&mut self, id: SymbolId, at: u32) {
-        let entry = self.entry_mut(id);
-        let at = at as usize;
-        entry.subscribers.swap_remove(at);
-        entry.back.swap_remove(at);
-        if let (Some(&slot), Some(&i)) = (entry.subscribers.get(at), entry.back.get(at)) {
-            self.conns[slot as usize].0[i as usize].at = at as u32;
+        let subscribers = &mut self.entry_mut(id).subscribers;
+        subscribers.swap_remove(at as usize);
+        if let Some(&moved) = subscribers.get(at as usize) {
+            self.conns[moved as usize].get_mut(id).at = at;
         }
     }
 
@@ -368,8 +366,12 @@ impl SymbolMap {
         let entry = self.entries[id as usize].take().expect("live symbol id");
         self.index.remove(&entry.symbol);
         self.free.push(id);
-        for (&slot, &i) in entry.subscribers.iter().zip(&entry.back) {
-            self.detach_from_conn(slot, i as usize);
+        for &slot in &entry.subscribers {
+            let list = &mut self.conns[slot as usize];
+            let i = list
+                .position(id)
+                .expect("both sides of a subscription are listed");
+            list.swap_remove(i);
         }
         entry.subscribers
     }

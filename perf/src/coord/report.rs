@@ -181,6 +181,12 @@ pub(super) fn print_summary(r: &Value) {
             e["kernel_slab_bytes_per_conn_pair"].as_f64().unwrap_or(0.0)
         );
     }
+    if let Some(b) = e["server_rss_anon_bytes_per_conn"].as_f64() {
+        println!(
+            "          anonymous RSS (without code pages) {} kB → {} kB: {:.0} bytes per connection",
+            e["server_rss_anon_kb_before"], e["server_rss_anon_kb_after_hold"], b
+        );
+    }
     if let Some(s) = e["saturated_at"].as_object() {
         println!(
             "saturation: the server saturated at {} ticks/s ({})",

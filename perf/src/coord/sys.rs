@@ -97,11 +97,39 @@ pub fn server_cpu_ns(pids: &[i32]) -> u64 {
 }
 
 pub fn server_rss_kb(pids: &[i32]) -> u64 {
+    status_kb(pids, "VmRSS:")
+}
+
+/// The servers' RSS once it held still (kB): sampled every 100 ms until 5 samples in a row agree,
+/// for at most 5 s (then the last sample).
+pub fn settled_rss_kb(pids: &[i32]) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut last = server_rss_kb(pids);
+    let mut same = 1;
+    while same < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = server_rss_kb(pids);
+        same = if now == last { same + 1 } else { 1 };
+        last = now;
+    }
+    last
+}
+
+/// The servers' anonymous resident memory (heap, stacks, rings; `RssAnon`): VmRSS without the
+/// file-backed pages (the binary's code and read-only data, shared libraries), which the kernel maps in
+/// 64 KiB fault-around windows whenever a code path first runs, so they move VmRSS by a fixed 100+ kB
+/// from one run to the next whatever the number of connections.
+pub fn server_rss_anon_kb(pids: &[i32]) -> u64 {
+    status_kb(pids, "RssAnon:")
+}
+
+/// The sum over `pids` of one kB field of `/proc/PID/status`.
+fn status_kb(pids: &[i32], field: &str) -> u64 {
     let mut total = 0;
     for &pid in pids {
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             for l in s.lines() {
-                if let Some(v) = l.strip_prefix("VmRSS:") {
+                if let Some(v) = l.strip_prefix(field) {
                     total += v
                         .split_whitespace()
                         .next()

@@ -14,32 +14,26 @@ impl SymbolMap {
         let mut on_symbol_side = 0;
         for (id, entry) in self.entries.iter().enumerate() {
             let Some(entry) = entry else { continue };
-            assert_eq!(entry.subscribers.len(), entry.back.len());
             assert!(
                 entry.subscribers.is_empty() || !entry.linked,
                 "a subscribed symbol is not evictable"
             );
-            for (at, (&slot, &i)) in entry.subscribers.iter().zip(&entry.back).enumerate() {
-                let sub = self.conns[slot as usize].0[i as usize];
-                assert_eq!(
-                    sub,
-                    Subscription {
-                        symbol: id as SymbolId,
-                        at: at as u32
-                    },
-                    "slot {slot} of symbol {id}"
-                );
+            for (at, &slot) in entry.subscribers.iter().enumerate() {
+                let list = &self.conns[slot as usize];
+                let i = list
+                    .position(id as SymbolId)
+                    .expect("listed on the connection's side");
+                assert_eq!(list.0[i].at, at as u32, "slot {slot} of symbol {id}");
                 on_symbol_side += 1;
             }
         }
         let mut on_conn_side = 0;
         for (slot, list) in self.conns.iter().enumerate() {
             let mut seen = BTreeSet::new();
-            for (i, sub) in list.0.iter().enumerate() {
+            for sub in list.0.iter() {
                 assert!(seen.insert(sub.symbol), "symbol listed twice");
                 let entry = self.entry(sub.symbol);
                 assert_eq!(entry.subscribers[sub.at as usize], slot as u32);
-                assert_eq!(entry.back[sub.at as usize], i as u32);
                 on_conn_side += 1;
             }
         }

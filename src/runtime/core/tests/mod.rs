@@ -13,6 +13,7 @@ mod sim;
 mod sim_tls;
 
 mod invariants;
+mod memory;
 mod property;
 mod tls;
 
