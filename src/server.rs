@@ -205,6 +205,8 @@ fn worker_settings(cfg: &ServeConfig, metrics: Arc<Metrics>) -> WorkerSettings {
         metrics,
         gate: cfg.gate(),
         max_conns_per_ip: cfg.max_conns_per_ip,
+        proxy_protocol: cfg.proxy_protocol,
+        trusted_proxies: cfg.trusted_proxies.clone().unwrap_or_default(),
         per_ip: SharedPerIp::default(),
         accept_rate: (cfg.handshake_rate > 0).then(|| SharedAcceptRate::new(cfg.handshake_rate, 0)),
         coalesce_us: cfg.coalesce_delay.as_micros() as u64,

@@ -35,6 +35,7 @@ mod tests;
 pub use admit::table_size;
 use input::Inbound;
 
+use crate::admission::trusted::TrustedProxies;
 use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
 use crate::config::SlowPolicy;
 use crate::fanout::symbols::SymbolMap;
@@ -84,6 +85,11 @@ pub struct WorkerSettings {
     /// Origin, token and metrics-access checks of the upgrade.
     pub gate: Gate,
     pub max_conns_per_ip: u32,
+    /// Every connection starts with a PROXY protocol header (`--proxy-protocol`), and only trusted
+    /// proxies may connect.
+    pub proxy_protocol: bool,
+    /// Peers whose PROXY header and `X-Forwarded-For` name the client (`--trusted-proxies`).
+    pub trusted_proxies: TrustedProxies,
     /// Open connections per client address, over every worker of the process.
     pub per_ip: SharedPerIp,
     /// Upgrades per second over every worker of the process (`--handshake-rate`), when limited.
@@ -398,10 +404,10 @@ impl Core {
         }
         match data {
             Ok(data) => {
-                if conn.tls.is_some() {
-                    self.on_tls_bytes(slot, data);
+                if conn.proxy_pending {
+                    self.on_proxy_bytes(slot, data);
                 } else {
-                    self.on_bytes(slot, data);
+                    self.on_wire_bytes(slot, data);
                 }
             }
             // All receive buffers were in use this iteration: simply arm again.

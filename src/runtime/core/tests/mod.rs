@@ -21,6 +21,7 @@ use sim::{SUBSCRIBE_EFERT, ServerFrame, Sim};
 mod admission;
 mod auth;
 mod heartbeat;
+mod proxy;
 mod shutdown;
 mod slow;
 
