@@ -24,6 +24,11 @@ pub struct Metrics {
 type WorkerCounter = fn(&WorkerStats) -> u64;
 
 impl Metrics {
+    /// The feed's connection to Redis: `None` without a feed (the echo profile).
+    pub fn feed_up(&self) -> Option<bool> {
+        self.ingest.as_ref().map(|i| i.redis_up.load(Relaxed))
+    }
+
     /// Render the exposition text.
     pub fn render(&self) -> String {
         let mut s = String::with_capacity(4096);

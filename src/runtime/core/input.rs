@@ -232,6 +232,13 @@ impl Core {
                 http::write_health(&mut self.scratch);
                 self.end(slot);
             }
+            Route::Ready => {
+                match self.not_ready() {
+                    None => http::write_ready(&mut self.scratch),
+                    Some(reason) => http::write_unavailable(reason, None, &mut self.scratch),
+                }
+                self.end(slot);
+            }
             Route::Upgrade { .. } if self.shutdown_requested => {
                 WorkerStats::add(&self.stats.handshake_failed, 1);
                 http::write_unavailable(
@@ -290,6 +297,17 @@ impl Core {
                 err.write_response(&mut self.scratch);
                 self.end(slot);
             }
+        }
+    }
+
+    /// Why `/readyz` says no: draining, or the feed is down (no connection to Redis, or not yet).
+    fn not_ready(&self) -> Option<&'static str> {
+        if self.shutdown_requested {
+            Some("draining")
+        } else if self.settings.metrics.feed_up() == Some(false) {
+            Some("feed down")
+        } else {
+            None
         }
     }
 

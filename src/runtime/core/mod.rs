@@ -203,6 +203,8 @@ pub struct Core {
     tls_plain: Vec<u8>,
     /// Client commands and pings decoded while handling one connection's input, acted on right after.
     inbox: Vec<Inbound>,
+    /// The `{"type":"feed","status":"down"}` frame while the feed is down (sent to each new client).
+    feed_down: Option<crate::fanout::symbols::LocalFrame>,
 }
 
 impl Core {
@@ -255,6 +257,7 @@ impl Core {
             tls,
             tls_plain: Vec::new(),
             inbox: Vec::new(),
+            feed_down: None,
         }
     }
 

@@ -20,6 +20,7 @@ use sim::{SUBSCRIBE_EFERT, ServerFrame, Sim};
 
 mod admission;
 mod auth;
+mod health;
 mod heartbeat;
 mod proxy;
 mod shutdown;
