@@ -23,6 +23,10 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     cfg.validate()?;
     crate::runtime::kernel::check()?;
     signals::block();
+    if !cfg.join {
+        // Our own `--processes` children are started with RINGCAST_JOIN=1: they share the port.
+        listener::ensure_free(cfg.listen)?;
+    }
     if cfg.processes > 1 {
         return supervise(&cfg);
     }
@@ -281,6 +285,8 @@ fn supervise(cfg: &ServeConfig) -> Result<(), String> {
         let mut cmd = Command::new(&exe);
         cmd.args(&args)
             .env("RINGCAST_PROCESSES", "1")
+            // The port is checked (or joining was asked for) by the supervisor; siblings share it.
+            .env("RINGCAST_JOIN", "1")
             .env("RINGCAST_PROCESS_INDEX", index.to_string());
         // The children inherit our blocked signal mask through exec; they block the same set themselves.
         cmd.spawn()
