@@ -3,7 +3,8 @@
 # step, whatever an earlier one did:
 #   cargo build --release --bins · cargo fmt --check · cargo clippy -D warnings ·
 #   cargo test --release · cargo test --lib (debug: debug_assert! and overflow checks) ·
-#   cargo test in perf/ · haproxy -c / nginx -t of deploy/ · Autobahn conformance · kernel-tuning (root) · fuzz/smoke.sh · perf/smoke.sh
+#   cargo test in perf/ · haproxy -c / nginx -t of deploy/ · Autobahn conformance ·
+#   kernel-tuning (root) · fuzz/smoke.sh · perf/smoke.sh
 # Only a failed release build stops steps that need it: they are reported as "not run".
 # Each step prints a header and its elapsed seconds; the end is a summary (one line per step: ok,
 # FAILED, skipped or not run, with a note such as Autobahn's strict-OK count), a verdict line, and last
