@@ -24,7 +24,7 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     crate::runtime::kernel::check()?;
     signals::block();
     if !cfg.join {
-        // Our own `--processes` children are started with RINGCAST_JOIN=1: they share the port.
+        // Our own `--processes` children are started with RINGCAST_JOIN=true: they share the port.
         listener::ensure_free(cfg.listen)?;
     }
     if cfg.processes > 1 {
@@ -286,7 +286,7 @@ fn supervise(cfg: &ServeConfig) -> Result<(), String> {
         cmd.args(&args)
             .env("RINGCAST_PROCESSES", "1")
             // The port is checked (or joining was asked for) by the supervisor; siblings share it.
-            .env("RINGCAST_JOIN", "1")
+            .env("RINGCAST_JOIN", "true")
             .env("RINGCAST_PROCESS_INDEX", index.to_string());
         // The children inherit our blocked signal mask through exec; they block the same set themselves.
         cmd.spawn()
