@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 
 seconds=${FUZZ_SECONDS:-25}
 seed=${FUZZ_SEED:-$RANDOM}
-targets=(handshake frame_decoder client_command)
+targets=(handshake frame_decoder client_command proxy_header)
 
 has_nightly() { cargo +nightly --version >/dev/null 2>&1; }
 has_cargo_fuzz() { cargo fuzz --version >/dev/null 2>&1; }

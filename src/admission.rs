@@ -347,6 +347,7 @@ fn tick(now_ms: u64) -> u32 {
 }
 
 pub mod refusals;
+pub mod trusted;
 
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::admission::trusted::{BadCidr, TrustedProxies};
 use crate::protocol::Limits;
 use crate::protocol::handshake::HeadLimits;
 use crate::secret::Secret;
@@ -66,6 +67,11 @@ pub struct ServeConfig {
     /// subscriber): the way past a per-process descriptor or memory limit.
     #[arg(long, env = "RINGCAST_PROCESSES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub processes: u32,
+    /// Share the port with servers already listening on it (SO_REUSEPORT: the kernel then spreads new
+    /// connections over all of them, e.g. for a restart without a gap). Without it, `serve` refuses a
+    /// port another process holds.
+    #[arg(long, env = "RINGCAST_JOIN")]
+    pub join: bool,
     /// Conformance profile: echo every data message back (for the Autobahn|Testsuite).
     #[arg(long, env = "RINGCAST_ECHO")]
     pub echo: bool,
@@ -196,6 +202,17 @@ pub struct ServeConfig {
     /// workers); 0 = no limit (503 + Retry-After beyond).
     #[arg(long, env = "RINGCAST_MAX_CONNS_PER_IP", default_value_t = 0)]
     pub max_conns_per_ip: u32,
+    /// Expect a PROXY protocol header (v1 or v2, as HAProxy's `send-proxy-v2` sends it) at the start of
+    /// every connection, before the HTTP request or the TLS ClientHello, and use the client address it
+    /// names for per-address limits and logs. Only peers in `--trusted-proxies` may connect: a
+    /// connection from elsewhere, or without a valid header, is logged and closed.
+    #[arg(long, env = "RINGCAST_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+    /// Load balancers whose word on the client's address is believed (comma-separated address blocks:
+    /// `10.0.0.0/8,192.0.2.7,::1`): their PROXY protocol header (`--proxy-protocol`) and their
+    /// `X-Forwarded-For` (the rightmost address in it that is not itself a trusted proxy). Default: none.
+    #[arg(long, env = "RINGCAST_TRUSTED_PROXIES", value_name = "CIDR,...", value_parser = parse_trusted_proxies)]
+    pub trusted_proxies: Option<TrustedProxies>,
     /// Most WebSocket upgrades per second per process (over all its workers; bursts of one second's
     /// worth); 0 = no limit (503 + Retry-After beyond).
     #[arg(long, env = "RINGCAST_HANDSHAKE_RATE", default_value_t = 0)]
@@ -264,6 +281,13 @@ impl ServeConfig {
             crate::auth::OriginPolicy::parse(origins)
                 .map_err(|e| format!("--origins (RINGCAST_ORIGINS): {e}"))?;
         }
+        if self.proxy_protocol && self.trusted_proxies.is_none() {
+            return Err(
+                "--proxy-protocol (RINGCAST_PROXY_PROTOCOL) needs --trusted-proxies \
+                (RINGCAST_TRUSTED_PROXIES): the load balancers' addresses, e.g. 10.0.0.0/8"
+                    .into(),
+            );
+        }
         if self.max_conns_per_worker == 0 {
             return Err(
                 "--max-conns-per-worker (RINGCAST_MAX_CONNS_PER_WORKER) must be greater than 0"
@@ -325,6 +349,15 @@ pub enum SlowPolicy {
     Conflate,
     Drop,
     Close,
+}
+
+/// `--trusted-proxies`: address blocks separated by commas.
+pub fn parse_trusted_proxies(text: &str) -> Result<TrustedProxies, String> {
+    let list: TrustedProxies = text.parse().map_err(|e: BadCidr| e.to_string())?;
+    if list.is_empty() {
+        return Err("no address block given".into());
+    }
+    Ok(list)
 }
 
 /// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.

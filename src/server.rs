@@ -25,6 +25,10 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     cfg.validate()?;
     crate::runtime::kernel::check()?;
     signals::block();
+    if !cfg.join {
+        // Our own `--processes` children are started with RINGCAST_JOIN=true: they share the port.
+        listener::ensure_free(cfg.listen)?;
+    }
     if cfg.processes > 1 {
         return supervise(&cfg);
     }
@@ -210,6 +214,8 @@ fn worker_settings(cfg: &ServeConfig, metrics: Arc<Metrics>) -> WorkerSettings {
         metrics,
         gate: cfg.gate(),
         max_conns_per_ip: cfg.max_conns_per_ip,
+        proxy_protocol: cfg.proxy_protocol,
+        trusted_proxies: cfg.trusted_proxies.clone().unwrap_or_default(),
         per_ip: SharedPerIp::default(),
         accept_rate: (cfg.handshake_rate > 0).then(|| SharedAcceptRate::new(cfg.handshake_rate, 0)),
         coalesce_us: cfg.coalesce_delay.as_micros() as u64,
@@ -284,6 +290,8 @@ fn supervise(cfg: &ServeConfig) -> Result<(), String> {
         let mut cmd = Command::new(&exe);
         cmd.args(&args)
             .env("RINGCAST_PROCESSES", "1")
+            // The port is checked (or joining was asked for) by the supervisor; siblings share it.
+            .env("RINGCAST_JOIN", "true")
             .env("RINGCAST_PROCESS_INDEX", index.to_string());
         // The children inherit our blocked signal mask through exec; they block the same set themselves.
         cmd.spawn()

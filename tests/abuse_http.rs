@@ -37,6 +37,8 @@ fn a_token_expiring_in_the_far_future_does_not_wrap_its_timers() {
     let server = Server::start(&[
         "--workers",
         "1",
+        "--redis",
+        "redis://127.0.0.1:1",
         "--auth-secret",
         SECRET,
         "--auth-leeway",
@@ -49,6 +51,8 @@ fn a_token_expiring_in_the_far_future_does_not_wrap_its_timers() {
         let jwt = token(&format!(r#"{{"sub":"u1","exp":{exp}}}"#));
         let (mut s, head) = upgrade(&server, &format!("/?token={jwt}"), "");
         assert_eq!(status(&head), 101, "{head}");
+        // No Redis at --redis: a client is told the feed is down right after its 101; then silence.
+        assert_eq!(read_text(&mut s), r#"{"type":"feed","status":"down"}"#);
         assert!(
             stays_quiet(&mut s, Duration::from_millis(2500)),
             "exp {exp}: neither warned nor closed"

@@ -4,7 +4,8 @@
 #   cargo build --release --bins · cargo fmt --check · cargo clippy -D warnings ·
 #   cargo +MSRV check (Cargo.toml's rust-version) · cargo test --release ·
 #   cargo test --lib (debug: debug_assert! and overflow checks) · cargo test in perf/ ·
-#   Autobahn conformance · kernel-tuning (root) · fuzz/smoke.sh · perf/smoke.sh
+#   haproxy -c / nginx -t of deploy/ · Autobahn conformance · kernel-tuning (root) · fuzz/smoke.sh ·
+#   perf/smoke.sh
 # Only a failed release build stops steps that need it: they are reported as "not run".
 # Each step prints a header and its elapsed seconds; the end is a summary (one line per step: ok,
 # FAILED, skipped or not run, with a note such as Autobahn's strict-OK count), a verdict line, and last
@@ -176,6 +177,26 @@ install_openssl() {
     echo "openssl: $(openssl version)"
 }
 
+install_balancers() {
+    # tests/edge_balancer.rs runs a real HAProxy and nginx in front of ringcast (deploy/haproxy.cfg,
+    # deploy/nginx.conf); without them those tests print a skip line (a failure with CI=true).
+    local missing=() tool
+    for tool in haproxy nginx; do
+        command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+    done
+    if [[ "${#missing[@]}" -gt 0 ]]; then
+        if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+            echo "${missing[*]}: missing; install them (apt-get install -y ${missing[*]})"
+            return 1
+        fi
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" ||
+            { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"; }; } \
+            >"$LOGDIR/apt-balancers.log" 2>&1 || { tail -n 20 "$LOGDIR/apt-balancers.log"; return 1; }
+    fi
+    echo "haproxy: $(haproxy -v | head -n 1)"
+    echo "nginx: $(nginx -v 2>&1)"
+}
+
 install_python() {
     local venv="$CACHE/py3"
     if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
@@ -203,6 +224,7 @@ setup "install redis-server" install_redis
 RINGCAST_REDIS_SERVER="$(command -v redis-server || true)"
 export RINGCAST_REDIS_SERVER
 setup "install openssl" install_openssl
+setup "install haproxy and nginx" install_balancers
 setup "install python venv (websockets)" install_python
 export RINGCAST_PYTHON="$CACHE/py3/bin/python"
 export RINGCAST_BIN="${RINGCAST_BIN:-$ROOT/target/release/ringcast}"
@@ -251,6 +273,26 @@ built_step "cargo test --release" cargo test --release --no-fail-fast
 # Debug build: debug_assert! and overflow checks run (the release tests compile them out).
 step "cargo test --lib (debug)" cargo test --lib
 step "cargo test (perf/)" bash -c 'cd perf && cargo test'
+# deploy/: the load balancer configurations as shipped (tests/edge_balancer.rs also runs them for real).
+check_haproxy_cfg() {
+    command -v haproxy >/dev/null 2>&1 || { echo "haproxy-cfg: skipped: haproxy not installed"; return 0; }
+    haproxy -c -f deploy/haproxy.cfg
+}
+check_nginx_conf() {   # deploy/nginx.conf is an http{} include: checked inside a minimal main conf
+    command -v nginx >/dev/null 2>&1 || { echo "nginx-conf: skipped: nginx not installed"; return 0; }
+    local dir rc=0 t
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/ringcast-nginx.XXXXXX")"
+    {
+        printf 'pid %s/nginx.pid;\nerror_log stderr;\nevents {}\nhttp {\n  access_log off;\n' "$dir"
+        for t in client_body proxy fastcgi uwsgi scgi; do printf '  %s_temp_path %s/%s;\n' "$t" "$dir" "$t"; done
+        printf '  include %s/deploy/nginx.conf;\n}\n' "$ROOT"
+    } >"$dir/nginx.conf"
+    nginx -t -p "$dir" -c "$dir/nginx.conf" -e stderr || rc=$?
+    rm -rf "$dir"
+    return "$rc"
+}
+step "haproxy -c -f deploy/haproxy.cfg" check_haproxy_cfg
+step "nginx -t (deploy/nginx.conf)" check_nginx_conf
 install_chromium() {   # for client/test/chromium.test.mjs
     if ! command -v chromium >/dev/null 2>&1 && [[ "$(id -u)" -eq 0 ]]; then
         { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium ||

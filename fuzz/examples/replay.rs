@@ -3,15 +3,16 @@
 //! to each target for a bounded time.
 //!
 //! ```text
-//! cargo run --release --example replay -- [handshake|frame_decoder|client_command|all] [seconds per target] [seed]
+//! cargo run --release --example replay -- [handshake|frame_decoder|client_command|proxy_header|all] [seconds per target] [seed]
 //! ```
 
 use std::time::{Duration, Instant};
 
-const TARGETS: [(&str, fn(&[u8])); 3] = [
+const TARGETS: [(&str, fn(&[u8])); 4] = [
     ("handshake", ringcast_fuzz::handshake),
     ("frame_decoder", ringcast_fuzz::frame_decoder),
     ("client_command", ringcast_fuzz::client_command),
+    ("proxy_header", ringcast_fuzz::proxy_header),
 ];
 
 /// Inputs committed in `seeds/<target>/`: a missing or emptied seed directory fails the run.
@@ -42,6 +43,7 @@ fn main() {
                 let input = match name {
                     "handshake" => random_request(&mut rng),
                     "client_command" => random_command(&mut rng),
+                    "proxy_header" => random_proxy_header(&mut rng),
                     _ => random_stream(&mut rng),
                 };
                 target(&input);
@@ -151,6 +153,40 @@ fn random_request(rng: &mut Rng) -> Vec<u8> {
         mutate(rng, &mut bytes);
     }
     if rng.chance(8) {
+        bytes.truncate(rng.below(bytes.len() + 1));
+    }
+    bytes
+}
+
+// -- PROXY protocol header -----------------------------------------------------------------------------
+
+const PROXY_V1: &[&str] = &[
+    "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n",
+    "PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n",
+    "PROXY UNKNOWN\r\n",
+    "PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n",
+];
+
+fn random_proxy_header(rng: &mut Rng) -> Vec<u8> {
+    let mut bytes = if rng.chance(2) {
+        PROXY_V1[rng.below(PROXY_V1.len())].as_bytes().to_vec()
+    } else {
+        let mut v2 = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        v2.push(if rng.chance(4) { 0x20 } else { 0x21 });
+        let (family, len) = [(0x11u8, 12usize), (0x21, 36), (0x31, 216), (0x00, 0)][rng.below(4)];
+        v2.push(family);
+        let tlvs = rng.below(40);
+        v2.extend_from_slice(&((len + tlvs) as u16).to_be_bytes());
+        v2.extend(rng.bytes(len + tlvs));
+        v2
+    };
+    if rng.chance(2) {
+        bytes.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+    }
+    if rng.chance(2) {
+        mutate(rng, &mut bytes);
+    }
+    if rng.chance(4) {
         bytes.truncate(rng.below(bytes.len() + 1));
     }
     bytes

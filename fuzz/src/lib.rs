@@ -224,3 +224,49 @@ pub fn client_command(data: &[u8]) {
         text.len()
     );
 }
+
+/// The PROXY protocol header parser (`--proxy-protocol`) on arbitrary bytes.
+///
+/// Invariants: nothing panics; a complete header lies within the input (at least 15 bytes, a v1 line at
+/// most 107); every strict prefix of a complete header asks for more, and the header alone parses to the
+/// same result; a refusal stays a refusal whatever follows; bytes after a header are never read.
+pub fn proxy_header(data: &[u8]) {
+    use ringcast::protocol::proxy::{self, Parsed};
+    let whole = proxy::parse(data);
+    match whole {
+        Parsed::Complete { consumed, .. } => {
+            assert!(
+                (15..=data.len()).contains(&consumed),
+                "{consumed} of {}",
+                data.len()
+            );
+            if data.starts_with(b"PROXY ") {
+                assert!(consumed <= proxy::V1_MAX);
+                assert!(data[..consumed].ends_with(b"\r\n"));
+            } else {
+                assert!(data.starts_with(&proxy::V2_SIGNATURE));
+            }
+            assert_eq!(proxy::parse(&data[..consumed]), whole, "header alone");
+            let mut extended = data[..consumed].to_vec();
+            extended.extend_from_slice(b"\x16\x03\x01garbage after the header");
+            assert_eq!(
+                proxy::parse(&extended),
+                whole,
+                "bytes after it are not read"
+            );
+            for n in [0, 1, consumed / 2, consumed - 1] {
+                assert_eq!(proxy::parse(&data[..n]), Parsed::NeedMore, "prefix {n}");
+            }
+        }
+        Parsed::Invalid(why) => {
+            assert!(!why.reason().is_empty());
+            let mut extended = data.to_vec();
+            extended.extend_from_slice(b"\r\n\r\n");
+            assert!(
+                matches!(proxy::parse(&extended), Parsed::Invalid(_)),
+                "a refusal stays one"
+            );
+        }
+        Parsed::NeedMore => assert!(data.len() < proxy::V2_MAX),
+    }
+}

@@ -111,6 +111,13 @@ pub fn refused(counts: &RefusalCounts, code: u16, reason: &str, peer: Option<IpA
     if let Some(i) = code_index(code) {
         counts.add(i);
     }
+    log_refusal(code, reason, peer);
+}
+
+/// Log a refusal at info level, rate-limited per (code, reason), without counting it by code: a
+/// connection closed unanswered (`code` 0: a PROXY header missing, malformed or from outside
+/// `--trusted-proxies`), which the caller counts as a failed handshake.
+pub fn log_refusal(code: u16, reason: &str, peer: Option<IpAddr>) {
     if !tracing::enabled!(tracing::Level::INFO) {
         return;
     }

@@ -11,6 +11,8 @@ use crate::protocol::response::Head;
 /// know only this.
 pub trait Exposition: Send + Sync + std::fmt::Debug {
     fn render(&self) -> String;
+    /// The feed's connection to Redis, for `/readyz`: `None` without a feed (the echo profile).
+    fn feed_up(&self) -> Option<bool>;
 }
 
 /// What the upgrade is checked against (built once per worker from the configuration). `Debug` masks the
@@ -42,8 +44,11 @@ impl std::fmt::Debug for Gate {
 /// What to do with a complete request head.
 #[derive(Debug)]
 pub enum Route {
-    /// `GET /healthz`: 200 while serving (load balancers key on it).
+    /// `GET /healthz`: liveness, 200 while the process serves (503 once draining).
     Health,
+    /// `GET /readyz`: readiness, 200 only while the feed is up and the process is not draining (503 with
+    /// the reason otherwise): what a load balancer checks before sending clients.
+    Ready,
     /// `GET /metrics`: Prometheus text.
     Metrics,
     /// `GET /` or `/ringcast.js` without an upgrade: the embedded page (or 304, or 404 with `--no-page`).
@@ -76,6 +81,7 @@ pub fn route(req: &Request<'_>, gate: &Gate, now_s: u64) -> Route {
     if req.method == "GET" && req.header("upgrade").is_none() {
         match req.path() {
             "/healthz" => return Route::Health,
+            "/readyz" => return Route::Ready,
             "/metrics" if metrics_allowed(req, gate) => return Route::Metrics,
             "/metrics" => return Route::Forbidden("metrics need their token"),
             // A request with a WebSocket key is a (broken) upgrade: it gets the upgrade's precise refusal.
@@ -148,6 +154,11 @@ fn metrics_allowed(req: &Request<'_>, gate: &Gate) -> bool {
 /// The `/healthz` response.
 pub fn write_health(out: &mut Vec<u8>) {
     Head::new(200, out).text(b"ok\n");
+}
+
+/// The `/readyz` answer when ready.
+pub fn write_ready(out: &mut Vec<u8>) {
+    Head::new(200, out).text(b"ready\n");
 }
 
 /// The `/metrics` response.

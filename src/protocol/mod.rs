@@ -14,6 +14,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod proxy;
 pub mod response;
 pub mod session;
 pub mod utf8;

@@ -28,6 +28,10 @@ pub struct Metrics {
 type WorkerCounter = fn(&WorkerStats) -> u64;
 
 impl Exposition for Metrics {
+    fn feed_up(&self) -> Option<bool> {
+        self.ingest.as_ref().map(|i| i.redis_up.load(Relaxed))
+    }
+
     /// Render the exposition text.
     fn render(&self) -> String {
         let mut s = String::with_capacity(4096);

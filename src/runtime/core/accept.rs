@@ -6,6 +6,10 @@ use crate::protocol::handshake::HeadScanner;
 use crate::runtime::core::ConnId;
 use crate::runtime::core::conn::{Conn, Stage, TlsConn};
 
+/// The code logged for a connection closed without an answer (no HTTP status, no close frame): a
+/// refused PROXY protocol peer or header.
+pub const CLOSED_UNANSWERED: u16 = 0;
+
 impl Core {
     /// Arm accepts up to [`MAX_ACCEPTS`], but only while every armed accept has a free descriptor slot
     /// to go to: otherwise new connections wait in the listen backlog until a close frees a slot (and
@@ -49,6 +53,10 @@ impl Core {
             // yet: account for it now (its late completion is recognised as stale by generation).
             self.forget(slot);
         }
+        // With --proxy-protocol only a trusted load balancer may connect (it names the real client).
+        let proxy_protocol = self.settings.proxy_protocol;
+        let untrusted =
+            proxy_protocol && !peer.is_some_and(|ip| self.settings.trusted_proxies.contains(ip));
         let conn = &mut self.conns[slot as usize];
         *conn = Conn {
             generation: conn.generation.wrapping_add(1),
@@ -58,7 +66,8 @@ impl Core {
                 deadline_ms: deadline,
             },
             peer,
-            recv_armed: true,
+            recv_armed: !untrusted,
+            proxy_pending: proxy_protocol,
             last_seen_s: (self.now_ms / 1000) as u32,
             ..Conn::default()
         };
@@ -78,12 +87,22 @@ impl Core {
         }
         let generation = conn.generation;
         self.open += 1;
-        self.intents
-            .push(Intent::Receive(ConnId { slot, generation }));
-        self.handshaking.push(slot);
         WorkerStats::add(&self.stats.accepted, 1);
         WorkerStats::add(&self.stats.open, 1);
         tracing::trace!(worker = self.id, slot, ?peer, "accepted");
+        if untrusted {
+            WorkerStats::add(&self.stats.handshake_failed, 1);
+            crate::admission::refusals::log_refusal(
+                CLOSED_UNANSWERED,
+                "connection from outside --trusted-proxies (--proxy-protocol is on); closed",
+                peer,
+            );
+            self.abort(slot);
+        } else {
+            self.intents
+                .push(Intent::Receive(ConnId { slot, generation }));
+            self.handshaking.push(slot);
+        }
         self.arm_accepts();
     }
 

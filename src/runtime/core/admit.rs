@@ -81,6 +81,10 @@ impl Core {
         if let Some(identity) = identity {
             self.set_identity(slot, identity);
         }
+        if let Some(down) = self.feed_down.clone() {
+            // Connected during a feed outage: the status every open client got, at once.
+            self.deliver(slot, Outgoing::Shared(&down));
+        }
         if !rest.is_empty() {
             // Frames that came in the same packet as the handshake, after the 101.
             self.on_frame_bytes(slot, rest);

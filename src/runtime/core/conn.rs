@@ -74,6 +74,9 @@ pub struct Conn {
     pub ip_admitted: bool,
     /// Counted among the worker's WebSocket connections (released on close).
     pub upgraded: bool,
+    /// Waiting for the PROXY protocol header (`--proxy-protocol`): the first bytes received are the
+    /// header (buffered in `Stage::Handshake::head` while incomplete), then TLS or HTTP.
+    pub proxy_pending: bool,
     /// Inbound message rate (8 bytes).
     pub rate: MessageRate,
     /// Who this is, when authentication is on.

@@ -96,8 +96,10 @@ impl Core {
                     None => {}
                 }
             }
-            FeedEvent::Status { frame, .. } => {
+            FeedEvent::Status { up, frame } => {
                 let frame: LocalFrame = Rc::new(frame);
+                // Kept while down: a client that connects during the outage is told at once.
+                self.feed_down = (!up).then(|| frame.clone());
                 for slot in 0..self.conns.len() as u32 {
                     if self.is_open(slot) {
                         self.deliver(slot, Outgoing::Shared(&frame));

@@ -1,10 +1,14 @@
 //! Received bytes, by stage: the HTTP upgrade (or a plain route), then WebSocket frames through the
 //! sans-IO `Session`, whose messages become client commands (or echoes, in the conformance profile).
 
+use std::net::IpAddr;
+
+use super::accept::CLOSED_UNANSWERED;
 use super::{App, Core, WorkerSettings, WorkerStats};
 use crate::fanout::command::{ClientCommand, CommandError};
 use crate::http::{self, Route};
 use crate::protocol::handshake::{self, HttpError, Scan};
+use crate::protocol::proxy;
 use crate::protocol::session::{self, CloseState};
 use crate::protocol::{Message, OpCode, frame};
 use crate::runtime::core::conn::Stage;
@@ -40,6 +44,56 @@ impl PingPayload {
 }
 
 impl Core {
+    /// Bytes as they came off the socket (after any PROXY header): ciphertext on a TLS listener.
+    pub(super) fn on_wire_bytes(&mut self, slot: u32, data: &mut [u8]) {
+        if self.conns[slot as usize].tls.is_some() {
+            self.on_tls_bytes(slot, data);
+        } else {
+            self.on_bytes(slot, data);
+        }
+    }
+
+    /// The first bytes of a connection under `--proxy-protocol`: the PROXY header (buffered while
+    /// incomplete), whose client address replaces the proxy's; the bytes after it go on as TLS or HTTP.
+    /// No valid header: logged and closed.
+    pub(super) fn on_proxy_bytes(&mut self, slot: u32, data: &mut [u8]) {
+        let conn = &mut self.conns[slot as usize];
+        let Stage::Handshake { head, .. } = &mut conn.stage else {
+            return;
+        };
+        let buffered = !head.is_empty();
+        if buffered {
+            head.extend_from_slice(data);
+        }
+        match proxy::parse(if buffered { head } else { data }) {
+            proxy::Parsed::NeedMore => {
+                if !buffered {
+                    head.extend_from_slice(data);
+                }
+            }
+            proxy::Parsed::Invalid(why) => {
+                WorkerStats::add(&self.stats.handshake_failed, 1);
+                crate::admission::refusals::log_refusal(CLOSED_UNANSWERED, why.reason(), conn.peer);
+                self.abort(slot);
+            }
+            proxy::Parsed::Complete { client, consumed } => {
+                conn.proxy_pending = false;
+                if let Some(client) = client {
+                    tracing::trace!(worker = self.id, slot, proxy = ?conn.peer, %client, "PROXY header");
+                    conn.peer = Some(client.ip().to_canonical());
+                }
+                if buffered {
+                    let mut rest = std::mem::take(head).split_off(consumed);
+                    if !rest.is_empty() {
+                        self.on_wire_bytes(slot, &mut rest);
+                    }
+                } else if consumed < data.len() {
+                    self.on_wire_bytes(slot, &mut data[consumed..]);
+                }
+            }
+        }
+    }
+
     /// Received bytes, by phase.
     pub(super) fn on_bytes(&mut self, slot: u32, data: &mut [u8]) {
         match &mut self.conns[slot as usize].stage {
@@ -118,6 +172,7 @@ impl Core {
     pub(super) fn on_handshake_bytes(&mut self, slot: u32, data: &mut [u8]) {
         let max_head = self.settings.head_limits.max_head_bytes;
         let now_s = self.unix_s();
+        let peer = self.conns[slot as usize].peer;
         let Stage::Handshake { head, scan, .. } = &mut self.conns[slot as usize].stage else {
             return;
         };
@@ -126,8 +181,9 @@ impl Core {
             match scan.scan(data) {
                 Scan::Complete(end) => {
                     let (head_bytes, rest) = data.split_at_mut(end);
-                    let route = parse_and_route(head_bytes, &self.settings, now_s);
-                    return self.on_route(slot, route, rest);
+                    let (route, forwarded) =
+                        parse_and_route(head_bytes, &self.settings, peer, now_s);
+                    return self.on_route(slot, route, forwarded, rest);
                 }
                 Scan::Invalid(err) => return self.reject(slot, err),
                 Scan::Partial if data.len() >= max_head => {
@@ -145,8 +201,8 @@ impl Core {
             Scan::Complete(n) => {
                 let mut head = std::mem::take(head);
                 let mut rest = head.split_off(start + n);
-                let route = parse_and_route(&head, &self.settings, now_s);
-                self.on_route(slot, route, &mut rest);
+                let (route, forwarded) = parse_and_route(&head, &self.settings, peer, now_s);
+                self.on_route(slot, route, forwarded, &mut rest);
             }
             Scan::Invalid(err) => self.reject(slot, err),
             Scan::Partial if head.len() >= max_head => self.reject(slot, HttpError::HeadTooLarge),
@@ -154,7 +210,19 @@ impl Core {
         }
     }
 
-    pub(super) fn on_route(&mut self, slot: u32, route: Route, rest: &mut [u8]) {
+    /// `forwarded`: the client a trusted proxy's `X-Forwarded-For` names (it replaces the peer address).
+    pub(super) fn on_route(
+        &mut self,
+        slot: u32,
+        route: Route,
+        forwarded: Option<IpAddr>,
+        rest: &mut [u8],
+    ) {
+        if let Some(client) = forwarded {
+            let conn = &mut self.conns[slot as usize];
+            tracing::trace!(worker = self.id, slot, proxy = ?conn.peer, %client, "X-Forwarded-For");
+            conn.peer = Some(client);
+        }
         match route {
             Route::Health if self.shutdown_requested => {
                 http::write_unavailable("draining", None, &mut self.scratch);
@@ -162,6 +230,13 @@ impl Core {
             }
             Route::Health => {
                 http::write_health(&mut self.scratch);
+                self.end(slot);
+            }
+            Route::Ready => {
+                match self.not_ready() {
+                    None => http::write_ready(&mut self.scratch),
+                    Some(reason) => http::write_unavailable(reason, None, &mut self.scratch),
+                }
                 self.end(slot);
             }
             Route::Upgrade { .. } if self.shutdown_requested => {
@@ -229,6 +304,17 @@ impl Core {
                 err.write_response(&mut self.scratch);
                 self.end(slot);
             }
+        }
+    }
+
+    /// Why `/readyz` says no: draining, or the feed is down (no connection to Redis, or not yet).
+    fn not_ready(&self) -> Option<&'static str> {
+        if self.shutdown_requested {
+            Some("draining")
+        } else if self.settings.metrics.feed_up() == Some(false) {
+            Some("feed down")
+        } else {
+            None
         }
     }
 
@@ -303,10 +389,22 @@ impl Core {
     }
 }
 
-fn parse_and_route(head: &[u8], settings: &WorkerSettings, now_s: u64) -> Route {
+/// The route of a complete head, and the client a trusted proxy's `X-Forwarded-For` names.
+fn parse_and_route(
+    head: &[u8],
+    settings: &WorkerSettings,
+    peer: Option<IpAddr>,
+    now_s: u64,
+) -> (Route, Option<IpAddr>) {
     match handshake::parse_request(head, &settings.head_limits) {
-        Ok(req) => http::route(&req, &settings.gate, now_s),
-        Err(err) => Route::Reject(err),
+        Ok(req) => {
+            let trusted = &settings.trusted_proxies;
+            let forwarded = peer.filter(|_| !trusted.is_empty()).and_then(|peer| {
+                trusted.forwarded_client(peer, req.headers_named("x-forwarded-for"))
+            });
+            (http::route(&req, &settings.gate, now_s), forwarded)
+        }
+        Err(err) => (Route::Reject(err), None),
     }
 }
 

@@ -36,6 +36,7 @@ mod tests;
 pub use admit::table_size;
 use input::Inbound;
 
+use crate::admission::trusted::TrustedProxies;
 use crate::admission::{MessageLimit, SharedAcceptRate, SharedPerIp};
 use crate::fanout::symbols::SymbolMap;
 use crate::fanout::{FeedEvent, Symbol};
@@ -96,6 +97,11 @@ pub struct WorkerSettings {
     /// Origin, token and metrics-access checks of the upgrade.
     pub gate: Gate,
     pub max_conns_per_ip: u32,
+    /// Every connection starts with a PROXY protocol header (`--proxy-protocol`), and only trusted
+    /// proxies may connect.
+    pub proxy_protocol: bool,
+    /// Peers whose PROXY header and `X-Forwarded-For` name the client (`--trusted-proxies`).
+    pub trusted_proxies: TrustedProxies,
     /// Open connections per client address, over every worker of the process.
     pub per_ip: SharedPerIp,
     /// Upgrades per second over every worker of the process (`--handshake-rate`), when limited.
@@ -211,6 +217,8 @@ pub struct Core {
     inbox: Vec<Inbound>,
     /// Symbols to ask ingest for (their stored latest tick), in order; taken by the driver.
     fetches: VecDeque<Symbol>,
+    /// The `{"type":"feed","status":"down"}` frame while the feed is down (sent to each new client).
+    feed_down: Option<crate::fanout::symbols::LocalFrame>,
 }
 
 impl Core {
@@ -264,6 +272,7 @@ impl Core {
             tls_plain: Vec::new(),
             inbox: Vec::new(),
             fetches: VecDeque::new(),
+            feed_down: None,
         }
     }
 
@@ -430,10 +439,10 @@ impl Core {
         }
         match data {
             Ok(data) => {
-                if conn.tls.is_some() {
-                    self.on_tls_bytes(slot, data);
+                if conn.proxy_pending {
+                    self.on_proxy_bytes(slot, data);
                 } else {
-                    self.on_bytes(slot, data);
+                    self.on_wire_bytes(slot, data);
                 }
             }
             // All receive buffers were in use this iteration: simply arm again.

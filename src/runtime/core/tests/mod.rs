@@ -22,7 +22,9 @@ use sim::{SUBSCRIBE_EFERT, ServerFrame, Sim};
 mod admission;
 mod auth;
 mod fetch;
+mod health;
 mod heartbeat;
+mod proxy;
 mod shutdown;
 mod slow;
 

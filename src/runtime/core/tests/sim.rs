@@ -45,6 +45,8 @@ pub fn settings() -> WorkerSettings {
         metrics: Arc::new(NoMetrics),
         gate: crate::http::Gate::default(),
         max_conns_per_ip: 0,
+        proxy_protocol: false,
+        trusted_proxies: Default::default(),
         per_ip: Default::default(),
         accept_rate: None,
         message_limit: None,
@@ -59,6 +61,9 @@ struct NoMetrics;
 impl Exposition for NoMetrics {
     fn render(&self) -> String {
         String::new()
+    }
+    fn feed_up(&self) -> Option<bool> {
+        None
     }
 }
 
@@ -128,6 +133,9 @@ pub struct Sim {
     /// Check the core's invariants after every step (on unless a test with thousands of connections,
     /// where each check costs O(connections), turns it off).
     pub check_invariants: bool,
+    /// Bytes the next accepted client writes first, before anything else (a load balancer's PROXY
+    /// protocol header, ahead of the TLS ClientHello).
+    pub preamble: Option<Vec<u8>>,
 }
 
 /// The core's table unless a test sizes it: (descriptor slots, WebSocket connections).
@@ -173,6 +181,7 @@ impl Sim {
             fetch_fails: false,
             client_tls,
             check_invariants: true,
+            preamble: None,
         };
         sim.run();
         sim
@@ -265,6 +274,10 @@ impl Sim {
                     tls: None,
                 },
             );
+            if let Some(preamble) = self.preamble.take() {
+                let client = self.clients.get_mut(&slot).expect("client");
+                client.outgoing.push_back(preamble);
+            }
             if let Some(cfg) = &self.client_tls {
                 self.clients.get_mut(&slot).expect("client").start_tls(cfg);
             }
@@ -403,6 +416,26 @@ impl Sim {
         self.run();
         let taken: Vec<u32> = before.difference(&self.free_slots).copied().collect();
         *taken.first().expect("accepted")
+    }
+
+    /// A client connects (from `peer`) and is accepted, and its slot may already be free again (the core
+    /// closed it on accept); returns the slot it had.
+    pub fn connect_once(&mut self, peer: Option<IpAddr>) -> u32 {
+        let accepted = WorkerStats::get(&self.core.stats.accepted);
+        self.connecting.push_back(peer);
+        self.run();
+        assert_eq!(
+            WorkerStats::get(&self.core.stats.accepted),
+            accepted + 1,
+            "accepted"
+        );
+        self.clients
+            .iter()
+            .filter(|(_, c)| c.peer == peer)
+            .map(|(&slot, c)| (c.id.generation, slot))
+            .max()
+            .expect("a client")
+            .1
     }
 
     /// Connect and complete the WebSocket upgrade; returns the slot.
