@@ -1,0 +1,219 @@
+//! A real Redis Cluster on 127.0.0.1 for tests: `masters × (1 + replicas)` redis-server processes with
+//! `--cluster-enabled yes` on free ports, joined by `redis-cli --cluster create … --cluster-yes`. Every
+//! wait is bounded; every node is stopped by PID on drop (also when the test fails), and a node can be
+//! SIGKILLed to force a failover.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ringcast::cli::redis_server::RedisServer;
+
+use super::TempDir;
+
+/// How long the cluster gets to form, and a replica to be promoted.
+const FORM_WITHIN: Duration = Duration::from_secs(20);
+
+pub struct RedisCluster {
+    /// Every node by port; `None` once killed.
+    pub nodes: Vec<(u16, Option<RedisServer>)>,
+    _dir: TempDir,
+}
+
+/// `redis-cli` next to `RINGCAST_REDIS_SERVER`, else on PATH.
+fn redis_cli() -> String {
+    RedisServer::binary()
+        .and_then(|b| {
+            let cli = b.with_file_name("redis-cli");
+            cli.is_file().then(|| cli.display().to_string())
+        })
+        .unwrap_or_else(|| "redis-cli".into())
+}
+
+fn con(port: u16) -> Option<redis::Connection> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let con = client
+        .get_connection_with_timeout(Duration::from_secs(1))
+        .ok()?;
+    con.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    Some(con)
+}
+
+impl RedisCluster {
+    /// Start the nodes, create the cluster (`--cluster-replicas replicas`) and wait until every node says
+    /// `cluster_state:ok` and every master has its replicas attached. `node_timeout_ms` is the cluster's
+    /// failure-detection time (a replica is promoted about then after its master dies).
+    pub fn start(masters: usize, replicas: usize, node_timeout_ms: u64) -> RedisCluster {
+        let dir = TempDir::new("redis-cluster");
+        let timeout = node_timeout_ms.to_string();
+        let mut nodes = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            let port = RedisServer::free_port().expect("a free port");
+            let conf = dir.0.join(format!("nodes-{port}.conf"));
+            let node = RedisServer::start_with(
+                port,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    conf.to_str().unwrap(),
+                    "--cluster-node-timeout",
+                    &timeout,
+                    // A replica may take over however long its link was down (a fresh replica's is).
+                    "--cluster-replica-validity-factor",
+                    "0",
+                    "--dir",
+                    dir.0.to_str().unwrap(),
+                ],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            nodes.push((port, Some(node)));
+        }
+        let cluster = RedisCluster { nodes, _dir: dir };
+        let mut cmd = Command::new(redis_cli());
+        cmd.args(["--cluster", "create"]);
+        for (port, _) in &cluster.nodes {
+            cmd.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = cmd
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create (apt-get install -y redis-tools)");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.wait_until(FORM_WITHIN, "the cluster to form", |c| {
+            c.live_ports().iter().all(|p| c.state_ok(*p))
+                && c.masters().len() == masters
+                && c.masters().iter().all(|m| c.replicas_of(*m) >= replicas)
+                && c.live_ports().iter().all(|p| c.synced(*p))
+        });
+        cluster
+    }
+
+    /// Every live node's URL, comma-separated: the `--redis-cluster` seeds.
+    pub fn seeds(&self) -> String {
+        self.live_ports()
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn live_ports(&self) -> Vec<u16> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.is_some())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// A connection to a live node.
+    pub fn con(&self, port: u16) -> redis::Connection {
+        con(port).unwrap_or_else(|| panic!("node {port} does not answer"))
+    }
+
+    fn state_ok(&self, port: u16) -> bool {
+        con(port)
+            .and_then(|mut c| {
+                redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query::<String>(&mut c)
+                    .ok()
+            })
+            .is_some_and(|info| info.contains("cluster_state:ok"))
+    }
+
+    /// The ports of the masters that serve slots, as a live node sees them (sorted).
+    pub fn masters(&self) -> Vec<u16> {
+        for port in self.live_ports() {
+            let Some(mut c) = con(port) else { continue };
+            let Ok(slots) = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query::<Vec<redis::Value>>(&mut c)
+            else {
+                continue;
+            };
+            let mut out: Vec<u16> = slots
+                .iter()
+                .filter_map(|range| match range {
+                    redis::Value::Array(parts) => match parts.get(2) {
+                        Some(redis::Value::Array(m)) => match m.get(1) {
+                            Some(redis::Value::Int(p)) => Some(*p as u16),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            out.sort();
+            out.dedup();
+            return out;
+        }
+        Vec::new()
+    }
+
+    /// How many replicas `master` has attached (INFO replication).
+    pub fn replicas_of(&self, master: u16) -> usize {
+        con(master)
+            .and_then(|mut c| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut c)
+                    .ok()
+            })
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.trim().strip_prefix("connected_slaves:")?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Whether the node on `port` is a master or a replica whose link to its master is up (synced).
+    fn synced(&self, port: u16) -> bool {
+        con(port)
+            .and_then(|mut c| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut c)
+                    .ok()
+            })
+            .is_some_and(|info| {
+                info.contains("role:master") || info.contains("master_link_status:up")
+            })
+    }
+
+    /// SIGKILL the node on `port` (by PID), like a crash.
+    pub fn kill(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|(p, _)| *p == port)
+            .and_then(|(_, n)| n.take())
+            .unwrap_or_else(|| panic!("no live node on {port}"));
+        node.kill();
+    }
+
+    /// Wait until `masters()` no longer names `dead` and every live node says `cluster_state:ok` (a
+    /// replica was promoted); returns how long that took.
+    pub fn wait_failover(&self, dead: u16) -> Duration {
+        let t0 = Instant::now();
+        self.wait_until(FORM_WITHIN, "a replica to be promoted", |c| {
+            let m = c.masters();
+            !m.is_empty() && !m.contains(&dead) && c.live_ports().iter().all(|p| c.state_ok(*p))
+        });
+        t0.elapsed()
+    }
+
+    pub fn wait_until(&self, within: Duration, what: &str, mut ok: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + within;
+        while !ok(self) {
+            assert!(Instant::now() < deadline, "waited {within:?} for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
