@@ -232,6 +232,43 @@ fn cluster_feed_survives_a_master_kill() {
     let all = ShardKeys::all(PREFIX, SHARDS);
     assert_eq!(all[7].ticks, "tc:ticks:{7}");
 
+    // Resharding: move shard 0's slot to another master. Redis unsubscribes the shard's channels there
+    // (an `sunsubscribe` push); the server resubscribes on the new owner and re-reads, clients stay.
+    let from = cluster.owner_of(all[0].slot);
+    let to = *masters.iter().find(|&&m| m != from).unwrap();
+    let reconnects = server.metric("ringcast_feed_reconnects_total");
+    let t_move = Instant::now();
+    cluster.move_slot(all[0].slot, to);
+    poll_until(
+        Duration::from_secs(10),
+        "a resubscribe after the slot move",
+        || server.metric("ringcast_feed_reconnects_total") > reconnects,
+    );
+    let shard0: Vec<String> = symbols
+        .iter()
+        .filter(|s| shard_of(s, SHARDS) == 0)
+        .cloned()
+        .collect();
+    publish(&seeds, &shard0, 100);
+    wait_all(
+        &clients[..1],
+        &shard0,
+        100,
+        Duration::from_secs(10),
+        "shard 0's tick after the move",
+    );
+    println!(
+        "slot move: shard 0 served again {:?} after the move began",
+        t_move.elapsed()
+    );
+    let chans: Vec<String> = redis::cmd("PUBSUB")
+        .arg("SHARDCHANNELS")
+        .arg(&all[0].ticks)
+        .query(&mut cluster.con(to))
+        .unwrap();
+    assert_eq!(chans, [all[0].ticks.clone()], "subscribed on the new owner");
+    publish(&seeds, &symbols, 6); // back to one value for every symbol
+
     // Kill a master (SIGKILL), wait for its replica's promotion, publish again.
     let victim = masters[0];
     let t_kill = Instant::now();

@@ -157,6 +157,82 @@ impl RedisCluster {
         Vec::new()
     }
 
+    /// The port of the master serving `slot`.
+    pub fn owner_of(&self, slot: u16) -> u16 {
+        for port in self.live_ports() {
+            let Some(mut c) = con(port) else { continue };
+            let Ok(redis::Value::Array(ranges)) = redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query::<redis::Value>(&mut c)
+            else {
+                continue;
+            };
+            for range in ranges {
+                if let redis::Value::Array(parts) = range
+                    && let (Some(redis::Value::Int(a)), Some(redis::Value::Int(b))) =
+                        (parts.first(), parts.get(1))
+                    && (*a..=*b).contains(&i64::from(slot))
+                    && let Some(redis::Value::Array(m)) = parts.get(2)
+                    && let Some(redis::Value::Int(p)) = m.get(1)
+                {
+                    return *p as u16;
+                }
+            }
+        }
+        panic!("no node knows the owner of slot {slot}")
+    }
+
+    /// Move `slot` (and its keys) from its master to master `to`, the way `redis-cli --cluster reshard`
+    /// does: IMPORTING/MIGRATING, MIGRATE the keys, then SETSLOT NODE on every master.
+    pub fn move_slot(&self, slot: u16, to: u16) {
+        let from = self.owner_of(slot);
+        let id = |port: u16| -> String {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut self.con(port))
+                .unwrap()
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let setslot = |port: u16, args: &[&str]| {
+            let () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(args)
+                .query(&mut self.con(port))
+                .unwrap_or_else(|e| panic!("SETSLOT {slot} {args:?} on {port}: {e}"));
+        };
+        setslot(to, &["IMPORTING", &from_id]);
+        setslot(from, &["MIGRATING", &to_id]);
+        let keys: Vec<String> = redis::cmd("CLUSTER")
+            .arg("GETKEYSINSLOT")
+            .arg(slot)
+            .arg(1000)
+            .query(&mut self.con(from))
+            .unwrap();
+        if !keys.is_empty() {
+            let () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(to)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut self.con(from))
+                .unwrap();
+        }
+        setslot(to, &["NODE", &to_id]);
+        setslot(from, &["NODE", &to_id]);
+        for m in self.masters() {
+            if m != from && m != to {
+                setslot(m, &["NODE", &to_id]);
+            }
+        }
+        self.wait_until(FORM_WITHIN, "the slot move to spread", |c| {
+            c.owner_of(slot) == to
+        });
+    }
+
     /// How many replicas `master` has attached (INFO replication).
     pub fn replicas_of(&self, master: u16) -> usize {
         con(master)

@@ -368,11 +368,13 @@ fn read_loop(
             match resp::decode(&buf) {
                 Ok(Some((value, used))) => {
                     buf.drain(..used);
-                    if let Some(incoming) = classify(value) {
-                        let end = matches!(incoming, Incoming::Lost(_));
-                        if tx.send(incoming).is_err() || end {
-                            return;
-                        }
+                    let sent = match classify(value) {
+                        Some(Incoming::Lost(why)) => return lost(why),
+                        Some(message) => tx.send(message).is_ok(),
+                        None => true,
+                    };
+                    if !sent {
+                        return; // the session ended
                     }
                 }
                 Ok(None) => break,
@@ -435,5 +437,47 @@ fn classify(value: Resp) -> Option<Incoming> {
             String::from_utf8_lossy(&at(1).unwrap_or_default())
         ))),
         _ => None, // pong
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array(items: &[&str]) -> Resp {
+        Resp::Array(Some(
+            items
+                .iter()
+                .map(|s| Resp::Bulk(Some(s.as_bytes().to_vec())))
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn pushes_are_classified() {
+        let Some(Incoming::Message { channel, payload }) =
+            classify(array(&["smessage", "psx:ticks:{3}", "{}"]))
+        else {
+            panic!("smessage")
+        };
+        assert_eq!(
+            (&channel[..], &payload[..]),
+            (&b"psx:ticks:{3}"[..], &b"{}"[..])
+        );
+        let Some(Incoming::Message { channel, .. }) =
+            classify(array(&["pmessage", "psx:user:*", "psx:user:7", "hi"]))
+        else {
+            panic!("pmessage")
+        };
+        assert_eq!(channel, b"psx:user:7");
+        assert!(matches!(
+            classify(array(&["sunsubscribe", "psx:ticks:{3}"])),
+            Some(Incoming::Lost(why)) if why.contains("psx:ticks:{3}")
+        ));
+        assert!(matches!(
+            classify(Resp::Error("MOVED 1 h:1".into())),
+            Some(Incoming::Lost(_))
+        ));
+        assert!(classify(array(&["pong", ""])).is_none());
     }
 }
