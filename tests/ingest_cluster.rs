@@ -313,6 +313,63 @@ fn cluster_feed_survives_a_master_kill() {
     println!("test took {:?}", t_test.elapsed());
 }
 
+/// A cluster that requires a password: the seed URL's password authenticates the subscriber connections
+/// (AUTH in the server's own RESP code) and the CLI's; it appears in no log line or error.
+#[test]
+fn cluster_with_a_password() {
+    let pw = "cluster-s3cret-pw";
+    let cluster = RedisCluster::start_with_password(3, 0, 1000, Some(pw));
+    let seeds = cluster.seeds();
+    assert!(seeds.contains(pw));
+    let symbols = symbols();
+    publish(&seeds, &symbols, 1);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut child = ringcast_command(
+        &[
+            "--log",
+            "debug",
+            "serve",
+            "--listen",
+            &addr,
+            "--redis-cluster",
+            &seeds,
+            "--prefix",
+            PREFIX,
+        ],
+        &[],
+    )
+    .spawn()
+    .unwrap();
+    let captured = Captured::of(&mut child);
+    let server = Server::adopt(child, addr.parse().unwrap());
+    server.wait_feed_up();
+    let client = Client::connect(&server, &symbols);
+    poll_until(Duration::from_secs(5), "the snapshot", || {
+        client.has_latest(&symbols, 1)
+    });
+    publish(&seeds, &symbols, 2);
+    poll_until(Duration::from_secs(5), "live ticks", || {
+        client.has_latest(&symbols, 2)
+    });
+    // A wrong password: refused, and neither password is printed.
+    let wrong = seeds.replace(pw, "wrong-pw-xyz");
+    let out = ringcast_command(
+        &["get", "T000", "--redis-cluster", &wrong, "--prefix", PREFIX],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        !text.contains("wrong-pw-xyz") && !text.contains(pw),
+        "{text}"
+    );
+    let log = captured.text();
+    assert!(log.contains("subscribed to the sharded tick feed"), "{log}");
+    assert!(!log.contains(pw), "{log}");
+}
+
 /// A password in `--redis-cluster` shows neither in the CLI's error nor in the server's log.
 #[test]
 fn cluster_passwords_stay_out_of_errors_and_logs() {

@@ -16,6 +16,8 @@ const FORM_WITHIN: Duration = Duration::from_secs(20);
 pub struct RedisCluster {
     /// Every node by port; `None` once killed.
     pub nodes: Vec<(u16, Option<RedisServer>)>,
+    /// `requirepass` of every node, if any.
+    pub password: Option<String>,
     _dir: TempDir,
 }
 
@@ -29,8 +31,34 @@ fn redis_cli() -> String {
         .unwrap_or_else(|| "redis-cli".into())
 }
 
-fn con(port: u16) -> Option<redis::Connection> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+/// A port free on 127.0.0.1 whose cluster bus port (port + 10000) is free too, and neither of which
+/// another cluster of this test process took.
+fn node_port() -> u16 {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+    let taken = taken.get_or_insert_with(HashSet::new);
+    for _ in 0..1000 {
+        let port = RedisServer::free_port().expect("a free port");
+        let Some(bus) = port.checked_add(10000) else {
+            continue;
+        };
+        if taken.contains(&port)
+            || taken.contains(&bus)
+            || std::net::TcpListener::bind(("127.0.0.1", bus)).is_err()
+        {
+            continue;
+        }
+        taken.extend([port, bus]);
+        return port;
+    }
+    panic!("no free port pair (port, port + 10000)")
+}
+
+fn con(port: u16, password: Option<&str>) -> Option<redis::Connection> {
+    let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
+    let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}")).ok()?;
     let con = client
         .get_connection_with_timeout(Duration::from_secs(1))
         .ok()?;
@@ -43,11 +71,21 @@ impl RedisCluster {
     /// `cluster_state:ok` and every master has its replicas attached. `node_timeout_ms` is the cluster's
     /// failure-detection time (a replica is promoted about then after its master dies).
     pub fn start(masters: usize, replicas: usize, node_timeout_ms: u64) -> RedisCluster {
+        RedisCluster::start_with_password(masters, replicas, node_timeout_ms, None)
+    }
+
+    /// [`RedisCluster::start`] with `requirepass`/`masterauth` set to `password` on every node.
+    pub fn start_with_password(
+        masters: usize,
+        replicas: usize,
+        node_timeout_ms: u64,
+        password: Option<&str>,
+    ) -> RedisCluster {
         let dir = TempDir::new("redis-cluster");
         let timeout = node_timeout_ms.to_string();
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
-            let port = RedisServer::free_port().expect("a free port");
+            let port = node_port();
             let conf = dir.0.join(format!("nodes-{port}.conf"));
             let node = RedisServer::start_with(
                 port,
@@ -66,10 +104,29 @@ impl RedisCluster {
                 ],
             )
             .unwrap_or_else(|e| panic!("{e}"));
+            // Set after start: RedisServer waits for an unauthenticated PING.
+            if let Some(p) = password {
+                let mut c = con(port, None).expect("a fresh node answers");
+                for key in ["masterauth", "requirepass"] {
+                    let () = redis::cmd("CONFIG")
+                        .arg("SET")
+                        .arg(key)
+                        .arg(p)
+                        .query(&mut c)
+                        .unwrap();
+                }
+            }
             nodes.push((port, Some(node)));
         }
-        let cluster = RedisCluster { nodes, _dir: dir };
+        let cluster = RedisCluster {
+            nodes,
+            password: password.map(String::from),
+            _dir: dir,
+        };
         let mut cmd = Command::new(redis_cli());
+        if let Some(p) = password {
+            cmd.env("REDISCLI_AUTH", p);
+        }
         cmd.args(["--cluster", "create"]);
         for (port, _) in &cluster.nodes {
             cmd.arg(format!("127.0.0.1:{port}"));
@@ -94,11 +151,16 @@ impl RedisCluster {
         cluster
     }
 
-    /// Every live node's URL, comma-separated: the `--redis-cluster` seeds.
+    /// Every live node's URL (with the password, if any), comma-separated: the `--redis-cluster` seeds.
     pub fn seeds(&self) -> String {
+        let auth = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}@"))
+            .unwrap_or_default();
         self.live_ports()
             .iter()
-            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .map(|p| format!("redis://{auth}127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -113,11 +175,11 @@ impl RedisCluster {
 
     /// A connection to a live node.
     pub fn con(&self, port: u16) -> redis::Connection {
-        con(port).unwrap_or_else(|| panic!("node {port} does not answer"))
+        con(port, self.password.as_deref()).unwrap_or_else(|| panic!("node {port} does not answer"))
     }
 
     fn state_ok(&self, port: u16) -> bool {
-        con(port)
+        con(port, self.password.as_deref())
             .and_then(|mut c| {
                 redis::cmd("CLUSTER")
                     .arg("INFO")
@@ -130,7 +192,9 @@ impl RedisCluster {
     /// The ports of the masters that serve slots, as a live node sees them (sorted).
     pub fn masters(&self) -> Vec<u16> {
         for port in self.live_ports() {
-            let Some(mut c) = con(port) else { continue };
+            let Some(mut c) = con(port, self.password.as_deref()) else {
+                continue;
+            };
             let Ok(slots) = redis::cmd("CLUSTER")
                 .arg("SLOTS")
                 .query::<Vec<redis::Value>>(&mut c)
@@ -160,7 +224,9 @@ impl RedisCluster {
     /// The port of the master serving `slot`.
     pub fn owner_of(&self, slot: u16) -> u16 {
         for port in self.live_ports() {
-            let Some(mut c) = con(port) else { continue };
+            let Some(mut c) = con(port, self.password.as_deref()) else {
+                continue;
+            };
             let Ok(redis::Value::Array(ranges)) = redis::cmd("CLUSTER")
                 .arg("SLOTS")
                 .query::<redis::Value>(&mut c)
@@ -235,7 +301,7 @@ impl RedisCluster {
 
     /// How many replicas `master` has attached (INFO replication).
     pub fn replicas_of(&self, master: u16) -> usize {
-        con(master)
+        con(master, self.password.as_deref())
             .and_then(|mut c| {
                 redis::cmd("INFO")
                     .arg("replication")
@@ -251,7 +317,7 @@ impl RedisCluster {
 
     /// Whether the node on `port` is a master or a replica whose link to its master is up (synced).
     fn synced(&self, port: u16) -> bool {
-        con(port)
+        con(port, self.password.as_deref())
             .and_then(|mut c| {
                 redis::cmd("INFO")
                     .arg("replication")
