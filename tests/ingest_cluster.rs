@@ -414,7 +414,7 @@ fn cluster_passwords_stay_out_of_errors_and_logs() {
         "{log}"
     );
 
-    // --redis and --redis-cluster exclude each other.
+    // --redis-cluster wins over --redis (and RINGCAST_REDIS): the cluster is what was asked.
     let out = ringcast_command(
         &[
             "get",
@@ -424,12 +424,13 @@ fn cluster_passwords_stay_out_of_errors_and_logs() {
             "--redis-cluster",
             &list,
         ],
-        &[],
+        &[("RINGCAST_REDIS", "redis://127.0.0.1:2")],
     )
     .output()
     .unwrap();
     let text = output_text(&out);
-    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("CLUSTER SLOTS"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
     let _ = std::io::stdout().flush();
 }

@@ -29,14 +29,10 @@ pub struct RedisArgs {
     /// Redis URL (`redis://[:password@]host:port[/db]`).
     #[arg(long = "redis", env = "RINGCAST_REDIS", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis: String,
-    /// Redis Cluster seed nodes instead of `--redis` (`redis://[:password@]h1:7000,redis://h2:7001,…`): the
-    /// feed is split into `--feed-shards` sharded channels `{prefix}ticks:{k}` (SPUBLISH/SSUBSCRIBE, Redis 7)
-    #[arg(
-        long,
-        env = "RINGCAST_REDIS_CLUSTER",
-        hide_env_values = true,
-        conflicts_with = "redis"
-    )]
+    /// Redis Cluster seed nodes, used instead of `--redis` (and `RINGCAST_REDIS`) when set
+    /// (`redis://[:password@]h1:7000,redis://h2:7001,…`): the feed is split into `--feed-shards` sharded
+    /// channels `{prefix}ticks:{k}` (SPUBLISH/SSUBSCRIBE, Redis 7)
+    #[arg(long, env = "RINGCAST_REDIS_CLUSTER", hide_env_values = true)]
     pub redis_cluster: Option<String>,
     /// With `--redis-cluster`: how many shards the feed is split into (a symbol's shard is FNV-1a 32 of its
     /// bytes mod N; every publisher and server must agree)
