@@ -31,6 +31,8 @@ struct Seen {
     /// Latest p per symbol.
     latest: HashMap<String, i64>,
     statuses: Vec<String>,
+    /// Symbols announced `retired`.
+    retired: Vec<String>,
     /// The connection ended while the test did not end it.
     dropped: bool,
 }
@@ -61,6 +63,9 @@ impl Client {
                 if let (Some(sym), Some(p)) = (v["symbol"].as_str(), v["p"].as_i64()) {
                     seen.ticks.push((sym.to_string(), p));
                     seen.latest.insert(sym.to_string(), p);
+                } else if v["type"] == "retired" {
+                    seen.retired
+                        .push(v["symbol"].as_str().unwrap_or("").to_string());
                 } else if v["type"] == "feed" {
                     seen.statuses
                         .push(v["status"].as_str().unwrap_or("").to_string());
@@ -351,6 +356,57 @@ fn cluster_with_a_password() {
     poll_until(Duration::from_secs(5), "live ticks", || {
         client.has_latest(&symbols, 2)
     });
+    // retire through the cluster: HDEL on the shard's hash, SPUBLISH on its control channel.
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--redis-cluster", &seeds, "--prefix", PREFIX]);
+        let out = ringcast_command(&all, &[]).output().unwrap();
+        let text = output_text(&out);
+        (out.status.code(), text)
+    };
+    let (code, text) = cli(&["retire", "T000"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("removed from tc:ticks:{"), "{text}");
+    poll_until(Duration::from_secs(5), "the retire notice", || {
+        client.seen.lock().unwrap().retired == ["T000"]
+    });
+    let (code, text) = cli(&["get", "T000,T001"]);
+    assert_eq!(code, Some(1), "T000 is gone: {text}");
+    assert!(
+        text.starts_with("null\n{\"symbol\":\"T001\",\"p\":2}"),
+        "{text}"
+    );
+
+    // feed --demo publishes into the shards: every symbol stored, spread over the shards.
+    let (code, text) = cli(&[
+        "feed",
+        "--demo",
+        "--symbols",
+        "40",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = cli(&["get", "--all"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.lines().count() >= 40 + symbols.len() - 1, "{text}");
+    let mut shards_used = std::collections::HashSet::new();
+    for port in cluster.masters() {
+        let mut con = cluster.con(port);
+        for k in ShardKeys::all(PREFIX, SHARDS) {
+            let n: i64 = redis::cmd("HLEN")
+                .arg(&k.ticks)
+                .query(&mut con)
+                .unwrap_or(0);
+            if n > 0 {
+                shards_used.insert(k.shard);
+            }
+        }
+    }
+    assert_eq!(shards_used.len(), SHARDS as usize, "{shards_used:?}");
+
     // A wrong password: refused, and neither password is printed.
     let wrong = seeds.replace(pw, "wrong-pw-xyz");
     let out = ringcast_command(
