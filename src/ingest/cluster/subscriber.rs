@@ -82,11 +82,16 @@ struct ClusterIngest {
 struct Readers {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    /// The readers' sockets, shut down on drop so that a blocked read returns at once.
+    streams: Vec<TcpStream>,
 }
 
 impl Drop for Readers {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        for s in &self.streams {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -132,12 +137,16 @@ impl ClusterIngest {
         let mut readers = Readers {
             stop: Arc::new(AtomicBool::new(false)),
             threads: Vec::new(),
+            streams: Vec::new(),
         };
         let keys = Keys::new(&self.sink.cfg.prefix);
         for (i, (node, shards)) in owned.iter().enumerate() {
             let (stream, rest) = self
                 .subscribe(node, shards, (i == 0).then_some(&keys))
                 .map_err(|e| format!("subscribing on {node}: {e}"))?;
+            if let Ok(clone) = stream.try_clone() {
+                readers.streams.push(clone);
+            }
             let (tx, stop, node) = (tx.clone(), readers.stop.clone(), node.clone());
             let t = std::thread::Builder::new()
                 .name("ringcast-ingest-shard".into())
