@@ -90,6 +90,9 @@ impl<'a> UrlParts<'a> {
 /// A user-info without `:` is a user name alone and stays; text that is not a URL comes back unchanged
 /// except for those two parts if it happens to have them.
 pub fn redact_url(url: &str) -> String {
+    if let Some(parts) = url_list(url) {
+        return parts.map(redact_url).collect::<Vec<_>>().join(",");
+    }
     let parts = UrlParts::of(url);
     let mut out = String::with_capacity(url.len());
     out.push_str(parts.scheme);
@@ -123,6 +126,12 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
+/// A comma-separated list of URLs (`--redis-cluster redis://:pw@h1:7000,redis://:pw@h2:7001`): its
+/// parts, each redacted or scrubbed on its own (the last `@` of the whole text is not the first URL's).
+fn url_list(text: &str) -> Option<std::str::Split<'_, char>> {
+    (text.contains(',') && text.matches("://").count() > 1).then(|| text.split(','))
+}
+
 fn is_password_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     key.contains("pass") || key.contains("secret") || key.contains("token")
@@ -133,6 +142,10 @@ fn is_password_key(key: &str) -> bool {
 /// percent-decoded, if at least 3 bytes long, so that a one-letter password does not mask every such
 /// letter) becomes `***`.
 pub fn scrub(text: &str, url: &str) -> String {
+    if let Some(parts) = url_list(url) {
+        let whole = text.replace(url, &redact_url(url));
+        return parts.fold(whole, |out, part| scrub(&out, part));
+    }
     let mut out = if url.is_empty() {
         text.to_string()
     } else {
@@ -226,6 +239,21 @@ impl FromStr for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_lists_lose_every_password() {
+        let list = "redis://:hunter2@h1:7000,redis://u:swordfish@h2:7001,redis://h3:7002";
+        assert_eq!(
+            redact_url(list),
+            "redis://:***@h1:7000,redis://u:***@h2:7001,redis://h3:7002"
+        );
+        let text = format!("cannot connect to {list}: swordfish refused, hunter2 too");
+        let out = scrub(&text, list);
+        assert!(
+            !out.contains("hunter2") && !out.contains("swordfish"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn urls_lose_their_password_only() {

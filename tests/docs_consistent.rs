@@ -742,3 +742,34 @@ fn config_table_and_example_file_are_generated_from_the_flags() {
         "deploy/ringcast.toml differs from the flags: run RINGCAST_REGENERATE=1 cargo test --test docs_consistent"
     );
 }
+
+/// The shard test vectors of docs/protocol.md ("Redis Cluster") are what the server computes, so a
+/// publisher written from the doc (the Node snippet there) agrees with it.
+#[test]
+fn shard_vectors_in_the_protocol_doc_match_the_code() {
+    use ringcast::ingest::cluster::{fnv1a32, shard_of};
+    let doc = read("docs/protocol.md");
+    let (_, rest) = doc
+        .split_once("<!-- shard vectors begin -->")
+        .expect("docs/protocol.md: shard vectors begin marker");
+    let (table, _) = rest
+        .split_once("<!-- shard vectors end -->")
+        .expect("docs/protocol.md: shard vectors end marker");
+    let mut rows = 0;
+    for line in table.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line
+            .split('|')
+            .map(|c| c.trim().trim_matches('`'))
+            .collect();
+        let (symbol, hash, shard) = (cells[1], cells[2], cells[3]);
+        let hash = u32::from_str_radix(hash.trim_start_matches("0x"), 16).unwrap();
+        assert_eq!(fnv1a32(symbol.as_bytes()), hash, "{line}");
+        assert_eq!(
+            shard_of(symbol, 16),
+            shard.parse::<u32>().unwrap(),
+            "{line}"
+        );
+        rows += 1;
+    }
+    assert!(rows >= 5, "only {rows} vectors");
+}

@@ -53,6 +53,7 @@ impl Ingest {
             redis_url: url.into(),
             prefix: "psx:".into(),
             max_tick_bytes,
+            cluster: None,
         };
         let thread = ingest::start(cfg, senders, stats.clone(), stop.clone()).unwrap();
         Ingest {

@@ -50,6 +50,12 @@ enum Event {
 }
 
 fn run(args: &DemoArgs) -> Result<(), CliError> {
+    if args.redis.redis_cluster.is_some() {
+        return Err(CliError::Usage(
+            "demo runs on one Redis (--redis); for a Redis Cluster run `serve` and `feed --demo` with --redis-cluster"
+                .into(),
+        ));
+    }
     // Signals go to a sigwait thread; children get the default mask back (process::guard).
     signals::block();
     let (events_tx, events) = mpsc::channel();

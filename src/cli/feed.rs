@@ -9,13 +9,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 
 use super::market::Market;
-use super::publish::{OwnedTick, store_and_publish};
+use super::publish::OwnedTick;
 use super::{CliError, RedisArgs};
 use crate::config::parse_duration;
 use crate::ingest::backoff::Backoff;
 use crate::ingest::rng::XorShift;
 use crate::runtime::signals;
-use crate::secret::{Redacted, scrub};
 
 /// Shortest interval between two messages: above 100 ticks/s, ticks are batched (one array message per
 /// 10 ms).
@@ -104,11 +103,11 @@ fn run(args: &FeedArgs) -> Result<(), CliError> {
     let deadline = args.duration.map(|d| started + d);
     let past_deadline = || deadline.is_some_and(|d| Instant::now() >= d);
     tracing::info!(
-        redis = %Redacted(&args.redis.redis), channel = %keys.ticks, symbols = market.len(), rate = args.rate, seed,
+        redis = %args.redis.shown(), channel = %keys.ticks, symbols = market.len(), rate = args.rate, seed,
         "demo feed starting"
     );
 
-    let mut con: Option<redis::Connection> = None;
+    let mut con: Option<super::target::Target> = None;
     let (mut ticks, mut messages, mut subscribers) = (0u64, 0u64, 0i64);
     // Ticks owed since `epoch` at `rate`; reset after an outage so the feed does not burst.
     let mut epoch = Instant::now();
@@ -117,7 +116,7 @@ fn run(args: &FeedArgs) -> Result<(), CliError> {
     let mut next_progress = started + PROGRESS_EVERY;
     while !stop.load(Ordering::Relaxed) && !past_deadline() {
         let Some(c) = con.as_mut() else {
-            match args.redis.connect() {
+            match args.redis.target() {
                 Ok(c) => {
                     con = Some(c);
                     backoff.reset();
@@ -146,14 +145,14 @@ fn run(args: &FeedArgs) -> Result<(), CliError> {
         if !batch.is_empty() {
             // Chunks keep the opening message of a large market reasonable.
             for chunk in batch.chunks(MAX_BATCH as usize) {
-                match store_and_publish(c, &keys, chunk) {
+                match c.store_and_publish(chunk) {
                     Ok(n) => {
                         subscribers = n;
                         messages += 1;
                         ticks += chunk.len() as u64;
                     }
                     Err(e) => {
-                        tracing::warn!(redis = %Redacted(&args.redis.redis), error = %scrub(&e.to_string(), &args.redis.redis), "publish failed; reconnecting");
+                        tracing::warn!(redis = %args.redis.shown(), error = %e, "publish failed; reconnecting");
                         con = None;
                         break;
                     }

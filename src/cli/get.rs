@@ -38,16 +38,12 @@ pub fn main(args: GetArgs) -> i32 {
 
 /// Print the ticks; returns the symbols that had none.
 fn run(args: &GetArgs) -> Result<Vec<String>, CliError> {
-    let mut con = args.redis.connect()?;
-    let key = args.redis.keys().ticks;
-    let redis_error = |e| CliError::redis(&args.redis.redis, e);
+    let mut target = args.redis.target()?;
+    let key = target.channel();
     let mut out = std::io::stdout().lock();
     let write_error = |e: std::io::Error| CliError::Other(format!("cannot write output: {e}"));
     if args.all {
-        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
-            .arg(&key)
-            .query(&mut con)
-            .map_err(redis_error)?;
+        let mut entries = target.all()?;
         entries.sort();
         for (_, value) in &entries {
             out.write_all(value).map_err(write_error)?;
@@ -62,11 +58,7 @@ fn run(args: &GetArgs) -> Result<Vec<String>, CliError> {
     if symbols.is_empty() {
         return Err(CliError::Usage("no symbols given".into()));
     }
-    let values: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
-        .arg(&key)
-        .arg(&symbols)
-        .query(&mut con)
-        .map_err(redis_error)?;
+    let values = target.latest(&symbols)?;
     let mut missing = Vec::new();
     for (symbol, value) in symbols.iter().zip(values) {
         match value {

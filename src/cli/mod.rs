@@ -21,6 +21,7 @@ pub mod process;
 pub mod publish;
 pub mod redis_server;
 pub mod retire;
+pub mod target;
 
 /// Where the feed lives: shared by every subcommand that talks to Redis. `Debug` masks the password.
 #[derive(Args, Clone, PartialEq, Eq)]
@@ -28,6 +29,15 @@ pub struct RedisArgs {
     /// Redis URL (`redis://[:password@]host:port[/db]`).
     #[arg(long = "redis", env = "RINGCAST_REDIS", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis: String,
+    /// Redis Cluster seed nodes, used instead of `--redis` (and `RINGCAST_REDIS`) when set
+    /// (`redis://[:password@]h1:7000,redis://h2:7001,…`): the feed is split into `--feed-shards` sharded
+    /// channels `{prefix}ticks:{k}` (SPUBLISH/SSUBSCRIBE, Redis 7)
+    #[arg(long, env = "RINGCAST_REDIS_CLUSTER", hide_env_values = true)]
+    pub redis_cluster: Option<String>,
+    /// With `--redis-cluster`: how many shards the feed is split into (a symbol's shard is FNV-1a 32 of its
+    /// bytes mod N; every publisher and server must agree)
+    #[arg(long, env = "RINGCAST_FEED_SHARDS", default_value_t = crate::ingest::cluster::DEFAULT_SHARDS, value_parser = clap::value_parser!(u32).range(1..=16384))]
+    pub feed_shards: u32,
     /// Key prefix (the seed's ioredis `keyPrefix`): hash and channel `{prefix}ticks`, control channel
     /// `{prefix}control`.
     #[arg(long, env = "RINGCAST_PREFIX", default_value = DEFAULT_PREFIX)]
@@ -38,6 +48,11 @@ impl fmt::Debug for RedisArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisArgs")
             .field("redis", &Redacted(&self.redis))
+            .field(
+                "redis_cluster",
+                &self.redis_cluster.as_deref().map(Redacted),
+            )
+            .field("feed_shards", &self.feed_shards)
             .field("prefix", &self.prefix)
             .finish()
     }
@@ -53,8 +68,22 @@ impl RedisArgs {
         crate::ingest::IngestConfig {
             redis_url: self.redis.clone(),
             prefix: self.prefix.clone(),
+            cluster: self
+                .redis_cluster
+                .as_deref()
+                .map(|list| crate::ingest::cluster::ClusterConfig::new(list, self.feed_shards)),
             ..Default::default()
         }
+    }
+
+    /// The feed's Redis: the single node or the cluster.
+    pub fn target(&self) -> Result<target::Target, CliError> {
+        target::Target::connect(self)
+    }
+
+    /// `--redis` or `--redis-cluster`, password masked, for messages.
+    pub fn shown(&self) -> String {
+        Redacted(self.redis_cluster.as_deref().unwrap_or(&self.redis)).to_string()
     }
 
     /// A plain connection with bounded connect, read and write times.

@@ -38,9 +38,8 @@ pub fn main(args: PublishArgs) -> i32 {
 
 fn run(args: &PublishArgs) -> Result<(), CliError> {
     let ticks = read_ticks(args)?;
-    let mut con = args.redis.connect()?;
-    let receivers = store_and_publish(&mut con, &args.redis.keys(), &ticks)
-        .map_err(|e| CliError::redis(&args.redis.redis, e))?;
+    let mut target = args.redis.target()?;
+    let receivers = target.store_and_publish(&ticks)?;
     let mut names: Vec<&str> = ticks.iter().map(|t| t.symbol.as_str()).take(10).collect();
     if ticks.len() > names.len() {
         names.push("…");
@@ -50,7 +49,7 @@ fn run(args: &PublishArgs) -> Result<(), CliError> {
         ticks.len(),
         plural(ticks.len()),
         names.join(", "),
-        args.redis.keys().ticks,
+        target.channel(),
         receivers,
         plural(receivers as usize),
         if ticks.len() == 1 { "it" } else { "them" },

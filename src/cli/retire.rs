@@ -6,7 +6,6 @@
 use clap::Args;
 
 use super::{CliError, RedisArgs, split_symbols};
-use crate::ingest::control::retire_message;
 use crate::ingest::valid_symbol;
 
 /// `ringcast retire SYMBOL...`
@@ -33,29 +32,20 @@ fn run(args: &RetireArgs) -> Result<(), CliError> {
             bad
         )));
     }
-    let keys = args.redis.keys();
-    let mut con = args.redis.connect()?;
+    let mut target = args.redis.target()?;
     for symbol in &symbols {
-        let (deleted, receivers): (i64, i64) = redis::pipe()
-            .atomic()
-            .cmd("HDEL")
-            .arg(&keys.ticks)
-            .arg(symbol)
-            .cmd("PUBLISH")
-            .arg(&keys.control)
-            .arg(retire_message(symbol))
-            .query(&mut con)
-            .map_err(|e| CliError::redis(&args.redis.redis, e))?;
+        let r = target.retire(symbol)?;
         println!(
-            "retired {symbol}: {} {}; {receivers} server{} notified on {}",
-            if deleted > 0 {
+            "retired {symbol}: {} {}; {} server{} notified on {}",
+            if r.deleted {
                 "removed from"
             } else {
                 "was not in"
             },
-            keys.ticks,
-            if receivers == 1 { "" } else { "s" },
-            keys.control
+            r.hash,
+            r.receivers,
+            if r.receivers == 1 { "" } else { "s" },
+            r.channel
         );
     }
     Ok(())

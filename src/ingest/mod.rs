@@ -12,6 +12,9 @@
 //! 5 s), then `Status{up:true}` and a fresh snapshot. A snapshot Redis refuses while the connection works
 //! (WRONGTYPE) is retried with back-off (1 s to 30 s) while live ticks keep flowing.
 //!
+//! With `--redis-cluster` the feed is sharded over a Redis Cluster instead: [`cluster`] (one subscriber
+//! connection per shard-owning master, same tick handling, same snapshot-on-reconnect).
+//!
 //! The data contract is in `docs/protocol.md`.
 
 use std::fmt;
@@ -25,6 +28,7 @@ use crate::fanout::{FeedSender, FetchRequest};
 use crate::secret::{Redacted, scrub};
 
 pub mod backoff;
+pub mod cluster;
 pub mod control;
 pub mod rng;
 pub mod stats;
@@ -50,6 +54,8 @@ pub struct IngestConfig {
     pub prefix: String,
     /// Largest tick accepted, in bytes.
     pub max_tick_bytes: usize,
+    /// `--redis-cluster`: a Redis Cluster with the feed in sharded channels (then `redis_url` is unused).
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// A Redis error as an operator reads it: the library's message, and when the other end answered nothing
@@ -83,6 +89,7 @@ impl Default for IngestConfig {
             redis_url: DEFAULT_REDIS_URL.into(),
             prefix: DEFAULT_PREFIX.into(),
             max_tick_bytes: tick::DEFAULT_MAX_TICK_BYTES,
+            cluster: None,
         }
     }
 }
@@ -93,6 +100,7 @@ impl fmt::Debug for IngestConfig {
             .field("redis_url", &Redacted(&self.redis_url))
             .field("prefix", &self.prefix)
             .field("max_tick_bytes", &self.max_tick_bytes)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -123,6 +131,8 @@ impl Keys {
 pub enum StartError {
     /// The Redis URL does not parse (`url` already redacted, `error` scrubbed).
     BadUrl { url: String, error: String },
+    /// A `--redis-cluster` seed does not parse (the message is redacted).
+    BadCluster(String),
     /// The thread could not be spawned.
     Spawn(std::io::Error),
 }
@@ -136,6 +146,7 @@ impl fmt::Display for StartError {
                     "--redis (RINGCAST_REDIS): `{url}` is not a Redis URL: {error}"
                 )
             }
+            StartError::BadCluster(e) => f.write_str(e),
             StartError::Spawn(e) => write!(f, "cannot start the ingest thread: {e}"),
         }
     }
@@ -164,6 +175,9 @@ pub fn start_with_fetches(
     stats: Arc<IngestStats>,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, StartError> {
+    if let Some(cluster) = cfg.cluster.clone() {
+        return cluster::start(cfg, cluster, workers, fetches, stats, stop);
+    }
     let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| StartError::BadUrl {
         url: Redacted(&cfg.redis_url).to_string(),
         error: scrub(&e.to_string(), &cfg.redis_url),

@@ -90,7 +90,7 @@ impl From<RedisError> for Ended {
 }
 
 pub(super) struct Ingest {
-    cfg: IngestConfig,
+    pub(super) cfg: IngestConfig,
     client: redis::Client,
     keys: Keys,
     workers: Vec<FeedSender>,
@@ -99,12 +99,12 @@ pub(super) struct Ingest {
     fetches: Option<Receiver<FetchRequest>>,
     fetch_con: Option<redis::Connection>,
     fetch_log: Throttle,
-    stats: Arc<IngestStats>,
+    pub(super) stats: Arc<IngestStats>,
     stop: Arc<AtomicBool>,
     /// `Status{up:false}` was sent and not yet followed by `Status{up:true}`.
-    down_announced: bool,
+    pub(super) down_announced: bool,
     /// A first connection succeeded (later ones count as reconnects).
-    connected_once: bool,
+    pub(super) connected_once: bool,
     bad_log: Throttle,
     control_log: Throttle,
     user_log: Throttle,
@@ -161,12 +161,12 @@ impl Ingest {
         tracing::debug!("ingest thread stopped");
     }
 
-    fn stopping(&self) -> bool {
+    pub(super) fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 
     /// Sleep `total`, waking early on `stop`.
-    fn sleep(&self, total: Duration) {
+    pub(super) fn sleep(&self, total: Duration) {
         let until = Instant::now() + total;
         while !self.stopping() {
             let left = until.saturating_duration_since(Instant::now());
@@ -289,40 +289,65 @@ impl Ingest {
     /// once, sent to the asking workers only. A Redis error answers `None` (the symbol then waits for its
     /// next live tick) and is logged at most once a second.
     fn answer_fetches(&mut self) {
-        let Some(fetches) = &self.fetches else { return };
+        let Some((requests, symbols)) = self.pending_fetches() else {
+            return;
+        };
+        let mut values = Vec::with_capacity(symbols.len());
+        for batch in symbols.chunks(FETCH_BATCH) {
+            match self.hmget(batch) {
+                Ok(v) => values.extend(v),
+                Err(e) => {
+                    self.fetch_con = None;
+                    let key = self.keys.ticks.clone();
+                    let error = scrub(&e.to_string(), &self.cfg.redis_url);
+                    self.fetch_failed(&key, batch.len(), &error);
+                    values.extend(batch.iter().map(|_| None));
+                }
+            }
+        }
+        self.answer_fetched(requests, symbols, values);
+    }
+
+    /// The queued fetch requests (sorted by symbol) and their distinct symbols, if any.
+    pub(super) fn pending_fetches(&self) -> Option<(Vec<FetchRequest>, Vec<Symbol>)> {
+        let fetches = self.fetches.as_ref()?;
         let mut requests: Vec<FetchRequest> = fetches.try_iter().collect();
         if requests.is_empty() {
-            return;
+            return None;
         }
         requests.sort_by(|a, b| a.symbol.cmp(&b.symbol));
         let mut symbols: Vec<Symbol> = requests.iter().map(|r| r.symbol.clone()).collect();
         symbols.dedup();
-        let mut frames: Vec<Option<PreparedFrame>> = Vec::with_capacity(symbols.len());
-        for batch in symbols.chunks(FETCH_BATCH) {
-            match self.hmget(batch) {
-                Ok(values) => {
-                    for (symbol, value) in batch.iter().zip(values) {
-                        frames.push(value.and_then(|v| {
-                            self.stored_tick(symbol.as_bytes(), &v)
-                                .map(|(_, frame)| frame)
-                        }));
-                    }
-                }
-                Err(e) => {
-                    self.fetch_con = None;
-                    if let Some(suppressed) = self.fetch_log.allow(Instant::now()) {
-                        tracing::warn!(
-                            key = %self.keys.ticks,
-                            symbols = batch.len(),
-                            error = %scrub(&e.to_string(), &self.cfg.redis_url),
-                            suppressed,
-                            "cannot read latest ticks for new subscribers"
-                        );
-                    }
-                    frames.extend(batch.iter().map(|_| None));
-                }
-            }
+        Some((requests, symbols))
+    }
+
+    /// A read of the stored ticks for new subscribers failed (logged at most once a second).
+    pub(super) fn fetch_failed(&mut self, key: &str, symbols: usize, error: &str) {
+        if let Some(suppressed) = self.fetch_log.allow(Instant::now()) {
+            tracing::warn!(
+                key,
+                symbols,
+                error,
+                suppressed,
+                "cannot read latest ticks for new subscribers"
+            );
         }
+    }
+
+    /// Answer `requests` with `values` (one per symbol of `symbols`, `None` = no stored tick).
+    pub(super) fn answer_fetched(
+        &mut self,
+        requests: Vec<FetchRequest>,
+        symbols: Vec<Symbol>,
+        values: Vec<Option<Vec<u8>>>,
+    ) {
+        let frames: Vec<Option<PreparedFrame>> = symbols
+            .iter()
+            .zip(values)
+            .map(|(symbol, value)| {
+                value.and_then(|v| self.stored_tick(symbol.as_bytes(), &v).map(|(_, f)| f))
+            })
+            .collect();
         IngestStats::add(&self.stats.fetches, symbols.len() as u64);
         let mut at = 0;
         for FetchRequest { worker, symbol } in requests {
@@ -332,7 +357,7 @@ impl Ingest {
             if let Some(w) = self.workers.get(worker) {
                 w.send(FeedEvent::Latest {
                     symbol,
-                    frame: frames[at].clone(),
+                    frame: frames.get(at).cloned().flatten(),
                 });
             }
         }
@@ -354,7 +379,11 @@ impl Ingest {
 
     /// A stored value checked (one valid tick whose symbol is its field), with its frame built; bad ones
     /// are counted and logged.
-    fn stored_tick(&mut self, field: &[u8], value: &[u8]) -> Option<(Symbol, PreparedFrame)> {
+    pub(super) fn stored_tick(
+        &mut self,
+        field: &[u8],
+        value: &[u8],
+    ) -> Option<(Symbol, PreparedFrame)> {
         let (good, bad) = tick::parse_message(value, self.cfg.max_tick_bytes);
         self.count_bad(&bad, "stored tick");
         match good.as_slice() {
@@ -382,7 +411,7 @@ impl Ingest {
     }
 
     /// Hand a snapshot to every worker (counted first, so whoever sees the event also sees it counted).
-    fn send_snapshot(&mut self, snapshot: Vec<(Symbol, PreparedFrame)>) {
+    pub(super) fn send_snapshot(&mut self, snapshot: Vec<(Symbol, PreparedFrame)>) {
         IngestStats::add(&self.stats.snapshots, 1);
         self.broadcast(FeedEvent::Snapshot(Arc::new(snapshot)));
     }
@@ -416,7 +445,7 @@ impl Ingest {
 
     /// A message on the ticks channel: parse once, build each frame once, hand the same frame to every
     /// worker, ticks in order.
-    fn on_ticks(&mut self, payload: &[u8]) {
+    pub(super) fn on_ticks(&mut self, payload: &[u8]) {
         IngestStats::add(&self.stats.messages, 1);
         let (good, bad) = tick::parse_message(payload, self.cfg.max_tick_bytes);
         self.count_bad(&bad, "published tick");
@@ -447,7 +476,7 @@ impl Ingest {
 
     /// A per-user message: forwarded as published (one frame, built once) if it can be a text frame
     /// within `--max-tick-bytes`; otherwise counted and logged (at most one line per second).
-    fn on_user(&mut self, user: &str, payload: &[u8]) {
+    pub(super) fn on_user(&mut self, user: &str, payload: &[u8]) {
         match user::check_user_message(payload, self.cfg.max_tick_bytes) {
             Ok(()) => {
                 IngestStats::add(&self.stats.user_messages, 1);
@@ -472,7 +501,7 @@ impl Ingest {
     }
 
     /// A message on the control channel.
-    fn on_control(&mut self, payload: &[u8]) {
+    pub(super) fn on_control(&mut self, payload: &[u8]) {
         match control::parse_control(payload) {
             Ok(ControlOp::Retire(symbol)) => {
                 tracing::info!(%symbol, "symbol retired");
@@ -506,7 +535,7 @@ impl Ingest {
         }
     }
 
-    fn broadcast_status(&mut self, up: bool) {
+    pub(super) fn broadcast_status(&mut self, up: bool) {
         let frame = prepare_text(control::feed_status_payload(up).as_bytes());
         self.broadcast(FeedEvent::Status { up, frame });
         self.down_announced = !up;

@@ -4,6 +4,7 @@
 
 mod access;
 pub mod cases;
+pub mod cluster;
 mod feed;
 mod temp_dir;
 

@@ -1,0 +1,178 @@
+//! Redis Cluster ingest (`--redis-cluster`): the feed split into `--feed-shards` sharded pub/sub channels.
+//!
+//! ```text
+//!  symbol ──FNV-1a 32 mod N──► shard k ──► {prefix}ticks:{k}   (SPUBLISH channel and latest-value hash)
+//!                                          {prefix}control:{k} (SPUBLISH channel of retire ops)
+//!  {k} is a hash tag: the three live in the same slot, so on the same master.
+//! ```
+//!
+//! One subscriber connection per master that owns at least one shard (never one per shard or per client),
+//! found with CLUSTER SLOTS from the seeds; each SSUBSCRIBEs the shard channels of its master, then every
+//! shard's hash is read (HGETALL) as a snapshot. A lost connection, an error reply (MOVED/ASK…) or an
+//! `sunsubscribe` push (Redis sends one when a slot moves away) ends the session: rediscover, resubscribe,
+//! re-read every shard, and hand the snapshot to the workers like a single-node reconnect does, so clients
+//! converge without being disconnected. The formula and test vectors are in `docs/protocol.md`.
+
+use std::fmt;
+
+pub mod resp;
+mod subscriber;
+pub mod topology;
+
+pub use subscriber::start;
+pub use topology::{ClusterError, Router, Topology};
+
+/// Default `--feed-shards`.
+pub const DEFAULT_SHARDS: u32 = 16;
+
+/// FNV-1a, 32 bits, of `bytes`.
+pub fn fnv1a32(bytes: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The shard of `symbol`: FNV-1a 32 of its bytes, modulo the number of shards.
+pub fn shard_of(symbol: &str, shards: u32) -> u32 {
+    fnv1a32(symbol.as_bytes()) % shards.max(1)
+}
+
+/// CRC16/XMODEM, the checksum Redis Cluster hashes keys with.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for b in bytes {
+        crc ^= u16::from(*b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The cluster slot of a key (or channel): CRC16 of its hash tag (`{…}`, if non-empty), else of the key.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        rest.iter()
+            .position(|&b| b == b'}')
+            .filter(|&close| close > 0)
+            .map(|close| &rest[..close])
+    });
+    crc16(tagged.unwrap_or(key)) % 16384
+}
+
+/// The Redis names of one shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardKeys {
+    pub shard: u32,
+    /// The shard's sharded channel and its latest-value hash: `{prefix}ticks:{k}`.
+    pub ticks: String,
+    /// The shard's control channel (retire): `{prefix}control:{k}`.
+    pub control: String,
+    /// The slot all three live in.
+    pub slot: u16,
+}
+
+impl ShardKeys {
+    pub fn new(prefix: &str, shard: u32) -> ShardKeys {
+        let ticks = format!("{prefix}ticks:{{{shard}}}");
+        ShardKeys {
+            shard,
+            slot: key_slot(ticks.as_bytes()),
+            control: format!("{prefix}control:{{{shard}}}"),
+            ticks,
+        }
+    }
+
+    /// Every shard's names, shard 0 first.
+    pub fn all(prefix: &str, shards: u32) -> Vec<ShardKeys> {
+        (0..shards).map(|k| ShardKeys::new(prefix, k)).collect()
+    }
+}
+
+/// Where the cluster feed lives. `Debug` masks the passwords.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Seed URLs, as given (`redis://[:password@]host:port`); a password is used on every node.
+    pub seeds: Vec<String>,
+    pub shards: u32,
+}
+
+impl fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let seeds: Vec<String> = self
+            .seeds
+            .iter()
+            .map(|s| crate::secret::redact_url(s))
+            .collect();
+        f.debug_struct("ClusterConfig")
+            .field("seeds", &seeds)
+            .field("shards", &self.shards)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// From `--redis-cluster` (comma-separated URLs) and `--feed-shards`.
+    pub fn new(list: &str, shards: u32) -> ClusterConfig {
+        ClusterConfig {
+            seeds: list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+            shards: shards.max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table of docs/protocol.md ("Redis Cluster"): a publisher in any language must agree.
+    pub const VECTORS: &[(&str, u32, u32)] = &[
+        ("A", 0xc40b_f6cc, 12),
+        ("EFERT", 0x9e81_3603, 3),
+        ("LUCK", 0xf461_c3b0, 0),
+        ("HBL", 0x6f95_b899, 9),
+        ("OGDC", 0xa8fa_742a, 10),
+        ("SYM0001", 0x3f91_bc17, 7),
+    ];
+
+    #[test]
+    fn shard_vectors() {
+        for &(symbol, hash, shard16) in VECTORS {
+            assert_eq!(fnv1a32(symbol.as_bytes()), hash, "{symbol}");
+            assert_eq!(shard_of(symbol, 16), shard16, "{symbol}");
+        }
+    }
+
+    #[test]
+    fn slots_follow_redis() {
+        // From the Redis Cluster specification: CRC16("123456789") = 0x31C3.
+        assert_eq!(crc16(b"123456789"), 0x31c3);
+        assert_eq!(key_slot(b"foo"), 12182); // CLUSTER KEYSLOT foo
+        assert_eq!(key_slot(b"psx:ticks:{7}"), key_slot(b"7"));
+        assert_eq!(key_slot(b"psx:control:{7}"), key_slot(b"psx:ticks:{7}"));
+        assert_eq!(key_slot(b"a{}b"), key_slot(b"a{}b")); // empty tag: the whole key
+        let k = ShardKeys::new("psx:", 7);
+        assert_eq!(k.ticks, "psx:ticks:{7}");
+        assert_eq!(k.control, "psx:control:{7}");
+    }
+
+    #[test]
+    fn config_masks_passwords() {
+        let c = ClusterConfig::new("redis://:hunter2@h1:7000, redis://h2:7001,", 16);
+        assert_eq!(c.seeds.len(), 2);
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
