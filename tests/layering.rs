@@ -65,6 +65,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
+            "admission",
             "auth",
             "http",
             "ingest",

@@ -101,6 +101,10 @@ fn parse_v1(data: &[u8]) -> Parsed {
         Some(b'\n') => {}
         _ => return Parsed::Invalid(Invalid::V1LineTooLong),
     }
+    // No newline may come before the CR (also where the rest of the line is ignored, as after UNKNOWN).
+    if data[..cr].contains(&b'\n') {
+        return Parsed::Invalid(Invalid::V1Malformed);
+    }
     let consumed = cr + 2;
     let Ok(line) = std::str::from_utf8(&data[..cr]) else {
         return Parsed::Invalid(Invalid::V1Malformed);

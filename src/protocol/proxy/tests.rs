@@ -69,6 +69,16 @@ fn v1_refusals() {
         parse(endless.as_bytes()),
         Parsed::Invalid(Invalid::V1LineTooLong)
     );
+    // A bare newline before the CRLF is malformed, whatever follows (found by the fuzzer: after UNKNOWN,
+    // whose rest of line is ignored, it used to be refused alone and accepted once a CRLF followed).
+    assert_eq!(
+        parse(b"PROXY UNKNOWN \n"),
+        Parsed::Invalid(Invalid::V1Malformed)
+    );
+    assert_eq!(
+        parse(b"PROXY UNKNOWN \n\r\n\r\n"),
+        Parsed::Invalid(Invalid::V1Malformed)
+    );
 }
 
 #[test]
