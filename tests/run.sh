@@ -197,6 +197,22 @@ install_balancers() {
     echo "nginx: $(nginx -v 2>&1)"
 }
 
+install_promtool() {
+    # tests/deploy_monitoring.rs runs `promtool check rules` / `promtool test rules` on
+    # deploy/prometheus-alerts*.yml; without it that part prints a skip line (a failure with CI=true).
+    # Debian ships promtool in the `prometheus` package (~100 MB; the service is not started here).
+    if ! command -v promtool >/dev/null 2>&1; then
+        if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+            echo "promtool: missing; install it (apt-get install -y --no-install-recommends prometheus)"
+            return 1
+        fi
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus ||
+            { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }; } \
+            >"$LOGDIR/apt-prometheus.log" 2>&1 || { tail -n 20 "$LOGDIR/apt-prometheus.log"; return 1; }
+    fi
+    echo "promtool: $(promtool --version 2>&1 | head -n 1)"
+}
+
 install_python() {
     local venv="$CACHE/py3"
     if [[ -x "$venv/bin/python" ]] && "$venv/bin/python" -c 'import websockets' 2>/dev/null; then
@@ -225,6 +241,7 @@ RINGCAST_REDIS_SERVER="$(command -v redis-server || true)"
 export RINGCAST_REDIS_SERVER
 setup "install openssl" install_openssl
 setup "install haproxy and nginx" install_balancers
+setup "install promtool (prometheus)" install_promtool
 setup "install python venv (websockets)" install_python
 export RINGCAST_PYTHON="$CACHE/py3/bin/python"
 export RINGCAST_BIN="${RINGCAST_BIN:-$ROOT/target/release/ringcast}"
