@@ -43,32 +43,28 @@ pub fn ensure_free(addr: SocketAddr) -> Result<(), String> {
 
 /// Bind `addr` without SO_REUSEPORT (and close it): `AddrInUse` while another socket listens there.
 fn probe(addr: SocketAddr) -> io::Result<()> {
+    tcp_socket(addr)?.bind(&addr.into())
+}
+
+/// A TCP socket for `addr` with SO_REUSEADDR (connections in TIME_WAIT from an earlier server do not hold
+/// the port) and, for IPv6, dual-stack (`[::]` also takes IPv4 clients, mapped, like most servers).
+fn tcp_socket(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),
         Type::STREAM.cloexec(),
         Some(Protocol::TCP),
     )?;
-    // Connections in TIME_WAIT from an earlier server do not hold the port.
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }
-    socket.bind(&addr.into())
+    Ok(socket)
 }
 
 /// `send_buffer`: SO_SNDBUF inherited by accepted sockets (0 leaves the kernel's autotuning).
 pub fn bind(addr: SocketAddr, send_buffer: u32) -> io::Result<Socket> {
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM.cloexec(),
-        Some(Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
+    let socket = tcp_socket(addr)?;
     socket.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        // `[::]` also takes IPv4 clients (mapped addresses), like most servers.
-        socket.set_only_v6(false)?;
-    }
     // Inherited by accepted sockets: ticks go out as soon as they are written, never held by Nagle.
     socket.set_tcp_nodelay(true)?;
     if send_buffer > 0 {
