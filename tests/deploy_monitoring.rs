@@ -247,23 +247,12 @@ fn alert_rules_are_well_formed_and_pass_promtool() {
 
 /// The path of promtool, or None after a skip line (a failure under CI=true).
 fn promtool() -> Option<String> {
-    let found = Command::new("sh")
-        .args(["-c", "command -v promtool"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if found.is_none() {
-        let ci = matches!(std::env::var("CI").as_deref(), Ok("true" | "1"));
-        assert!(
-            !ci,
-            "promtool is not installed (CI=true: apt-get install -y --no-install-recommends prometheus)"
-        );
-        println!(
-            "deploy_monitoring: skipped: promtool not installed (apt-get install -y --no-install-recommends prometheus); the rules were checked for their structure only"
-        );
-    }
-    found
+    installed_tool(
+        "deploy_monitoring",
+        "promtool",
+        "apt-get install -y --no-install-recommends prometheus",
+        "; the rules were checked for their structure only",
+    )
 }
 
 /// Run `program args` in deploy/, killed (by PID) if it has not finished within `within`; whether it

@@ -25,21 +25,12 @@ fn deploy(file: &str) -> PathBuf {
 
 /// The path of `tool`, or None after a skip line (a failure under CI=true, where every tool is there).
 fn tool(tool: &str) -> Option<String> {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if found.is_none() {
-        let ci = matches!(std::env::var("CI").as_deref(), Ok("true" | "1"));
-        assert!(
-            !ci,
-            "{tool} is not installed (CI=true: apt-get install -y {tool})"
-        );
-        println!("edge_balancer: skipped: {tool} not installed (apt-get install -y {tool})");
-    }
-    found
+    installed_tool(
+        "edge_balancer",
+        tool,
+        &format!("apt-get install -y {tool}"),
+        "",
+    )
 }
 
 /// A child process stopped by PID (SIGKILL) when dropped.

@@ -645,3 +645,20 @@ impl Server {
         }
     }
 }
+
+/// The path of `tool` on PATH, or None after the line `{test}: skipped: {tool} not installed
+/// ({install}){skipped}` — a failure under CI=true, where tests/run.sh has installed every tool.
+pub fn installed_tool(test: &str, tool: &str, install: &str, skipped: &str) -> Option<String> {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if found.is_none() {
+        let ci = matches!(std::env::var("CI").as_deref(), Ok("true" | "1"));
+        assert!(!ci, "{tool} is not installed (CI=true: {install})");
+        println!("{test}: skipped: {tool} not installed ({install}){skipped}");
+    }
+    found
+}
