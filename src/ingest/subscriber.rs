@@ -41,6 +41,21 @@ fn connection_trouble(e: &RedisError) -> bool {
     e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
+/// A read cut short by a signal (EINTR). After the process is stopped and continued (SIGSTOP/SIGCONT:
+/// a debugger, `kill -STOP`, a freezer), Linux fails a socket read that has a timeout with EINTR even
+/// though no handler ran (signal(7)); the connection is fine, so the stream goes on as after a timeout
+/// (the parser keeps what it had read). Treated as an error, it cost a reconnect, a `feed down` to every
+/// client and the ticks published meanwhile.
+fn interrupted(e: &RedisError) -> bool {
+    use std::error::Error;
+    // RedisError keeps an io::Error behind an `Arc<dyn Error>`, which its `source()` returns.
+    e.is_io_error()
+        && e.source()
+            .and_then(|s| s.downcast_ref::<Arc<dyn Error + Send + Sync>>())
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
+}
+
 /// A connection for commands (snapshot, fetches), with the connect and command timeouts.
 fn command_connection(client: &redis::Client) -> Result<redis::Connection, RedisError> {
     let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
@@ -265,7 +280,7 @@ impl Ingest {
                         self.on_user(user, msg.get_payload_bytes());
                     }
                 }
-                Err(e) if e.is_timeout() => {
+                Err(e) if e.is_timeout() || interrupted(&e) => {
                     if last_message.elapsed() >= IDLE_PING {
                         // A longer timeout for the reply: a timed-out command would make the library skip
                         // the next reply, which could be a tick.
@@ -547,6 +562,26 @@ impl Ingest {
                 worker.send(event.clone());
             }
             last.send(event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_interrupted_by_a_signal_is_not_connection_trouble_to_reconnect_for() {
+        let eintr = RedisError::from(std::io::Error::from(std::io::ErrorKind::Interrupted));
+        assert!(interrupted(&eintr));
+        let from_errno = RedisError::from(std::io::Error::from_raw_os_error(libc::EINTR));
+        assert!(interrupted(&from_errno));
+        for other in [
+            std::io::ErrorKind::WouldBlock,
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::UnexpectedEof,
+        ] {
+            assert!(!interrupted(&RedisError::from(std::io::Error::from(other))));
         }
     }
 }
