@@ -5,13 +5,15 @@
 # measured phase's expected deliveries arrived (every subscriber, every tick), none lost, duplicated or
 # out of order. Then a reconnect storm (--scenario storm): 200 ws:// clients with ringcast.js's policy, the
 # server restarted (SIGTERM, 1 s drain, a new process on the same port); asserts every client is back,
-# subscribed and current (a tick published after the restart seen) within 20 s.
+# subscribed and current (a tick published after the restart seen) within 20 s. And a stall (--stall 50:
+# the server SIGSTOPped for 50 ms mid-run): no tick lost across it, the latency timeline recorded, the
+# p50 back under 2 ms before the run ends.
 # Last line: `perf-smoke: N passed, N failed`.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 out="${PERF_SMOKE_OUT:-$(mktemp -d)}"
-runs=3
+runs=4
 fail() { echo "perf-smoke: FAIL: $*"; echo "perf-smoke: 0 passed, $runs failed"; exit 1; }
 
 command -v redis-server >/dev/null || fail "redis-server is not on PATH (apt-get install -y redis-server)"
@@ -81,6 +83,15 @@ if want_tls and not (tls.get("negotiated") or {}).get("version"):
 for w in r["warnings"]:
     if w.startswith("first client error"):
         errs.append(w)
+if name == "stall":
+    st = r["extra"].get("stall") or {}
+    if st.get("stalled_ms", 0) < 50:
+        errs.append(f"the server was stopped {st.get('stalled_ms')} ms, not ≥ 50 ms")
+    after = [b for b in st.get("buckets", []) if b["t_ms"] >= st.get("end_ms", 1e9) and b["deliveries"] > 0]
+    if not st.get("pre_stall_p50_us") or not after:
+        errs.append("no latency timeline before and after the stall")
+    if st.get("recovered_2ms_ms") is None:
+        errs.append(f"p50 not back under 2 ms by the end of the run: {[b['p50_us'] for b in after]}")
 for e in errs:
     print(f"perf-smoke: FAIL: [{name}]", e)
 if errs:
@@ -94,6 +105,7 @@ PY
 
 smoke ws "${PERF_SMOKE_CONNS:-300}" 4
 smoke wss "${PERF_SMOKE_TLS_CONNS:-200}" 3 --tls
+smoke stall "${PERF_SMOKE_CONNS:-300}" 3 --stall 50 --stall-at 1
 
 # storm: a restart under ticks; every client must come back and be current.
 echo "perf-smoke: [storm] 200 connections, SIGTERM restart (drain 1 s), ringcast.js policy"

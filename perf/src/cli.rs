@@ -140,6 +140,18 @@ pub struct RunArgs {
     /// One PUBLISH per tick instead of one per millisecond with every due tick.
     #[arg(long)]
     pub no_batch: bool,
+    /// latency: stall the server's core this long mid-run and report when latency is back
+    /// (perf/README.md, "Recovery from a stall").
+    #[arg(long, value_name = "MS", value_parser = positive_ms)]
+    pub stall: Option<f64>,
+    /// latency --stall: when the stall begins, counted from the start of the measured phase
+    /// [default: a third of --duration, at most 3 s].
+    #[arg(long, value_name = "DURATION", value_parser = duration, requires = "stall")]
+    pub stall_at: Option<f64>,
+    /// latency --stall: SIGSTOP/SIGCONT the server processes (stop), or a SCHED_FIFO busy loop on
+    /// each --server-core (hog: a host stall, no signal).
+    #[arg(long, default_value = "stop", value_parser = ["stop", "hog"], requires = "stall")]
+    pub stall_kind: String,
 
     // --- clients
     /// Cores the client processes are pinned to (`1`, `0,2-3`).
@@ -319,6 +331,14 @@ pub struct RateList(pub Vec<f64>);
 /// Server pids.
 #[derive(Debug, Clone)]
 pub struct PidList(pub Vec<i32>);
+
+/// Milliseconds > 0 (`100`, `2.5`).
+fn positive_ms(v: &str) -> Result<f64, String> {
+    match v.trim().replace('_', "").parse::<f64>() {
+        Ok(x) if x > 0.0 && x.is_finite() => Ok(x),
+        _ => Err("not a number of milliseconds > 0: give one such as 100".into()),
+    }
+}
 
 /// A whole number ≥ 0; `_` separators allowed (`10_000`).
 fn count<T: std::str::FromStr>(v: &str) -> Result<T, String> {

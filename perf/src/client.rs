@@ -8,6 +8,8 @@
 //! - `storm MARK`   — (`--reconnect-policy`) the server restarts at MARK (CLOCK_REALTIME ns): count
 //!   each connection back once reconnected, acknowledged and current (`client/storm.rs`)
 //! - `storm_report` — emit the storm figures (`{"kind":"storm",...}`)
+//! - `timeline START_RT BUCKET_MS` — (`--stall`) also bucket each delivery's latency by its read time
+//!   (`client/timeline.rs`); `timeline_report` emits the buckets (`{"kind":"timeline",...}`)
 //! - `stop`         — close everything, emit the `final` line and exit
 //!
 //! Stdin reaching EOF (the coordinator went away) also stops the process.
@@ -23,6 +25,7 @@ mod frames;
 mod net;
 mod stats;
 mod storm;
+mod timeline;
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -211,6 +214,8 @@ struct Client {
     arrival_rt: u64,
     /// `--reconnect-policy`: every end reconnects (the storm scenario, `client/storm.rs`).
     storm: Option<storm::Storm>,
+    /// `timeline ...`: latency per time bucket (`--stall`).
+    timeline: Option<timeline::Timeline>,
 }
 
 impl Client {
@@ -286,6 +291,7 @@ impl Client {
             first_error: None,
             arrival_rt: 0,
             storm: None,
+            timeline: None,
         }
     }
 
@@ -467,6 +473,14 @@ impl Client {
             "storm" => self.storm_start(arg.parse().unwrap_or(0)),
             "storm_report" => {
                 let v = self.storm_report();
+                self.emit(v);
+            }
+            "timeline" => self.timeline = timeline::Timeline::parse(arg),
+            "timeline_report" => {
+                let v = self.timeline.as_ref().map_or_else(
+                    || json!({"kind": "timeline", "buckets": []}),
+                    |t| t.report(),
+                );
                 self.emit(v);
             }
             "stop" => self.stop = true,

@@ -8,6 +8,7 @@
 mod report;
 mod run;
 mod server;
+mod stall;
 mod storm;
 mod sys;
 
@@ -106,6 +107,7 @@ pub fn main(args: &RunArgs) -> Result<(), String> {
 
 fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
     let o = opts(args);
+    let stall = stall::Stall::from_args(args, o.duration)?;
     let mut srv = ServerOpts::from_args(args)?;
     let connect_timeout = args.connect_timeout;
 
@@ -274,9 +276,15 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
                 "kernel_slab_bytes_per_conn_pair": if open > 0 { (slab_connected.saturating_sub(slab_before)) as f64 * 1024.0 / open as f64 } else { 0.0 },
             });
         }
-        "latency" => {
-            run.phase("latency", o.rate, o.warmup, o.duration)?;
-        }
+        "latency" => match &stall {
+            Some(s) => {
+                let ringcast = srv.kind == "ringcast" || srv.kind == "none";
+                extra = json!({ "stall": stall::latency(&mut run, s, target, ringcast)? });
+            }
+            None => {
+                run.phase("latency", o.rate, o.warmup, o.duration)?;
+            }
+        },
         "fanout" => {
             let mut saturated_at = Value::Null;
             for (i, &r) in o.steps.iter().enumerate() {

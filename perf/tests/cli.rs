@@ -154,3 +154,60 @@ fn values_take_separators_units_and_the_equals_form() {
         assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
     }
 }
+
+#[test]
+fn stall_flags_parse_and_what_does_not_fit_is_refused_before_anything_starts() {
+    let out = load(&[
+        "run",
+        "--scenario",
+        "latency",
+        "--stall",
+        "100",
+        "--stall-at",
+        "3s",
+        "--stall-kind",
+        "hog",
+        "--help",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("--stall-kind"));
+    for (args, want) in [
+        (&["run", "--stall", "0"][..], &["--stall", "'0'", "> 0"][..]),
+        (
+            &["run", "--stall", "100", "--stall-kind", "freeze"][..],
+            &["--stall-kind", "'freeze'", "stop", "hog"][..],
+        ),
+        (&["run", "--stall-at", "3"][..], &["--stall <MS>"][..]),
+    ] {
+        let out = load(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for w in want {
+            assert!(stderr.contains(w), "{args:?}: no `{w}` in:\n{stderr}");
+        }
+    }
+    // Parsed, but not a run a stall fits in: refused before Redis, the server or a client starts.
+    for (args, want) in [
+        (
+            &["run", "--scenario", "idle", "--stall", "100"][..],
+            "--scenario latency only",
+        ),
+        (
+            &[
+                "run",
+                "--duration",
+                "2",
+                "--stall",
+                "100",
+                "--stall-at",
+                "2",
+            ][..],
+            "must end before the measured phase",
+        ),
+    ] {
+        let out = load(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: no `{want}` in:\n{stderr}");
+    }
+}

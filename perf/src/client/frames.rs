@@ -130,6 +130,7 @@ impl Client {
         let st = &mut self.st;
         let churner = c.churner;
         let arrival_rt = self.arrival_rt;
+        let timeline = &mut self.timeline;
         // storm: ticks published after the restart signal, on a connection made after it
         let mark = match &self.storm {
             Some(s) if c.reconnected && !c.back => s.mark_rt,
@@ -171,9 +172,13 @@ impl Client {
                     let _ = st.churn_hist.record(us);
                 } else {
                     let _ = st.hist.record(us);
+                    let mut arrival_us = 0;
                     if arrival_rt > 0 {
-                        let us = (arrival_rt.saturating_sub(ts_ns) / 1000).clamp(1, 60_000_000);
-                        let _ = st.arrival_hist.record(us);
+                        arrival_us = (arrival_rt.saturating_sub(ts_ns) / 1000).clamp(1, 60_000_000);
+                        let _ = st.arrival_hist.record(arrival_us);
+                    }
+                    if let Some(t) = timeline.as_mut() {
+                        t.record(now_rt, us, arrival_us);
                     }
                 }
             }

@@ -361,6 +361,9 @@ impl Client {
                 self.st.c.bytes += n as u64;
                 let now_rt = realtime_ns();
                 self.arrival_rt = arrival_rt;
+                if let Some(t) = &mut self.timeline {
+                    t.read(now_rt);
+                }
                 let more = if self.conns[idx].tls.is_some() {
                     self.tls_input(idx, &rb[..n], now_rt)
                 } else {
