@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Smoke runs of the load harness against a freshly started ringcast (target/release/ringcast) and a
+# Smoke runs of the load harness against a freshly started ringcast ($RINGCAST_BIN, default
+# target/release/ringcast, as the integration tests) and a
 # Redis of its own: a few seconds and a few hundred connections over ws://, then the same over wss://
 # (--tls: a throwaway certificate from certs/make-dev-cert.sh). Each asserts that at least 99% of the
 # measured phase's expected deliveries arrived (every subscriber, every tick), none lost, duplicated or
@@ -18,7 +19,9 @@ fail() { echo "perf-smoke: FAIL: $*"; echo "perf-smoke: 0 passed, $runs failed";
 
 command -v redis-server >/dev/null || fail "redis-server is not on PATH (apt-get install -y redis-server)"
 command -v openssl >/dev/null || fail "openssl is not on PATH (apt-get install -y openssl; certs/make-dev-cert.sh needs it)"
-if [ ! -x "$root/target/release/ringcast" ]; then
+bin="${RINGCAST_BIN:-$root/target/release/ringcast}"
+case "$bin" in /*) ;; *) bin="$root/$bin" ;; esac
+if [ -z "${RINGCAST_BIN:-}" ] && [ ! -x "$bin" ]; then
   echo "perf-smoke: building ringcast (release)"
   (cd "$root" && cargo build --release --bin ringcast) || fail "cargo build --release of ringcast failed"
 fi
@@ -32,7 +35,7 @@ smoke() {
   local name="$1" conns="$2" duration="$3"
   shift 3
   echo "perf-smoke: [$name] $conns connections, $duration s $*"
-  "$here/target/release/ringcast-load" run --scenario latency --server ringcast --start-redis \
+  "$here/target/release/ringcast-load" run --scenario latency --server ringcast --ringcast-bin "$bin" --start-redis \
     --conns "$conns" --symbols 20 --per-conn 2 --rate 200 --warmup 1 --duration "$duration" \
     --timeout 90 --out "$out/smoke-$name.json" --svg "$out/smoke-$name.svg" "$@"
   local rc=$?
@@ -109,7 +112,7 @@ smoke stall "${PERF_SMOKE_CONNS:-300}" 3 --stall 50 --stall-at 1
 
 # storm: a restart under ticks; every client must come back and be current.
 echo "perf-smoke: [storm] 200 connections, SIGTERM restart (drain 1 s), ringcast.js policy"
-if RINGCAST_DRAIN_WINDOW=1s "$here/target/release/ringcast-load" run --scenario storm --server ringcast --start-redis \
+if RINGCAST_DRAIN_WINDOW=1s "$here/target/release/ringcast-load" run --scenario storm --server ringcast --ringcast-bin "$bin" --start-redis \
     --conns "${PERF_SMOKE_STORM_CONNS:-200}" --symbols 20 --rate 200 --warmup 1 --duration 1 --storm-signal term \
     --reconnect-policy ringcast --storm-timeout 20 --timeout 90 --out "$out/smoke-storm.json" --svg "$out/smoke-storm.svg" &&
   python3 - "$out/smoke-storm.json" <<'PY'; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
