@@ -15,6 +15,8 @@
 //! after the stall began) such that B and the 9 buckets after it (1 s; fewer if the phase ends first)
 //! all have deliveries and a p50 under twice the pre-stall p50, minus the end of the stall (0 if B
 //! began before it ended); with the number of buckets after B that went over again (a noisy host).
+//! `drained_ms`: the first bucket that begins after the stall ended with a p50 under 2 × the pre-stall
+//! p50 (no hold: the stall's own backlog gone, whatever the host did next), from the stall's end.
 //! The same with an absolute 2 ms bound (`recovered_2ms_ms`), and on publish→arrival against its own
 //! pre-stall p50 (`recovered_arrival_ms`: the server's recovery, without the load generator's read
 //! delay). Never: `null`.
@@ -28,6 +30,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Run;
+use super::report::fmt_us;
 use crate::cli::RunArgs;
 use crate::common::*;
 
@@ -318,6 +321,12 @@ pub(super) fn latency(
     // The same on publish→arrival: the server's side, without the time deliveries then waited for
     // the load generator to read them.
     let rec_arrival = recovered(&arrival, 2 * pre_arrival_p50_us);
+    // Drained: the first bucket under 2× the pre-stall p50 at all (no hold): how long the stall's own
+    // backlog took to go, whatever the host did afterwards.
+    let drained = (0..n)
+        .filter(|&i| b_start(i + 1) > t1)
+        .find(|&i| p50(&read[i]).is_some_and(|v| v < 2 * pre_p50_us))
+        .map(|i| b_start(i).saturating_sub(t1) / 1_000_000);
 
     // Per-bucket rows: latency, and from the samples, server CPU per thread, ticks published and
     // ingested and deliveries queued in the bucket.
@@ -365,16 +374,17 @@ pub(super) fn latency(
         None => "not within the run".to_string(),
     };
     run.eprint_line(&format!(
-        "stall ({}): {:.0} ms at {:.0}–{:.0} ms of the phase; pre-stall p50 {}; p50 < 2× that: {}; p50 < 2 ms: {}; publish→arrival p50 < 2× its pre-stall {}: {}",
-        s.kind, (t1 - t0) as f64 / 1e6, ms(t0), ms(t1), fmt_us(pre_p50_us), fmt(rec), fmt(rec_2ms),
-        fmt_us(pre_arrival_p50_us), fmt(rec_arrival)
+        "stall ({}): {:.0} ms at {:.0}–{:.0} ms of the phase; pre-stall p50 {}; first back under 2× that after {} ms; held for 1 s: {}; p50 < 2 ms: {}; publish→arrival p50 < 2× its pre-stall {}: {}",
+        s.kind, (t1 - t0) as f64 / 1e6, ms(t0), ms(t1), fmt_us(Some(pre_p50_us)),
+        drained.map_or("-".to_string(), |d| d.to_string()), fmt(rec), fmt(rec_2ms),
+        fmt_us(Some(pre_arrival_p50_us)), fmt(rec_arrival)
     ));
     let line = |i: usize, r: &Value| {
         format!(
             "  {:>6} ms  p50 {:>8}  arrival p50 {:>8}  read {:>6}  in {:>6} reads  ticks published {:>4} ingested {:>4}  queued {:>6}  server CPU % {}",
             r["t_ms"],
-            fmt_opt(r["p50_us"].as_u64()),
-            fmt_opt(r["arrival_p50_us"].as_u64()),
+            fmt_us(r["p50_us"].as_u64()),
+            fmt_us(r["arrival_p50_us"].as_u64()),
             r["deliveries"],
             reads[i],
             r["published"],
@@ -399,20 +409,9 @@ pub(super) fn latency(
         "recovered_later_over": rec.map(|r| r.1),
         "recovered_2ms_ms": rec_2ms.map(|r| r.0),
         "recovered_2ms_later_over": rec_2ms.map(|r| r.1),
+        "drained_ms": drained,
         "pre_stall_arrival_p50_us": pre_arrival_p50_us,
         "recovered_arrival_ms": rec_arrival.map(|r| r.0),
         "buckets": rows,
     }))
-}
-
-fn fmt_us(us: u64) -> String {
-    if us >= 10_000 {
-        format!("{:.1}ms", us as f64 / 1000.0)
-    } else {
-        format!("{us}µs")
-    }
-}
-
-fn fmt_opt(us: Option<u64>) -> String {
-    us.map_or("-".into(), fmt_us)
 }
