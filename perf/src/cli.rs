@@ -202,6 +202,8 @@ pub struct RunArgs {
     /// Key and channel prefix.
     #[arg(long, default_value = "perf:")]
     pub prefix: String,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 
     // --- run
     /// Hard limit of the whole run (default: twice the planned time + 60 s).
@@ -216,6 +218,35 @@ pub struct RunArgs {
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// A load balancer and a Redis Cluster in the run (issue 12; perf/README.md, "Through HAProxy; Redis
+/// Cluster").
+#[derive(Args, Debug, Clone, Default)]
+pub struct FleetArgs {
+    /// Clients connect through HAProxy (deploy/haproxy.cfg rewritten for the run: its front on a free
+    /// port, the started server as the backend, send-proxy-v2); the server runs with --proxy-protocol
+    /// --trusted-proxies 127.0.0.1/32.
+    #[arg(long)]
+    pub via_haproxy: bool,
+    /// Core list HAProxy is pinned to.
+    #[arg(long, value_name = "LIST", default_value = "1", value_parser = core_list_text, requires = "via_haproxy")]
+    pub haproxy_core: String,
+    /// HAProxy processes sharing the front port (SO_REUSEPORT); each holds two descriptors per client,
+    /// so at most 9,000 clients each under the 20,000-descriptor limit [default: enough for --conns].
+    #[arg(long, value_name = "N", value_parser = positive::<u32>, requires = "via_haproxy")]
+    pub haproxy_processes: Option<u32>,
+    /// The HAProxy binary [default: haproxy on PATH].
+    #[arg(long, value_name = "PATH", default_value = "haproxy", requires = "via_haproxy")]
+    pub haproxy_bin: String,
+    /// Start a Redis Cluster of N masters (no replicas) on the client cores instead of one Redis; the
+    /// server reads it with --redis-cluster, the publisher writes each symbol's shard with HSET + SPUBLISH
+    /// (0: one plain Redis, PUBLISH).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = masters)]
+    pub redis_cluster_masters: u32,
+    /// With --redis-cluster-masters: the feed's shards (the server's --feed-shards).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = positive::<u32>)]
+    pub feed_shards: u32,
 }
 
 #[derive(Args, Debug)]
@@ -345,6 +376,13 @@ fn conns(v: &str) -> Result<u64, String> {
         return Err("at most 1,000,000 (the harness's limit)".into());
     }
     Ok(n)
+}
+
+fn masters(v: &str) -> Result<u32, String> {
+    match count::<u32>(v)? {
+        n if n <= 16 => Ok(n),
+        _ => Err("must be 0..=16 (0: one plain Redis; 1 or 3 as measured)".into()),
+    }
 }
 
 fn per_client(v: &str) -> Result<u64, String> {
