@@ -237,7 +237,12 @@ pub struct FleetArgs {
     #[arg(long, value_name = "N", value_parser = positive::<u32>, requires = "via_haproxy")]
     pub haproxy_processes: Option<u32>,
     /// The HAProxy binary [default: haproxy on PATH].
-    #[arg(long, value_name = "PATH", default_value = "haproxy", requires = "via_haproxy")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "haproxy",
+        requires = "via_haproxy"
+    )]
     pub haproxy_bin: String,
     /// Start a Redis Cluster of N masters (no replicas) on the client cores instead of one Redis; the
     /// server reads it with --redis-cluster, the publisher writes each symbol's shard with HSET + SPUBLISH
@@ -485,6 +490,44 @@ mod tests {
     }
 
     #[test]
+    fn fleet_flags_parse() {
+        let Cmd::Run(r) = parse(
+            "run --scenario fanout --via-haproxy --haproxy-core 1 --haproxy-processes 2 \
+             --haproxy-bin /usr/sbin/haproxy --redis-cluster-masters 3 --feed-shards 8",
+        )
+        .unwrap()
+        .cmd
+        else {
+            panic!("not run")
+        };
+        let f = &r.fleet;
+        assert!(f.via_haproxy);
+        assert_eq!(
+            (
+                f.haproxy_core.as_str(),
+                f.haproxy_processes,
+                f.haproxy_bin.as_str()
+            ),
+            ("1", Some(2), "/usr/sbin/haproxy")
+        );
+        assert_eq!((f.redis_cluster_masters, f.feed_shards), (3, 8));
+        let Cmd::Run(r) = parse("run").unwrap().cmd else {
+            panic!("not run")
+        };
+        assert!(!r.fleet.via_haproxy);
+        assert_eq!(
+            (r.fleet.redis_cluster_masters, r.fleet.feed_shards),
+            (0, 16)
+        );
+        assert_eq!(r.fleet.haproxy_processes, None);
+        // The HAProxy options mean nothing without --via-haproxy.
+        for line in ["run --haproxy-processes 2", "run --haproxy-core 1"] {
+            let e = parse(line).unwrap_err().to_string();
+            assert!(e.contains("--via-haproxy"), "`{line}` → {e}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_flag_the_value_and_a_good_value() {
         for (line, flag, want) in [
             ("run --conns abc", "--conns", "such as 10000"),
@@ -502,6 +545,17 @@ mod tests {
             ("run --server-pid 12x", "--server-pid", "1234,1235"),
             ("client --target localhost", "--target", "127.0.0.1:3001"),
             ("selftest --batch 0", "--batch", "at least 1"),
+            (
+                "run --redis-cluster-masters 17",
+                "--redis-cluster-masters",
+                "0..=16",
+            ),
+            ("run --feed-shards 0", "--feed-shards", "at least 1"),
+            (
+                "run --via-haproxy --haproxy-processes 0",
+                "--haproxy-processes",
+                "at least 1",
+            ),
         ] {
             let e = parse(line).unwrap_err().to_string();
             let value = line.rsplit(' ').next().unwrap();

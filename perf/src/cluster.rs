@@ -71,7 +71,12 @@ pub struct Router {
 
 impl Router {
     /// CLUSTER SLOTS from the first seed that answers, a connection to every master that owns a shard.
-    pub fn connect(seeds: &[String], prefix: &str, shards: u32, symbols: u32) -> Result<Router, String> {
+    pub fn connect(
+        seeds: &[String],
+        prefix: &str,
+        shards: u32,
+        symbols: u32,
+    ) -> Result<Router, String> {
         let mut last = String::from("no seeds");
         for seed in seeds {
             let slots = crate::publisher::connect(seed).and_then(|mut c| {
@@ -121,7 +126,9 @@ impl Router {
                 .iter()
                 .find(|(a, b, _)| (*a..=*b).contains(&slot))
                 .map(|(_, _, m)| m.clone())
-                .ok_or_else(|| format!("no master owns slot {slot} (shard {k}): is the cluster up?"))?;
+                .ok_or_else(|| {
+                    format!("no master owns slot {slot} (shard {k}): is the cluster up?")
+                })?;
             match masters.iter_mut().find(|(a, _, _)| *a == addr) {
                 Some(m) => m.2.push(k as u32),
                 None => {
@@ -195,7 +202,9 @@ impl Router {
                     cmd.ignore();
                 }
                 if batch && mine.len() > 1 {
-                    let mut arr = Vec::with_capacity(mine.iter().map(|(_, t)| t.len() + 1).sum::<usize>() + 2);
+                    let mut arr = Vec::with_capacity(
+                        mine.iter().map(|(_, t)| t.len() + 1).sum::<usize>() + 2,
+                    );
                     arr.push(b'[');
                     for (i, (_, t)) in mine.iter().enumerate() {
                         if i > 0 {

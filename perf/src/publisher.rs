@@ -57,8 +57,7 @@ pub fn connect(url: &str) -> Result<redis::Connection, String> {
 /// per-symbol sequence numbers to continue from.
 pub fn seed(cfg: &Config) -> Result<Vec<u64>, String> {
     if let Some((seeds, shards)) = &cfg.cluster {
-        let mut router =
-            crate::cluster::Router::connect(seeds, &cfg.prefix, *shards, cfg.symbols)?;
+        let mut router = crate::cluster::Router::connect(seeds, &cfg.prefix, *shards, cfg.symbols)?;
         let ts = realtime_ns();
         let ticks: Vec<(u32, Vec<u8>)> = (0..cfg.symbols)
             .map(|s| {

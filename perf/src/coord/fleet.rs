@@ -7,10 +7,10 @@ use std::net::SocketAddrV4;
 
 use serde_json::{Value, json};
 
+use super::Guard;
 use super::haproxy::{self, Haproxy};
 use super::redis_cluster::{self, Cluster};
 use super::server::{self, ServerOpts};
-use super::Guard;
 use crate::cli::FleetArgs;
 
 #[derive(Default)]
@@ -67,7 +67,9 @@ impl Fleet {
 
     /// The publisher's cluster: seeds and shards.
     pub(super) fn publisher_cluster(&self) -> Option<(Vec<String>, u32)> {
-        self.cluster.as_ref().map(|c| (c.seeds.clone(), self.shards))
+        self.cluster
+            .as_ref()
+            .map(|c| (c.seeds.clone(), self.shards))
     }
 
     /// HAProxy in front of the started server, if asked: the address the clients connect to.
@@ -88,7 +90,11 @@ impl Fleet {
     }
 
     /// The processes whose CPU each phase reports (`proc_cpu_pct`): every redis-server, HAProxy.
-    pub(super) fn cpu_groups(&self, redis_url: &str, redis_pid: Option<i32>) -> Vec<(String, Vec<i32>)> {
+    pub(super) fn cpu_groups(
+        &self,
+        redis_url: &str,
+        redis_pid: Option<i32>,
+    ) -> Vec<(String, Vec<i32>)> {
         let mut g = Vec::new();
         if let Some(c) = &self.cluster {
             for (port, pid) in &c.nodes {
@@ -131,7 +137,11 @@ pub(super) fn annotate(phases: &mut [Value], fleet: &Fleet) {
         let mut line = format!("{:>12}:", p["name"].as_str().unwrap_or(""));
         if !redis.is_empty() {
             let total: f64 = redis.iter().map(|r| r.1).sum();
-            let per10k = if rate > 0.0 { total / (rate / 1e4) } else { 0.0 };
+            let per10k = if rate > 0.0 {
+                total / (rate / 1e4)
+            } else {
+                0.0
+            };
             if p["redis_cpu_pct"].is_null() {
                 p["redis_cpu_pct"] = json!(total);
             }
@@ -141,13 +151,18 @@ pub(super) fn annotate(phases: &mut [Value], fleet: &Fleet) {
             line += &format!(
                 " redis {total:.1}% CPU ({}) at {rate:.0} ticks/s = {per10k:.1}% of a core per 10k ticks/s, {:.0} messages/s;",
                 each.join(", "),
-                p["publish_messages"].as_f64().unwrap_or(0.0) / p["duration_s"].as_f64().unwrap_or(1.0).max(1e-9)
+                p["publish_messages"].as_f64().unwrap_or(0.0)
+                    / p["duration_s"].as_f64().unwrap_or(1.0).max(1e-9)
             );
         }
         if let Some(h) = cpu.get("haproxy").and_then(|v| v.as_f64()) {
             let wall = p["duration_s"].as_f64().unwrap_or(1.0);
             let deliveries = p["deliveries"].as_f64().unwrap_or(0.0);
-            let ns = if deliveries > 0.0 { h / 100.0 * wall * 1e9 / deliveries } else { 0.0 };
+            let ns = if deliveries > 0.0 {
+                h / 100.0 * wall * 1e9 / deliveries
+            } else {
+                0.0
+            };
             p["haproxy_cpu_pct"] = json!(h);
             p["haproxy_cpu_ns_per_delivery"] = json!(ns);
             line += &format!(" haproxy {h:.1}% CPU, {ns:.0} ns/delivery;");

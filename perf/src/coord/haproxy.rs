@@ -61,12 +61,8 @@ pub(super) fn start(
     let deploy = format!("{manifest}/../deploy/haproxy.cfg");
     let text = std::fs::read_to_string(&deploy).map_err(|e| format!("{deploy}: {e}"))?;
     let front = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port()?);
-    let cfg_text = crate::haproxy_cfg::rewrite(
-        &text,
-        &front.to_string(),
-        &[backend.to_string()],
-        maxconn,
-    )?;
+    let cfg_text =
+        crate::haproxy_cfg::rewrite(&text, &front.to_string(), &[backend.to_string()], maxconn)?;
     let dir = guard.temp_dir("haproxy")?;
     let cfg = dir.join("haproxy.cfg");
     std::fs::write(&cfg, &cfg_text).map_err(|e| format!("{}: {e}", cfg.display()))?;

@@ -56,9 +56,25 @@ pub(super) fn start(masters: u32, guard: &Guard, cores: &[usize]) -> Result<Clus
         let port = node_port(&nodes.iter().map(|n: &(u16, i32)| n.0).collect::<Vec<_>>())?;
         let conf = dir.join(format!("nodes-{port}.conf"));
         let child = pinned_with_nofile(&mut Command::new("redis-server"), cores)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args([
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--loglevel",
+                "warning",
+            ])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+            // A lone master that never met another announces an empty host in CLUSTER SLOTS.
+            .args(["--cluster-announce-ip", "127.0.0.1"])
             .arg("--cluster-config-file")
             .arg(&conf)
             .arg("--dir")
@@ -66,7 +82,9 @@ pub(super) fn start(masters: u32, guard: &Guard, cores: &[usize]) -> Result<Clus
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("--redis-cluster-masters: cannot run redis-server from PATH: {e}"))?;
+            .map_err(|e| {
+                format!("--redis-cluster-masters: cannot run redis-server from PATH: {e}")
+            })?;
         guard.add(child.id(), "redis-server (cluster)");
         nodes.push((port, child.id() as i32));
     }
@@ -84,7 +102,10 @@ pub(super) fn start(masters: u32, guard: &Guard, cores: &[usize]) -> Result<Clus
         query(s, redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(a).arg(b))?;
     }
     for (p, _) in &nodes[1..] {
-        query(&seeds[0], redis::cmd("CLUSTER").arg("MEET").arg("127.0.0.1").arg(*p))?;
+        query(
+            &seeds[0],
+            redis::cmd("CLUSTER").arg("MEET").arg("127.0.0.1").arg(*p),
+        )?;
     }
     let ready = |s: &String| {
         query(s, redis::cmd("CLUSTER").arg("INFO"))

@@ -190,7 +190,11 @@ impl Run<'_> {
         self.broadcast("reset")?;
         let cpu0 = server_cpu_ns(&self.server_pids);
         let redis_cpu0 = self.redis_pid.map(|p| server_cpu_ns(&[p]));
-        let groups0: Vec<u64> = self.cpu_groups.iter().map(|g| server_cpu_ns(&g.1)).collect();
+        let groups0: Vec<u64> = self
+            .cpu_groups
+            .iter()
+            .map(|g| server_cpu_ns(&g.1))
+            .collect();
         let pub0 = self.shared.published.load(Ordering::Relaxed);
         let msgs0 = self.shared.messages.load(Ordering::Relaxed);
         let pubcpu0 = self.shared.cpu_ns.load(Ordering::Relaxed);
@@ -204,7 +208,12 @@ impl Run<'_> {
         let cpu1 = server_cpu_ns(&self.server_pids);
         let redis_cpu1 = self.redis_pid.map(|p| server_cpu_ns(&[p]));
         let groups_pct: serde_json::Map<String, Value> = (self.cpu_groups.iter().zip(groups0))
-            .map(|((name, pids), c0)| (name.clone(), json!((server_cpu_ns(pids) - c0) as f64 / wall / 1e7)))
+            .map(|((name, pids), c0)| {
+                (
+                    name.clone(),
+                    json!((server_cpu_ns(pids) - c0) as f64 / wall / 1e7),
+                )
+            })
             .collect();
         let pub1 = self.shared.published.load(Ordering::Relaxed);
         let msgs1 = self.shared.messages.load(Ordering::Relaxed);

@@ -202,7 +202,11 @@ pub(super) fn healthz(target: SocketAddrV4, proxy_header: bool) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    let proxy = if proxy_header { "PROXY UNKNOWN\r\n" } else { "" };
+    let proxy = if proxy_header {
+        "PROXY UNKNOWN\r\n"
+    } else {
+        ""
+    };
     if s.write_all(
         format!("{proxy}GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
             .as_bytes(),
