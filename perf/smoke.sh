@@ -9,12 +9,16 @@
 # subscribed and current (a tick published after the restart seen) within 20 s. And a stall (--stall 50:
 # the server SIGSTOPped for 50 ms mid-run): every tick delivered across it (none lost: the feed must not
 # reconnect on the EINTR that follows SIGCONT), the latency timeline recorded before and after it.
+# Then [fleet]: the same
+# latency checks through HAProxy (deploy/haproxy.cfg, send-proxy-v2; --via-haproxy) with a Redis Cluster of
+# 3 masters as the feed (--redis-cluster-masters 3: SPUBLISH per shard), ~6 s; skipped when haproxy is not
+# installed (a failure with CI=true).
 # Last line: `perf-smoke: N passed, N failed`.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 out="${PERF_SMOKE_OUT:-$(mktemp -d)}"
-runs=4
+runs=5
 fail() { echo "perf-smoke: FAIL: $*"; echo "perf-smoke: 0 passed, $runs failed"; exit 1; }
 
 command -v redis-server >/dev/null || fail "redis-server is not on PATH (apt-get install -y redis-server)"
@@ -79,6 +83,15 @@ elif arr.get("p50", 0) > p["latency_us"].get("p50", 0):
     errs.append(f"publish→arrival p50 {arr.get('p50')} µs is later than publish→read p50 {p['latency_us'].get('p50')} µs")
 tls = r.get("tls", {})
 want_tls = name == "wss"
+if name == "fleet":
+    f = r.get("fleet", {})
+    cpu = p.get("proc_cpu_pct") or {}
+    if not (f.get("haproxy") or {}).get("front") or r["target"] != f["haproxy"]["front"]:
+        errs.append(f"the clients did not connect through HAProxy: target {r['target']}, fleet {f.get('haproxy')}")
+    if (f.get("redis") or {}).get("masters") != 3 or len([k for k in cpu if k.startswith("redis:")]) != 3:
+        errs.append(f"not a 3-master Redis Cluster: {f.get('redis')}, CPU sampled of {sorted(cpu)}")
+    if "haproxy" not in cpu or p.get("redis_cpu_pct_per_10k_ticks_s") is None:
+        errs.append(f"no HAProxy CPU or Redis CPU per 10k ticks/s in the phase: {sorted(cpu)}")
 if bool(tls.get("enabled")) != want_tls or bool(r["config"].get("tls")) != want_tls:
     errs.append(f"the result says tls={tls.get('enabled')}, expected {want_tls}")
 if want_tls and not (tls.get("negotiated") or {}).get("version"):
@@ -139,6 +152,17 @@ print(f"perf-smoke: ok: [storm] {s['back']}/{s['conns']} back and current at {s[
       f"(p99 {s['back_us']['p99'] / 1e6:.2f} s), {s['refused_503']} 503s (max {s['max_refusals_per_conn']} per client), "
       f"peak {s['peak_accepted_per_s']} upgrades/s")
 PY
+
+# fleet: through HAProxy, fed by a 3-master Redis Cluster.
+if command -v haproxy >/dev/null; then
+  smoke fleet "${PERF_SMOKE_FLEET_CONNS:-200}" 3 --via-haproxy --redis-cluster-masters 3
+elif [ "${CI:-}" = true ]; then
+  echo "perf-smoke: FAIL: [fleet] haproxy is not on PATH (apt-get install -y haproxy)"
+  failed=$((failed + 1))
+else
+  echo "perf-smoke: skipped: [fleet] haproxy is not on PATH (apt-get install -y haproxy)"
+  runs=$((runs - 1))
+fi
 
 echo "perf-smoke: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

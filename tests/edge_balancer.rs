@@ -113,46 +113,16 @@ fn echo(s: &mut TcpStream, text: &str) {
     assert_eq!(read_text(s), text);
 }
 
+/// The rewrite of `deploy/haproxy.cfg` that the load harness uses too (`ringcast-load run --via-haproxy`).
+#[path = "../perf/src/haproxy_cfg.rs"]
+mod haproxy_cfg;
+
 /// `deploy/haproxy.cfg` for a test: listening on `listen`, one edge at `edge` (with the file's
 /// `default-server` options: checks, send-proxy-v2), running in the foreground as the test's user.
 fn haproxy_config(listen: SocketAddr, edge: SocketAddr) -> String {
     let text = std::fs::read_to_string(deploy("haproxy.cfg")).expect("deploy/haproxy.cfg");
-    let mut out = String::new();
-    let mut section = "";
-    let mut server_written = false;
-    for line in text.lines() {
-        let word = line.split_whitespace().next().unwrap_or("");
-        if !line.starts_with(' ') && !word.is_empty() && !word.starts_with('#') {
-            section = word;
-        }
-        let keep = match (section, word) {
-            (_, "" | "#") => false,
-            _ if word.starts_with('#') => false,
-            ("global", "log" | "user" | "group" | "daemon" | "stats") => false,
-            ("global", "maxconn") => {
-                out.push_str("    maxconn 1000\n");
-                false
-            }
-            (_, "bind") => {
-                out.push_str(&format!("    bind {listen}\n"));
-                false
-            }
-            (_, "server") => {
-                if !server_written {
-                    out.push_str(&format!("    server edge1 {edge}\n"));
-                    server_written = true;
-                }
-                false
-            }
-            _ => true,
-        };
-        if keep {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert!(server_written, "a server line in deploy/haproxy.cfg");
-    out
+    haproxy_cfg::rewrite(&text, &listen.to_string(), &[edge.to_string()], 1000)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

@@ -214,6 +214,8 @@ pub struct RunArgs {
     /// Key and channel prefix.
     #[arg(long, default_value = "perf:")]
     pub prefix: String,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
 
     // --- run
     /// Hard limit of the whole run (default: twice the planned time + 60 s).
@@ -228,6 +230,40 @@ pub struct RunArgs {
     /// No progress lines.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// A load balancer and a Redis Cluster in the run (issue 12; perf/README.md, "Through HAProxy; Redis
+/// Cluster").
+#[derive(Args, Debug, Clone, Default)]
+pub struct FleetArgs {
+    /// Clients connect through HAProxy (deploy/haproxy.cfg rewritten for the run: its front on a free
+    /// port, the started server as the backend, send-proxy-v2); the server runs with --proxy-protocol
+    /// --trusted-proxies 127.0.0.1/32.
+    #[arg(long)]
+    pub via_haproxy: bool,
+    /// Core list HAProxy is pinned to.
+    #[arg(long, value_name = "LIST", default_value = "1", value_parser = core_list_text, requires = "via_haproxy")]
+    pub haproxy_core: String,
+    /// HAProxy processes sharing the front port (SO_REUSEPORT); each holds two descriptors per client,
+    /// so at most 9,000 clients each under the 20,000-descriptor limit [default: enough for --conns].
+    #[arg(long, value_name = "N", value_parser = positive::<u32>, requires = "via_haproxy")]
+    pub haproxy_processes: Option<u32>,
+    /// The HAProxy binary [default: haproxy on PATH].
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "haproxy",
+        requires = "via_haproxy"
+    )]
+    pub haproxy_bin: String,
+    /// Start a Redis Cluster of N masters (no replicas) on the client cores instead of one Redis; the
+    /// server reads it with --redis-cluster, the publisher writes each symbol's shard with HSET + SPUBLISH
+    /// (0: one plain Redis, PUBLISH).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = masters)]
+    pub redis_cluster_masters: u32,
+    /// With --redis-cluster-masters: the feed's shards (the server's --feed-shards).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = positive::<u32>)]
+    pub feed_shards: u32,
 }
 
 #[derive(Args, Debug)]
@@ -367,6 +403,13 @@ fn conns(v: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+fn masters(v: &str) -> Result<u32, String> {
+    match count::<u32>(v)? {
+        n if n <= 16 => Ok(n),
+        _ => Err("must be 0..=16 (0: one plain Redis; 1 or 3 as measured)".into()),
+    }
+}
+
 fn per_client(v: &str) -> Result<u64, String> {
     let max = crate::coord::MAX_PER_PROCESS;
     match count::<u64>(v)? {
@@ -467,6 +510,44 @@ mod tests {
     }
 
     #[test]
+    fn fleet_flags_parse() {
+        let Cmd::Run(r) = parse(
+            "run --scenario fanout --via-haproxy --haproxy-core 1 --haproxy-processes 2 \
+             --haproxy-bin /usr/sbin/haproxy --redis-cluster-masters 3 --feed-shards 8",
+        )
+        .unwrap()
+        .cmd
+        else {
+            panic!("not run")
+        };
+        let f = &r.fleet;
+        assert!(f.via_haproxy);
+        assert_eq!(
+            (
+                f.haproxy_core.as_str(),
+                f.haproxy_processes,
+                f.haproxy_bin.as_str()
+            ),
+            ("1", Some(2), "/usr/sbin/haproxy")
+        );
+        assert_eq!((f.redis_cluster_masters, f.feed_shards), (3, 8));
+        let Cmd::Run(r) = parse("run").unwrap().cmd else {
+            panic!("not run")
+        };
+        assert!(!r.fleet.via_haproxy);
+        assert_eq!(
+            (r.fleet.redis_cluster_masters, r.fleet.feed_shards),
+            (0, 16)
+        );
+        assert_eq!(r.fleet.haproxy_processes, None);
+        // The HAProxy options mean nothing without --via-haproxy.
+        for line in ["run --haproxy-processes 2", "run --haproxy-core 1"] {
+            let e = parse(line).unwrap_err().to_string();
+            assert!(e.contains("--via-haproxy"), "`{line}` → {e}");
+        }
+    }
+
+    #[test]
     fn bad_values_name_the_flag_the_value_and_a_good_value() {
         for (line, flag, want) in [
             ("run --conns abc", "--conns", "such as 10000"),
@@ -484,6 +565,17 @@ mod tests {
             ("run --server-pid 12x", "--server-pid", "1234,1235"),
             ("client --target localhost", "--target", "127.0.0.1:3001"),
             ("selftest --batch 0", "--batch", "at least 1"),
+            (
+                "run --redis-cluster-masters 17",
+                "--redis-cluster-masters",
+                "0..=16",
+            ),
+            ("run --feed-shards 0", "--feed-shards", "at least 1"),
+            (
+                "run --via-haproxy --haproxy-processes 0",
+                "--haproxy-processes",
+                "at least 1",
+            ),
         ] {
             let e = parse(line).unwrap_err().to_string();
             let value = line.rsplit(' ').next().unwrap();

@@ -5,6 +5,9 @@
 //! and the server (with `--tls`, its certificate); `coord/run.rs` talks to the clients and measures
 //! the phases; `coord/report.rs` prints and writes the results; `coord/sys.rs` has /proc, pids, signals.
 
+mod fleet;
+mod haproxy;
+mod redis_cluster;
 mod report;
 mod run;
 mod server;
@@ -115,7 +118,9 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
     let self_exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut warnings: Vec<String> = Vec::new();
 
-    let (redis_url, redis_pid) = server::redis(&srv, guard, &o.client_cores)?;
+    fleet::Fleet::check(&args.fleet, &srv)?;
+    let (mut fleet, redis_url, redis_pid) =
+        fleet::Fleet::redis(&args.fleet, &mut srv, guard, &o.client_cores)?;
 
     // Seed the hash before the server starts (a real deployment has the latest ticks before it).
     let pub_dist = Dist::new(
@@ -136,10 +141,11 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
         dist: pub_dist,
         batch: o.batch,
         max_batch: 5000,
+        cluster: fleet.publisher_cluster(),
     };
     let seqs = publisher::seed(&pcfg)?;
     let started = server::start(&srv, guard, &redis_url, &o.prefix, o.conns)?;
-    let target = started.target;
+    let target = fleet.front(&args.fleet, o.conns, started.target, guard)?;
     let server_pids = started.pids.clone();
 
     // Publisher (rate 0 until a phase sets it).
@@ -188,6 +194,7 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
         shared: shared.clone(),
         server_pids: server_pids.clone(),
         redis_pid,
+        cpu_groups: fleet.cpu_groups(&redis_url, redis_pid),
         progress: vec![Value::Null; n_procs as usize],
         last_progress_print: Instant::now(),
         deadline: t_begin + Duration::from_secs_f64(hard_timeout),
@@ -336,6 +343,7 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
         .wait_kind("final", Duration::from_secs(30))
         .unwrap_or_default();
     let mut phases = std::mem::take(&mut run.phases);
+    fleet::annotate(&mut phases, &fleet);
     warnings.append(&mut run.warnings);
     for p in procs.iter_mut() {
         let _ = p.child.wait();
@@ -415,6 +423,7 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
         "url": format!("{}://{target}/", if started.tls.is_some() { "wss" } else { "ws" }),
         "tls": tls_json,
         "redis": redis_url,
+        "fleet": fleet.json(),
         "config": {"conns": o.conns, "symbols": o.symbols, "per_conn": o.per_conn, "sub_dist": o.sub_dist,
             "pub_dist": o.pub_dist, "form": o.form, "tick_bytes": o.tick_bytes, "rate": o.rate,
             "steps": o.steps, "duration_s": o.duration, "step_duration_s": o.step_duration,

@@ -2,8 +2,10 @@
 
 mod cli;
 mod client;
+mod cluster;
 mod common;
 mod coord;
+mod haproxy_cfg;
 mod publisher;
 mod selftest;
 mod svg;

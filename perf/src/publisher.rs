@@ -1,5 +1,6 @@
 //! The publisher thread: HSET + PUBLISH (pipelined) at a target rate, paced every millisecond. Each tick
-//! carries `ts` (CLOCK_REALTIME ns at publish) and a per-symbol `seq` starting at 1.
+//! carries `ts` (CLOCK_REALTIME ns at publish) and a per-symbol `seq` starting at 1. With a Redis Cluster
+//! (`Config::cluster`) each shard's ticks go to its master as HSET + SPUBLISH (`crate::cluster`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,8 @@ pub struct Config {
     pub round_robin: bool,
     pub batch: bool, // several ticks per PUBLISH as a JSON array
     pub max_batch: usize,
+    /// A Redis Cluster feed: its seed URLs and shard count (None: one Redis at `redis_url`).
+    pub cluster: Option<(Vec<String>, u32)>,
 }
 
 impl Shared {
@@ -53,6 +56,19 @@ pub fn connect(url: &str) -> Result<redis::Connection, String> {
 /// Deletes the old hash and seeds one tick per symbol (so subscribers get a snapshot). Returns the
 /// per-symbol sequence numbers to continue from.
 pub fn seed(cfg: &Config) -> Result<Vec<u64>, String> {
+    if let Some((seeds, shards)) = &cfg.cluster {
+        let mut router = crate::cluster::Router::connect(seeds, &cfg.prefix, *shards, cfg.symbols)?;
+        let ts = realtime_ns();
+        let ticks: Vec<(u32, Vec<u8>)> = (0..cfg.symbols)
+            .map(|s| {
+                let mut t = Vec::new();
+                write_tick(&mut t, s, 1, ts, cfg.tick_bytes);
+                (s, t)
+            })
+            .collect();
+        router.seed(&ticks)?;
+        return Ok(vec![1; cfg.symbols as usize]);
+    }
     let mut con = connect(&cfg.redis_url)?;
     let key = format!("{}ticks", cfg.prefix);
     redis::cmd("DEL")
@@ -83,6 +99,13 @@ pub fn spawn(
     cores: Vec<usize>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let mut con = connect(&cfg.redis_url)?;
+    let router = |cfg: &Config| match &cfg.cluster {
+        Some((seeds, shards)) => {
+            crate::cluster::Router::connect(seeds, &cfg.prefix, *shards, cfg.symbols).map(Some)
+        }
+        None => Ok(None),
+    };
+    let mut cluster = router(&cfg)?;
     let h = std::thread::Builder::new()
         .name("publisher".into())
         .spawn(move || {
@@ -130,46 +153,28 @@ pub fn spawn(
                         write_tick(&mut t, s, seqs[s as usize], ts, cfg.tick_bytes);
                         ticks.push((s, t));
                     }
-                    let mut pipe = redis::pipe();
-                    {
-                        let cmd = pipe.cmd("HSET").arg(&key);
-                        for (s, t) in &ticks {
-                            cmd.arg(&names[*s as usize]).arg(t.as_slice());
-                        }
-                        cmd.ignore();
-                    }
-                    let mut messages = 0;
-                    if cfg.batch && ticks.len() > 1 {
-                        let mut arr = Vec::with_capacity(ticks.len() * (cfg.tick_bytes + 1) + 2);
-                        arr.push(b'[');
-                        for (i, (_, t)) in ticks.iter().enumerate() {
-                            if i > 0 {
-                                arr.push(b',');
-                            }
-                            arr.extend_from_slice(t);
-                        }
-                        arr.push(b']');
-                        pipe.cmd("PUBLISH").arg(&key).arg(arr).ignore();
-                        messages += 1;
-                    } else {
-                        for (_, t) in &ticks {
-                            pipe.cmd("PUBLISH").arg(&key).arg(t.as_slice()).ignore();
-                            messages += 1;
-                        }
-                    }
-                    match pipe.query::<()>(&mut con) {
-                        Ok(()) => {
+                    let sent = match cluster.as_mut() {
+                        Some(r) => r.publish(&ticks, &names, cfg.batch),
+                        None => publish(&mut con, &key, &ticks, &names, &cfg),
+                    };
+                    match sent {
+                        Ok(messages) => {
                             sent_since += n as u64;
                             shared.published.fetch_add(n as u64, Ordering::Relaxed);
                             shared.messages.fetch_add(messages, Ordering::Relaxed);
                         }
                         Err(e) => {
                             shared.errors.fetch_add(1, Ordering::Relaxed);
-                            *shared.last_error.lock().unwrap() = Some(e.to_string());
+                            *shared.last_error.lock().unwrap() = Some(e);
                             sent_since += n as u64;
                             std::thread::sleep(Duration::from_millis(100));
                             if let Ok(c) = connect(&cfg.redis_url) {
                                 con = c;
+                            }
+                            if cluster.is_some()
+                                && let Ok(r) = router(&cfg)
+                            {
+                                cluster = r;
                             }
                         }
                     }
@@ -200,6 +205,46 @@ pub fn spawn(
         })
         .map_err(|e| e.to_string())?;
     Ok(h)
+}
+
+/// One Redis: HSET of every tick, then one PUBLISH (a JSON array when batching) or one per tick,
+/// pipelined. Returns the messages published.
+fn publish(
+    con: &mut redis::Connection,
+    key: &str,
+    ticks: &[(u32, Vec<u8>)],
+    names: &[String],
+    cfg: &Config,
+) -> Result<u64, String> {
+    let mut pipe = redis::pipe();
+    {
+        let cmd = pipe.cmd("HSET").arg(key);
+        for (s, t) in ticks {
+            cmd.arg(&names[*s as usize]).arg(t.as_slice());
+        }
+        cmd.ignore();
+    }
+    let mut messages = 0;
+    if cfg.batch && ticks.len() > 1 {
+        let mut arr = Vec::with_capacity(ticks.len() * (cfg.tick_bytes + 1) + 2);
+        arr.push(b'[');
+        for (i, (_, t)) in ticks.iter().enumerate() {
+            if i > 0 {
+                arr.push(b',');
+            }
+            arr.extend_from_slice(t);
+        }
+        arr.push(b']');
+        pipe.cmd("PUBLISH").arg(key).arg(arr).ignore();
+        messages += 1;
+    } else {
+        for (_, t) in ticks {
+            pipe.cmd("PUBLISH").arg(key).arg(t.as_slice()).ignore();
+            messages += 1;
+        }
+    }
+    pipe.query::<()>(con).map_err(|e| e.to_string())?;
+    Ok(messages)
 }
 
 fn sleep_until(t: u64) {

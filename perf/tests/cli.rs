@@ -27,6 +27,10 @@ fn every_subcommand_has_help() {
                 "--tls",
                 "--server-pid",
                 "--out",
+                "--via-haproxy",
+                "--haproxy-core",
+                "--redis-cluster-masters",
+                "--feed-shards",
             ][..],
         ),
         (
@@ -209,5 +213,30 @@ fn stall_flags_parse_and_what_does_not_fit_is_refused_before_anything_starts() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: no `{want}` in:\n{stderr}");
+    }
+}
+
+/// `--via-haproxy` and `--redis-cluster-masters` with a server they cannot front or feed: refused by
+/// name before anything starts (exit 1).
+#[test]
+fn fleet_flags_refuse_what_they_cannot_combine_with() {
+    for (args, want) in [
+        (
+            &["run", "--server", "node", "--via-haproxy"][..],
+            "--via-haproxy needs --server ringcast",
+        ),
+        (
+            &["run", "--server", "none", "--via-haproxy"][..],
+            "--via-haproxy needs --server ringcast",
+        ),
+        (
+            &["run", "--server", "node", "--redis-cluster-masters", "3"][..],
+            "--redis-cluster-masters: the node baseline reads one Redis only",
+        ),
+    ] {
+        let out = load(args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
     }
 }

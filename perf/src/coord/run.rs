@@ -21,6 +21,8 @@ pub(super) struct Run<'a> {
     pub(super) shared: Arc<publisher::Shared>,
     pub(super) server_pids: Vec<i32>,
     pub(super) redis_pid: Option<i32>,
+    /// Other processes whose CPU each phase reports in `proc_cpu_pct` (redis-servers, HAProxy).
+    pub(super) cpu_groups: Vec<(String, Vec<i32>)>,
     pub(super) progress: Vec<Value>,
     pub(super) last_progress_print: Instant,
     pub(super) deadline: Instant,
@@ -188,6 +190,11 @@ impl Run<'_> {
         self.broadcast("reset")?;
         let cpu0 = server_cpu_ns(&self.server_pids);
         let redis_cpu0 = self.redis_pid.map(|p| server_cpu_ns(&[p]));
+        let groups0: Vec<u64> = self
+            .cpu_groups
+            .iter()
+            .map(|g| server_cpu_ns(&g.1))
+            .collect();
         let pub0 = self.shared.published.load(Ordering::Relaxed);
         let msgs0 = self.shared.messages.load(Ordering::Relaxed);
         let pubcpu0 = self.shared.cpu_ns.load(Ordering::Relaxed);
@@ -200,6 +207,14 @@ impl Run<'_> {
         let wall = t0.elapsed().as_secs_f64();
         let cpu1 = server_cpu_ns(&self.server_pids);
         let redis_cpu1 = self.redis_pid.map(|p| server_cpu_ns(&[p]));
+        let groups_pct: serde_json::Map<String, Value> = (self.cpu_groups.iter().zip(groups0))
+            .map(|((name, pids), c0)| {
+                (
+                    name.clone(),
+                    json!((server_cpu_ns(pids) - c0) as f64 / wall / 1e7),
+                )
+            })
+            .collect();
         let pub1 = self.shared.published.load(Ordering::Relaxed);
         let msgs1 = self.shared.messages.load(Ordering::Relaxed);
         let pubcpu1 = self.shared.cpu_ns.load(Ordering::Relaxed);
@@ -329,6 +344,7 @@ impl Run<'_> {
             "server_rss_kb": rss1,
             "server_rss_growth_kb": rss1 as i64 - rss0 as i64,
             "redis_cpu_pct": match (redis_cpu0, redis_cpu1) { (Some(a), Some(b)) => json!((b - a) as f64 / wall / 1e7), _ => Value::Null },
+            "proc_cpu_pct": groups_pct,
             "client_ns_per_delivery": if deliveries > 0 { client_cpu_total * wall * 1e9 / deliveries as f64 } else { 0.0 },
             "client_cpu_pct": client_cpu.iter().map(|x| x * 100.0).collect::<Vec<_>>(),
             "client_saturated": client_saturated,

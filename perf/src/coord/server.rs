@@ -28,6 +28,10 @@ pub(super) struct ServerOpts {
     pub(super) start_redis: bool,
     pub(super) redis_url: String,
     pub(super) tls: Option<TlsOpts>,
+    /// More `ringcast serve` flags (`--redis-cluster …`, `--proxy-protocol …`).
+    pub(super) extra_args: Vec<String>,
+    /// The server reads a PROXY header first (`--proxy-protocol`): the `/healthz` probe sends one.
+    pub(super) proxy_protocol: bool,
 }
 
 /// `--tls`: what the clients trust, and the certificate the started server presents.
@@ -89,6 +93,8 @@ impl ServerOpts {
             start_redis: a.start_redis,
             redis_url: a.redis.clone(),
             tls,
+            extra_args: Vec::new(),
+            proxy_protocol: false,
         })
     }
 }
@@ -213,6 +219,7 @@ pub(super) fn start(
                     prefix,
                 ])
                 .args(&server_tls)
+                .args(&s.extra_args)
                 .env(
                     "RINGCAST_LOG",
                     std::env::var("RINGCAST_LOG").unwrap_or("warn".into()),
@@ -278,7 +285,7 @@ pub(super) fn start(
     let mut last = String::new();
     wait_until(Duration::from_secs(15), || match &probe {
         Some(p) => tls::healthz(p, target).map_err(|e| last = e).is_ok(),
-        None => healthz(target),
+        None => healthz(target, s.proxy_protocol),
     })
     .map_err(|_| {
         let why = if last.is_empty() {

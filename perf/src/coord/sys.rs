@@ -195,13 +195,21 @@ pub(super) fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Result
     Err(())
 }
 
-pub(super) fn healthz(target: SocketAddrV4) -> bool {
+/// `GET /healthz` answered 200. `proxy_header`: first a PROXY v1 `UNKNOWN` header (a trusted proxy's
+/// health check, for a server run with `--proxy-protocol`).
+pub(super) fn healthz(target: SocketAddrV4, proxy_header: bool) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&target.into(), Duration::from_millis(500)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let proxy = if proxy_header {
+        "PROXY UNKNOWN\r\n"
+    } else {
+        ""
+    };
     if s.write_all(
-        format!("GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("{proxy}GET /healthz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     )
     .is_err()
     {
