@@ -259,7 +259,12 @@ fn a_process_group_answers_one_consistent_metrics_with_histograms() {
     let mut server = Server::adopt(child, addr);
     let _reap = ReapDescendants(server.pid());
     let supervisor = server.pid();
-    let dir = format!("/dev/shm/ringcast-{supervisor}-metrics");
+    // Where the supervisor keeps the snapshots (src/server/group.rs: /dev/shm, else $TMPDIR).
+    let base = match std::path::Path::new("/dev/shm").is_dir() {
+        true => std::path::PathBuf::from("/dev/shm"),
+        false => std::env::temp_dir(),
+    };
+    let dir = base.join(format!("ringcast-{supervisor}-metrics"));
     poll_until(Duration::from_secs(10), "2 processes serving", || {
         children_of(supervisor).len() == 2
             && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
@@ -370,12 +375,12 @@ fn a_process_group_answers_one_consistent_metrics_with_histograms() {
     assert!(scrapes > 20, "only {scrapes} scrapes checked");
 
     // SIGTERM: the group stops and its snapshot directory goes with it.
-    assert!(std::path::Path::new(&dir).is_dir(), "{dir}");
+    assert!(dir.is_dir(), "{}", dir.display());
     drop(clients);
     server.signal("TERM");
     assert!(
         server.wait_exit(Duration::from_secs(10)).is_some(),
         "the group stops on SIGTERM"
     );
-    assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }

@@ -48,7 +48,7 @@ pub struct WorkerStats {
     /// one subscriber (not per delivery).
     pub publish_to_send: Histogram<PublishToSend>,
     /// Bytes waiting in each open connection's queues, sampled by the heartbeat sweep (each connection
-    /// once per `--ping-interval`).
+    /// at least once per `--ping-interval`).
     pub conn_backlog: Histogram<ConnBacklog>,
 }
 

@@ -238,7 +238,7 @@ impl Metrics {
         );
         histogram::render(
             "ringcast_connection_backlog_bytes",
-            "Bytes waiting in an open connection's send queues, sampled for each connection once per --ping-interval.",
+            "Bytes waiting in an open connection's send queues, sampled for each open connection by the heartbeat sweep, at least once per --ping-interval.",
             self.workers.iter().map(|w| &w.conn_backlog),
             &mut s,
         );
