@@ -207,6 +207,15 @@ impl Scraper {
     }
 }
 
+/// Removes a directory when dropped.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -265,6 +274,8 @@ fn a_process_group_answers_one_consistent_metrics_with_histograms() {
         false => std::env::temp_dir(),
     };
     let dir = base.join(format!("ringcast-{supervisor}-metrics"));
+    // Removed even if the test fails (the supervisor is then SIGKILLed and cannot clean up).
+    let _cleanup = RemoveDir(dir.clone());
     poll_until(Duration::from_secs(10), "2 processes serving", || {
         children_of(supervisor).len() == 2
             && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
