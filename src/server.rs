@@ -2,6 +2,7 @@
 //! cores, and stop them on SIGTERM/SIGINT. With `--processes N`, a supervisor starts N such processes
 //! sharing the port instead.
 
+mod group;
 mod metrics;
 
 use std::process::{Child, Command};
@@ -19,6 +20,7 @@ use crate::runtime::listener;
 use crate::runtime::signals::{self, Signal};
 use crate::runtime::wake::Control;
 use crate::tls::{TlsConfig, TlsReloader};
+use group::{Group, GroupDir};
 use metrics::Metrics;
 
 pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
@@ -36,10 +38,29 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
         .map(|id| Control::new().map_err(|e| format!("cannot create worker {id}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let ingest_stats = (!cfg.echo).then(|| Arc::new(IngestStats::default()));
+    let group = Group::from_env();
     let metrics = Arc::new(Metrics {
         workers: controls.iter().map(|c| c.stats.clone()).collect(),
         ingest: ingest_stats.clone(),
+        group: group.clone(),
     });
+    // In a `--processes` group: publish our snapshot for the siblings' scrapes (the first one now, so a
+    // scrape never misses a process that is already serving).
+    let metrics_stop = Arc::new(AtomicBool::new(false));
+    let publisher = match group {
+        Some(group) => {
+            let m = metrics.clone();
+            group
+                .publish(&m.render_local())
+                .map_err(|e| format!("cannot publish metrics for the group: {e}"))?;
+            Some(
+                group
+                    .start_publishing(move || m.render_local(), metrics_stop.clone())
+                    .map_err(|e| format!("cannot spawn the metrics thread: {e}"))?,
+            )
+        }
+        None => None,
+    };
     let settings = Arc::new(worker_settings(&cfg, metrics));
     let admission_epoch = Instant::now();
     // Workers ask ingest for the stored latest tick of a symbol they evicted (`--max-symbols`).
@@ -185,6 +206,10 @@ pub fn serve(mut cfg: ServeConfig) -> Result<(), String> {
     for t in threads {
         let _ = t.join();
     }
+    metrics_stop.store(true, Ordering::Release);
+    if let Some(p) = publisher {
+        let _ = p.join();
+    }
     Ok(())
 }
 
@@ -286,13 +311,17 @@ fn shut_down_gracefully(
 fn supervise(cfg: &ServeConfig) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let args = child_args();
+    // Where the children publish their metrics, so any of them answers /metrics for the group.
+    let metrics_dir = GroupDir::create()
+        .map_err(|e| format!("cannot create the group's metrics directory: {e}"))?;
     let spawn = |index: u32| -> Result<Child, String> {
         let mut cmd = Command::new(&exe);
         cmd.args(&args)
             .env("RINGCAST_PROCESSES", "1")
             // The port is checked (or joining was asked for) by the supervisor; siblings share it.
             .env("RINGCAST_JOIN", "true")
-            .env("RINGCAST_PROCESS_INDEX", index.to_string());
+            .env(group::INDEX_ENV, index.to_string())
+            .env(group::DIR_ENV, metrics_dir.path());
         // The children inherit our blocked signal mask through exec; they block the same set themselves.
         cmd.spawn()
             .map_err(|e| format!("cannot start server process {index}: {e}"))
@@ -322,6 +351,9 @@ fn supervise(cfg: &ServeConfig) -> Result<(), String> {
                         break;
                     }
                     tracing::error!(index, %status, "server process exited; restarting it");
+                    // Its series go until its replacement publishes them again, from 0 (a counter
+                    // reset of that `process` series, which rate() and increase() expect).
+                    metrics_dir.forget(index as u32);
                     match spawn(index as u32) {
                         Ok(new) => *child = new,
                         Err(e) => tracing::error!(index, error = %e, "restart failed"),

@@ -122,10 +122,11 @@ fn snapshot(e: &FeedEvent) -> Vec<(String, Vec<u8>)> {
 fn tick_pair(a: &FeedEvent, b: &FeedEvent) -> (String, Vec<u8>) {
     match (a, b) {
         (
-            FeedEvent::Tick { symbol, frame },
+            FeedEvent::Tick { symbol, frame, .. },
             FeedEvent::Tick {
                 symbol: symbol_b,
                 frame: frame_b,
+                ..
             },
         ) => {
             assert_eq!(symbol, symbol_b);

@@ -32,10 +32,12 @@ pub fn prepare_text(payload: &[u8]) -> PreparedFrame {
 /// What the ingest thread hands to each worker, in publish order.
 #[derive(Debug, Clone)]
 pub enum FeedEvent {
-    /// A live tick of `symbol`.
+    /// A live tick of `symbol`; `ts_us`: its publish time (the tick's `ts`, µs since the epoch), if it
+    /// carries one (for the publish→send histogram).
     Tick {
         symbol: Symbol,
         frame: PreparedFrame,
+        ts_us: Option<u64>,
     },
     /// The latest tick of every symbol in Redis: at start-up (warm-up) and after a Redis reconnect. A
     /// worker stores each and sends its subscribers the ones that differ from what they last got, so every

@@ -479,6 +479,7 @@ impl Ingest {
                 worker.send(FeedEvent::Tick {
                     symbol: t.symbol.clone(),
                     frame: frame.clone(),
+                    ts_us: t.ts_us,
                 });
             }
             if let Some(ts) = t.ts_us {

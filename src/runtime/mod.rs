@@ -6,6 +6,7 @@
 //! - [`uring`]: the io_uring operations (every `unsafe` of the runtime).
 pub mod core;
 pub mod driver;
+pub mod histogram;
 pub mod kernel;
 pub mod listener;
 pub mod signals;

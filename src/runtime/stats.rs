@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::admission::refusals::RefusalCounts;
+use crate::runtime::histogram::{ConnBacklog, Histogram, PublishToSend};
 
 #[derive(Debug, Default)]
 pub struct WorkerStats {
@@ -43,6 +44,12 @@ pub struct WorkerStats {
     pub backlog_bytes: AtomicU64,
     /// 1 once the worker has begun a graceful shutdown (SIGTERM).
     pub shutting_down: AtomicU64,
+    /// Publish→send delay (µs) of live ticks carrying a `ts`, once per tick this worker sends to at least
+    /// one subscriber (not per delivery).
+    pub publish_to_send: Histogram<PublishToSend>,
+    /// Bytes waiting in each open connection's queues, sampled by the heartbeat sweep (each connection
+    /// at least once per `--ping-interval`).
+    pub conn_backlog: Histogram<ConnBacklog>,
 }
 
 impl WorkerStats {

@@ -1,7 +1,8 @@
 //! `GET /metrics`: Prometheus text. Per-worker counters are written by their worker only and summed
 //! here, on scrape, so the hot path pays nothing for them. The server builds one [`Metrics`] over the
 //! stats it hands each worker and ingest, and gives it to the workers as an `http::Exposition` (the
-//! worker's core routes `/metrics` without knowing what is rendered).
+//! worker's core routes `/metrics` without knowing what is rendered). In a `--processes` group a scrape
+//! answers every process's latest snapshot, labelled `process` (`group.rs`).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use crate::http::Exposition;
 use crate::ingest::IngestStats;
 use crate::ingest::tick::BadReason;
 use crate::ingest::user::UserRefusal;
+use crate::runtime::histogram;
 use crate::runtime::stats::WorkerStats;
+use crate::server::group::Group;
 
 /// Everything `/metrics` reports on.
 #[derive(Debug, Default)]
@@ -22,6 +25,8 @@ pub struct Metrics {
     pub workers: Vec<Arc<WorkerStats>>,
     /// The feed (absent in the echo profile).
     pub ingest: Option<Arc<IngestStats>>,
+    /// This process's group under `--processes`: scrapes answer the whole group's snapshots.
+    pub group: Option<Group>,
 }
 
 /// A counter read from one worker's stats.
@@ -32,8 +37,18 @@ impl Exposition for Metrics {
         self.ingest.as_ref().map(|i| i.redis_up.load(Relaxed))
     }
 
-    /// Render the exposition text.
+    /// The exposition text: this process's, or in a group every process's latest snapshot.
     fn render(&self) -> String {
+        match &self.group {
+            Some(group) => group.render(),
+            None => self.render_local(),
+        }
+    }
+}
+
+impl Metrics {
+    /// This process's exposition text.
+    pub fn render_local(&self) -> String {
         let mut s = String::with_capacity(4096);
         let per_worker: [(&str, &str, &str, WorkerCounter); 6] = [
             (
@@ -214,6 +229,18 @@ impl Exposition for Metrics {
         let _ = writeln!(
             s,
             "# HELP ringcast_draining 1 while draining after SIGTERM.\n# TYPE ringcast_draining gauge\nringcast_draining {shutting_down}"
+        );
+        histogram::render(
+            "ringcast_publish_to_send_seconds",
+            "Delay from a tick's `ts` (set by its publisher) to its frame being queued to this worker's subscribers (sent at the end of that loop iteration): one observation per tick per worker with subscribers to it.",
+            self.workers.iter().map(|w| &w.publish_to_send),
+            &mut s,
+        );
+        histogram::render(
+            "ringcast_connection_backlog_bytes",
+            "Bytes waiting in an open connection's send queues, sampled for each open connection by the heartbeat sweep, at least once per --ping-interval.",
+            self.workers.iter().map(|w| &w.conn_backlog),
+            &mut s,
         );
         if let Some(ingest) = &self.ingest {
             render_ingest(ingest, &mut s);

@@ -88,6 +88,7 @@ impl Core {
             if session.state() != CloseState::Open {
                 continue;
             }
+            self.stats.conn_backlog.observe(conn.pending_bytes() as u64);
             let idle = now_s.saturating_sub(conn.last_seen_s);
             if idle >= self.settings.idle_timeout_s {
                 // Silent past the idle timeout, pongs included: the peer is gone (half-open) or stuck.

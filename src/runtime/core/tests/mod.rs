@@ -24,6 +24,7 @@ mod auth;
 mod fetch;
 mod health;
 mod heartbeat;
+mod histograms;
 mod proxy;
 mod shutdown;
 mod slow;

@@ -237,6 +237,7 @@ impl Run {
         self.sim.core.on_feed(FeedEvent::Tick {
             symbol: Symbol::from(symbol(i).as_str()),
             frame: tick_frame(i, self.world.seq[i]),
+            ts_us: None,
         });
     }
 

@@ -566,6 +566,7 @@ pub fn tick(symbol: &str, payload: &str) -> FeedEvent {
     FeedEvent::Tick {
         symbol: Symbol::from(symbol),
         frame: prepare_text(payload.as_bytes()),
+        ts_us: None,
     }
 }
 
