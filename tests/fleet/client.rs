@@ -27,8 +27,11 @@ struct Seen {
     connects: Vec<u64>,
     /// Close codes received (1006: the connection ended without a Close).
     closes: Vec<u16>,
-    /// Attempts that did not get a 101 (refused, a 503 from the balancer or a draining edge).
-    failures: u64,
+    /// Attempts that did not get a 101 (refused, a 503 from the balancer or a draining edge): the
+    /// status line, or what failed.
+    failures: Vec<String>,
+    /// `{"type":"feed","status":"down"}` messages received.
+    feed_down: u64,
     /// Every p received per symbol, in order.
     ps: HashMap<String, Vec<i64>>,
 }
@@ -50,15 +53,20 @@ fn run_client(i: usize, lb: SocketAddr, symbols: String, seen: Arc<Mutex<Seen>>,
 
 /// One connection: Some(close code) when the server sent a Close, None when it just ended.
 fn session(lb: SocketAddr, symbols: &str, seen: &Mutex<Seen>, t0: Instant) -> Option<u16> {
-    let Ok(mut s) = TcpStream::connect_timeout(&lb, Duration::from_secs(2)) else {
-        seen.lock().unwrap().failures += 1;
-        return None;
+    let mut s = match TcpStream::connect_timeout(&lb, Duration::from_secs(2)) {
+        Ok(s) => s,
+        Err(e) => {
+            seen.lock().unwrap().failures.push(format!("connect: {e}"));
+            return None;
+        }
     };
     s.set_nodelay(true).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(upgrade_request("/").as_bytes()).ok()?;
-    if !read_head(&mut s).starts_with("HTTP/1.1 101") {
-        seen.lock().unwrap().failures += 1;
+    let head = read_head(&mut s);
+    if !head.starts_with("HTTP/1.1 101") {
+        let status = head.lines().next().unwrap_or("no response (EOF or 5 s)");
+        seen.lock().unwrap().failures.push(status.to_string());
         return None;
     }
     // Ringcast pings every 25 s: a minute of silence means a dead path.
@@ -84,6 +92,8 @@ fn session(lb: SocketAddr, symbols: &str, seen: &Mutex<Seen>, t0: Instant) -> Op
                 for t in ticks {
                     if let (Some(sym), Some(p)) = (t["symbol"].as_str(), t["p"].as_i64()) {
                         seen.ps.entry(sym.to_string()).or_default().push(p);
+                    } else if t["type"] == "feed" && t["status"] == "down" {
+                        seen.feed_down += 1;
                     }
                 }
             }
@@ -140,6 +150,7 @@ pub fn client_host_main() {
                             "connects": s.connects,
                             "closes": s.closes,
                             "failures": s.failures,
+                            "feed_down": s.feed_down,
                             "ps": s.ps,
                         })
                     })
@@ -161,7 +172,8 @@ pub struct ClientState {
     pub connected: bool,
     pub connects: Vec<u64>,
     pub closes: Vec<u16>,
-    pub failures: u64,
+    pub failures: Vec<String>,
+    pub feed_down: u64,
     pub ps: HashMap<String, Vec<i64>>,
 }
 
@@ -239,7 +251,8 @@ impl ClientHost {
                 connected: c["connected"].as_bool().unwrap(),
                 connects: serde_json::from_value(c["connects"].clone()).unwrap(),
                 closes: serde_json::from_value(c["closes"].clone()).unwrap(),
-                failures: c["failures"].as_u64().unwrap(),
+                failures: serde_json::from_value(c["failures"].clone()).unwrap(),
+                feed_down: c["feed_down"].as_u64().unwrap(),
                 ps: serde_json::from_value(c["ps"].clone()).unwrap(),
             })
             .collect();

@@ -110,7 +110,19 @@ impl Edge {
     pub fn stop(&mut self, sig: i32, within: Duration) {
         let mut proc = self.proc.take().expect("a running edge");
         crate::common::kill_pid(proc.pid(), sig);
-        poll_until(within, "the edge to exit", || proc.exited());
+        let deadline = std::time::Instant::now() + within;
+        while !proc.exited() {
+            if std::time::Instant::now() > deadline {
+                let log = self.log.text();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "edge {} still running {within:?} after signal {sig}; its log ends:\n{}",
+                    self.addr,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -192,4 +204,54 @@ pub fn wait_haproxy(stats: &Path, up: &[bool], within: Duration) {
                 .zip(up)
                 .all(|((_, status, _, _), &u)| status.starts_with("UP") == u)
     });
+}
+
+/// Samples HAProxy's edge states every 50 ms until dropped: the longest time no edge was UP.
+pub struct NoEdgeUp {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Duration>>,
+}
+
+impl NoEdgeUp {
+    pub fn start(stats: &Path) -> NoEdgeUp {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, stats) = (stop.clone(), stats.to_path_buf());
+        let thread = std::thread::spawn(move || {
+            let (mut longest, mut since) = (Duration::ZERO, None::<std::time::Instant>);
+            while !s.load(Ordering::Relaxed) {
+                let servers = haproxy_servers(&stats);
+                let none = !servers.is_empty() && servers.iter().all(|s| !s.1.starts_with("UP"));
+                match (none, since) {
+                    (true, None) => since = Some(std::time::Instant::now()),
+                    (false, Some(t)) => {
+                        longest = longest.max(t.elapsed());
+                        since = None;
+                    }
+                    _ => {}
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            since.map_or(longest, |t| longest.max(t.elapsed()))
+        });
+        NoEdgeUp {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop sampling; the longest time without an edge UP.
+    pub fn longest(mut self) -> Duration {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for NoEdgeUp {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
