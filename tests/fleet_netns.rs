@@ -59,6 +59,19 @@ fn tools() -> Option<(String, String, String)> {
         }
     };
     let cli = redis_server.with_file_name("redis-cli");
+    // Root in a container may still lack the right to make namespaces.
+    let probe = format!("ringcast-fleet-{}-probe", std::process::id());
+    let made = Command::new("ip")
+        .args(["netns", "add", &probe])
+        .output()
+        .unwrap();
+    if !made.status.success() {
+        let why = String::from_utf8_lossy(&made.stderr).trim().to_string();
+        assert!(!ci, "fleet_netns: ip netns add failed (CI=true): {why}");
+        println!("fleet_netns: skipped: cannot create network namespaces (ip netns add: {why})");
+        return None;
+    }
+    let _ = Command::new("ip").args(["netns", "del", &probe]).status();
     let cli = if cli.is_file() {
         cli.display().to_string()
     } else {
