@@ -393,14 +393,14 @@ fn fleet_across_network_namespaces() {
     }
 
     // Rolling restart with SIGTERM drain: no client's latest value lost; reconnects on the survivors.
-    for i in 0..3 {
-        let on_edge = edges[i].websockets();
+    for (i, edge) in edges.iter_mut().enumerate() {
+        let on_edge = edge.websockets();
         let (t0, before) = host.state();
         let publisher = Publisher::start(&seeds, &symbols, next.clone());
         let t_term = Instant::now();
         // It exits when its clients are gone, at the latest after the window plus the close timeout
         // (5 s); the rest is room for a loaded box.
-        edges[i].stop(15, Duration::from_secs(DRAIN_WINDOW_S + 5 + 10));
+        edge.stop(15, Duration::from_secs(DRAIN_WINDOW_S + 5 + 10));
         let exited = t_term.elapsed();
         drop(publisher);
         let (_, took) = publish_and_converge(
@@ -450,7 +450,7 @@ fn fleet_across_network_namespaces() {
             closes.iter().all(|&c| c == 1012),
             "drain closes with 1012: {closes:?}"
         );
-        edges[i].restart(&seeds, &trusted);
+        edge.restart(&seeds, &trusted);
         wait_haproxy(&stats, &[true; 3], Duration::from_secs(15));
     }
 
