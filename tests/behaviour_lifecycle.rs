@@ -369,9 +369,11 @@ fn a_replacement_joined_on_the_port_serves_new_clients_while_the_old_one_drains(
     old.signal("TERM");
     // The signal is handled asynchronously: a connect that lands before the old process has seen it is
     // its own (answered 503 once the drain has begun). Within a few ms it stops listening.
-    poll_until(Duration::from_secs(1), "the old one stops listening", || {
-        listeners_on(old.addr.port()) == 1
-    });
+    poll_until(
+        Duration::from_secs(1),
+        "the old one stops listening",
+        || listeners_on(old.addr.port()) == 1,
+    );
     let mut during = Vec::new();
     while sigterm.elapsed() < WINDOW / 2 {
         let mut s = new.connect();
@@ -385,7 +387,11 @@ fn a_replacement_joined_on_the_port_serves_new_clients_while_the_old_one_drains(
         during.push(s);
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(old.wait_exit(Duration::ZERO), None, "the old one still drains");
+    assert_eq!(
+        old.wait_exit(Duration::ZERO),
+        None,
+        "the old one still drains"
+    );
     let closes: Vec<(Option<u16>, Instant)> = rx.iter().collect();
     assert!(
         closes.iter().all(|(code, _)| *code == Some(1012)),

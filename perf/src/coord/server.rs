@@ -28,6 +28,8 @@ pub(super) struct ServerOpts {
     pub(super) start_redis: bool,
     pub(super) redis_url: String,
     pub(super) tls: Option<TlsOpts>,
+    /// Start ringcast with `--join` (a replacement sharing the port with the server it replaces).
+    pub(super) join: bool,
 }
 
 /// `--tls`: what the clients trust, and the certificate the started server presents.
@@ -71,6 +73,7 @@ impl ServerOpts {
             }
         }
         Ok(ServerOpts {
+            join: false,
             kind,
             core: a.server_core.clone(),
             workers: a.server_workers,
@@ -213,6 +216,7 @@ pub(super) fn start(
                     prefix,
                 ])
                 .args(&server_tls)
+                .args(s.join.then_some("--join"))
                 .env(
                     "RINGCAST_LOG",
                     std::env::var("RINGCAST_LOG").unwrap_or("warn".into()),
