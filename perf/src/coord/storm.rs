@@ -62,9 +62,17 @@ pub(super) fn run(
         let port = started.target.port();
         let before = listeners_on(port);
         let started_new = server::start(srv, guard, redis_url, &o.prefix, o.conns)?;
+        let answered_s = t0.elapsed().as_secs_f64();
         // Its /healthz may have been answered by the old one: wait until it listens too.
-        let _ = wait_until(Duration::from_secs(10), || listeners_on(port) >= 2 * before);
+        if wait_until(Duration::from_secs(10), || listeners_on(port) >= 2 * before).is_err() {
+            run.warnings.push(format!(
+                "storm: the replacement did not show {before} more listener(s) on port {port} within 10 s of starting ({answered_s:.2} s after the mark): SIGTERM sent anyway"
+            ));
+        }
         up_s = Some(t0.elapsed().as_secs_f64());
+        run.eprint_line(&format!(
+            "storm: replacement started ({before} listener(s) before it), /healthz answered {answered_s:.2} s after the mark"
+        ));
         new = Some(started_new);
     }
     let signal_s = t0.elapsed().as_secs_f64();
