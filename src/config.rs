@@ -68,8 +68,9 @@ pub struct ServeConfig {
     #[arg(long, env = "RINGCAST_PROCESSES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub processes: u32,
     /// Share the port with servers already listening on it (SO_REUSEPORT: the kernel then spreads new
-    /// connections over all of them, e.g. for a restart without a gap). Without it, `serve` refuses a
-    /// port another process holds.
+    /// connections over all of them). A restart without a gap: start the new server with `--join`, then
+    /// SIGTERM the old one, which stops listening at once. Without it, `serve` refuses a port another
+    /// process holds.
     #[arg(long, env = "RINGCAST_JOIN")]
     pub join: bool,
     /// Conformance profile: echo every data message back (for the Autobahn|Testsuite).
@@ -140,8 +141,9 @@ pub struct ServeConfig {
     /// Close a connection that has sent nothing (not even a pong) for this long, e.g. `60s`.
     #[arg(long, env = "RINGCAST_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
-    /// On SIGTERM, clients are closed with 1012 spread over this window (so they reconnect elsewhere
-    /// without a storm); the process exits when they are gone, or at the window plus the close timeout.
+    /// On SIGTERM, the process stops listening at once (new connections go to a server that joined the
+    /// port, or are refused) and closes its clients with 1012 spread over this window (so they reconnect
+    /// without a storm); it exits when they are gone, or at the window plus the close timeout.
     #[arg(long, env = "RINGCAST_DRAIN_WINDOW", default_value = "10s", value_parser = parse_duration)]
     pub drain_window: Duration,
     /// Per-socket coalescing: frames queued to a socket wait up to this long (e.g. `1ms`, `5ms`) so one

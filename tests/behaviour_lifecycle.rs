@@ -1,8 +1,9 @@
 //! The server's life as docs/config.md, docs/runtime.md and docs/tls.md state it: `--processes N` runs N
 //! processes on one port (each with its own Redis subscriber), restarts a killed one and stops them all on
-//! SIGTERM; the SIGTERM drain refuses upgrades (503 + Retry-After), turns /healthz to 503, spreads its 1012
-//! closes over `--drain-window` and exits when the clients are gone (connections still in their HTTP
-//! exchange do not count), or at the window plus the close timeout;
+//! SIGTERM; the SIGTERM drain stops listening at once (new connects are refused, or taken by a replacement
+//! started with `--join` on the same port: no 503), spreads its 1012 closes over `--drain-window` and
+//! exits when the clients are gone (connections still in their HTTP exchange do not count), or at the
+//! window plus the close timeout;
 //! SIGINT (Ctrl-C) stops within a second even with clients open; a certificate replaced on disk is picked
 //! up without a signal.
 
@@ -167,11 +168,33 @@ fn echo_server_draining(window: Duration, close_timeout: Duration, extra: &[&str
     Server::start(&args)
 }
 
-#[test]
-fn sigterm_refuses_upgrades_spreads_1012_over_the_window_and_exits() {
-    const WINDOW: Duration = Duration::from_secs(2);
-    let mut server = echo_server_draining(WINDOW, Duration::from_secs(2), &[]);
-    let clients: Vec<TcpStream> = (0..20).map(|_| server.ws()).collect();
+/// Until a connect to `addr` is refused (the draining server stopped listening), at most `within`.
+fn until_refused(addr: SocketAddr, within: Duration) {
+    poll_until(within, "connects are refused (no listener)", || {
+        matches!(
+            TcpStream::connect_timeout(&addr, Duration::from_millis(500)),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+        )
+    });
+}
+
+/// Listening IPv4 TCP sockets on `port` (`/proc/net/tcp`, state 0A).
+fn listeners_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&local) && f[3] == "0A"
+        })
+        .count()
+}
+
+/// Clients of a draining server: each thread reads until its close frame, answers it and reports the
+/// code and when it came.
+fn await_closes(clients: Vec<TcpStream>) -> std::sync::mpsc::Receiver<(Option<u16>, Instant)> {
     let (tx, rx) = std::sync::mpsc::channel();
     for mut c in clients {
         let tx = tx.clone();
@@ -183,22 +206,20 @@ fn sigterm_refuses_upgrades_spreads_1012_over_the_window_and_exits() {
             let _ = tx.send((code, at));
         });
     }
-    drop(tx);
+    rx
+}
+
+#[test]
+fn sigterm_stops_listening_spreads_1012_over_the_window_and_exits() {
+    const WINDOW: Duration = Duration::from_secs(2);
+    let mut server = echo_server_draining(WINDOW, Duration::from_secs(2), &[]);
+    let clients: Vec<TcpStream> = (0..20).map(|_| server.ws()).collect();
+    let rx = await_closes(clients);
     let sigterm = Instant::now();
     server.signal("TERM");
-    poll_until(
-        Duration::from_secs(2),
-        "/healthz answers 503 while draining",
-        || server.try_status("/healthz") == Some(503),
-    );
-    let mut s = server.connect();
-    s.write_all(upgrade_request("/").as_bytes()).unwrap();
-    let refused = String::from_utf8_lossy(&read_to_close(&mut s)).into_owned();
-    assert_eq!(status_of(refused.as_bytes()), 503, "{refused}");
-    assert!(
-        refused.to_ascii_lowercase().contains("retry-after:"),
-        "{refused}"
-    );
+    // No replacement joined the port: new connects are refused at once (clients back off), not answered
+    // 503 for the whole window.
+    until_refused(server.addr, Duration::from_secs(1));
 
     let closes: Vec<(Option<u16>, Instant)> = rx.iter().collect();
     assert_eq!(closes.len(), 20);
@@ -305,9 +326,9 @@ fn a_client_that_never_answers_the_close_does_not_hold_the_drain() {
 
 #[test]
 fn connections_still_in_their_http_exchange_do_not_hold_the_drain() {
-    // Clients reconnect promptly after their 1012 and are refused (503) while the server drains: at any
-    // moment one of those may be open. Here one idle connection that never sends its request stands for
-    // them: the process exits once its WebSocket sessions are gone, not at the window plus the close timeout.
+    // A connection accepted just before the listener closed, still in its HTTP exchange, is answered 503
+    // (it was queued when the drain began). Here one idle connection that never sends its request stands
+    // for such: the process exits once its WebSocket sessions are gone, not at the window plus the close timeout.
     let (window, close_timeout) = (Duration::from_secs(1), Duration::from_secs(5));
     let mut server = echo_server_draining(window, close_timeout, &["--handshake-timeout", "30s"]);
     let mut client = server.ws();
@@ -328,6 +349,64 @@ fn connections_still_in_their_http_exchange_do_not_hold_the_drain() {
         took < window + Duration::from_secs(2),
         "exited once the session was closed, not at the deadline (window + close timeout): {took:?}"
     );
+}
+
+#[test]
+fn a_replacement_joined_on_the_port_serves_new_clients_while_the_old_one_drains() {
+    // A rolling restart on one host: the new process joins the port (`--join`), then the old one gets
+    // SIGTERM. Every client connecting during the drain is served by the new process (no 503, no
+    // refused connect), while the old one's clients get their 1012 spread over its window.
+    const WINDOW: Duration = Duration::from_secs(3);
+    let mut old = echo_server_draining(WINDOW, Duration::from_secs(1), &[]);
+    let clients: Vec<TcpStream> = (0..10).map(|_| old.ws()).collect();
+    let rx = await_closes(clients);
+    let mut new = Server::start_at(old.addr, &["--workers", "1", "--echo", "--join"]);
+    // Its /healthz may have been answered by the old one: wait until both listen.
+    poll_until(Duration::from_secs(5), "both processes listen", || {
+        listeners_on(old.addr.port()) == 2
+    });
+    let sigterm = Instant::now();
+    old.signal("TERM");
+    // The signal is handled asynchronously: a connect that lands before the old process has seen it is
+    // its own (answered 503 once the drain has begun). Within a few ms it stops listening.
+    poll_until(
+        Duration::from_secs(1),
+        "the old one stops listening",
+        || listeners_on(old.addr.port()) == 1,
+    );
+    let mut during = Vec::new();
+    while sigterm.elapsed() < WINDOW / 2 {
+        let mut s = new.connect();
+        s.write_all(upgrade_request("/").as_bytes()).unwrap();
+        let head = read_head(&mut s);
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "{:?} after SIGTERM to the old process: {head}",
+            sigterm.elapsed()
+        );
+        during.push(s);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        old.wait_exit(Duration::ZERO),
+        None,
+        "the old one still drains"
+    );
+    let closes: Vec<(Option<u16>, Instant)> = rx.iter().collect();
+    assert!(
+        closes.iter().all(|(code, _)| *code == Some(1012)),
+        "{closes:?}"
+    );
+    assert_eq!(old.wait_exit(Duration::from_secs(3)), Some(0), "drained");
+    // The ones that connected during the drain outlive the old process: the new one served them all.
+    for s in &mut during {
+        s.write_all(&frame(true, 0x1, b"still here")).unwrap();
+        let (_, opcode, payload) = read_frame(s).expect("echo from the new process");
+        assert_eq!((opcode, payload.as_slice()), (0x1, &b"still here"[..]));
+    }
+    assert!(during.len() >= 10, "{} connects", during.len());
+    new.signal("INT");
+    assert_eq!(new.wait_exit(Duration::from_secs(3)), Some(0));
 }
 
 #[test]

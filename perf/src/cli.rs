@@ -128,6 +128,12 @@ pub struct RunArgs {
     /// [w/4, w), w = 1 s·1.5^n, cap 30 s), seed (uniform 3-8 s), full-jitter ([0, 1 s·2^n), cap 30 s).
     #[arg(long, default_value = "ringcast", value_parser = ["ringcast", "seed", "full-jitter"])]
     pub reconnect_policy: String,
+    /// storm, with --storm-signal term: handover (at the mark start the replacement with `serve --join`
+    /// on the same port, wait until it listens, then SIGTERM the old one, as a rolling restart does) or
+    /// after-exit (SIGTERM, wait for the old one to exit, then start the replacement; the figures before
+    /// the drain handover were measured so). SIGKILL is always followed by after-exit.
+    #[arg(long, default_value = "handover", value_parser = ["handover", "after-exit"])]
+    pub storm_restart: String,
     /// storm: from the signal, how long every connection has to come back before the report.
     #[arg(long, value_name = "DURATION", default_value = "60", value_parser = duration)]
     pub storm_timeout: f64,

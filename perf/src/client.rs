@@ -77,7 +77,7 @@ struct Conn {
     /// --tls: EPOLLOUT is armed because rustls holds records the socket did not take.
     out_armed: bool,
     /// storm: the close code of the last end (1006 when none came), the reconnect policy's attempt
-    /// counter, 503s met since the storm began, back (reconnected, acknowledged, current), reconnected
+    /// counter, refusals met since the storm began (503s and failed connects), back (reconnected, acknowledged, current), reconnected
     /// since the storm began, and which symbols (bit i: syms[i], the first 64) had a tick since then.
     close_code: u16,
     attempt: u32,
@@ -438,6 +438,7 @@ impl Client {
                     "hist": hist_to_b64(&st.hist), "churn_hist": hist_to_b64(&st.churn_hist),
                     "connect_hist": hist_to_b64(&st.connect_hist),
                     "arrival_hist": hist_to_b64(&st.arrival_hist),
+                    "closes": st.closes,
                     "cpu_ns": cpu - st.since_cpu, "wall_ns": now - st.since_wall,
                     "slow": self.slow_count});
                 self.emit(v);

@@ -73,6 +73,7 @@ struct Opts {
     reconnect_policy: String,
     storm_timeout: f64,
     storm_down: f64,
+    storm_restart: String,
 }
 struct Proc {
     child: Child,
@@ -497,6 +498,7 @@ fn opts(a: &RunArgs) -> Opts {
         reconnect_policy: a.reconnect_policy.clone(),
         storm_timeout: a.storm_timeout,
         storm_down: a.storm_down,
+        storm_restart: a.storm_restart.clone(),
         scenario,
     }
 }

@@ -39,6 +39,9 @@ pub struct Entry {
     subscribers: Vec<u32>,
     /// The latest value was asked of ingest (the symbol may have been evicted) and not yet answered.
     pub fetch_pending: bool,
+    /// `latest` was read from Redis (a snapshot or a fetch), not from the live stream: ingest subscribes
+    /// before it reads, so a tick published in between comes again live, and that copy is not sent twice.
+    pub from_store: bool,
     /// Neighbours in the eviction list (entries with data and no subscribers, least recently ticked first).
     prev: SymbolId,
     next: SymbolId,
@@ -189,6 +192,7 @@ impl SymbolMap {
             latest: None,
             subscribers: Vec::new(),
             fetch_pending: false,
+            from_store: false,
             prev: NIL,
             next: NIL,
             linked: false,

@@ -59,6 +59,10 @@ fn unpack(user_data: u64) -> (Option<Op>, ConnId) {
     (op, id)
 }
 
+/// Longest a draining worker keeps accepting its queued connections before it stops listening
+/// (without `tcp_migrate_req`, see [`Worker::hand_over`]).
+const QUEUE_DRAIN: Duration = Duration::from_millis(200);
+
 /// A worker's end of the feed (none in the echo profile).
 pub struct Feed {
     /// Ticks and feed status from the ingest thread.
@@ -75,7 +79,10 @@ pub struct Worker {
     bufs: BufRing,
     /// Dropped by hand in `Drop`, only once the ring has reaped every operation in flight.
     core: ManuallyDrop<Core>,
-    listener: socket2::Socket,
+    /// None once closed: a draining worker stops listening (see [`Worker::hand_over`]).
+    listener: Option<socket2::Socket>,
+    /// When the drain began, while the listener's queue is still being accepted.
+    draining_since: Option<Instant>,
     control: Arc<Control>,
     feed: Option<Feed>,
     /// Indexes of the ring's accept address slots not in use by an armed accept.
@@ -116,7 +123,8 @@ impl Worker {
             ring,
             bufs,
             core: ManuallyDrop::new(core),
-            listener,
+            listener: Some(listener),
+            draining_since: None,
             control,
             feed,
             accept_free: (0..MAX_ACCEPTS).rev().collect(),
@@ -149,6 +157,9 @@ impl Worker {
             for (ud, res, flags) in completions.drain(..) {
                 self.complete(ud, res, flags);
             }
+            if self.core.shutting_down() && self.listener.is_some() {
+                self.hand_over();
+            }
             self.bufs.publish();
             let done = self.core.poll();
             self.submit_intents();
@@ -160,6 +171,36 @@ impl Worker {
         }
         tracing::debug!(worker = self.core.id(), "worker stopped");
         Ok(())
+    }
+
+    /// Draining: stop listening, so that new connections go to the other listeners of the port (a
+    /// replacement started with `--join`), or are refused when there is none. With
+    /// `net.ipv4.tcp_migrate_req = 1` the kernel moves the connections queued on this listener to
+    /// another listener of the group, so it closes at once; otherwise it would reset them, so the queue
+    /// is accepted first (those upgrades get 503, as any upgrade reaching a draining worker) for at most
+    /// [`QUEUE_DRAIN`]. `shutdown(SHUT_RD)` takes the socket out of the group at once, although the
+    /// armed accepts still hold the file (they complete with an error the core expects).
+    fn hand_over(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let since = *self.draining_since.get_or_insert_with(Instant::now);
+        let migrates = crate::runtime::listener::migrates_requests();
+        let queued = uring::accept_queue_len(listener.as_raw_fd()).unwrap_or(0);
+        if !migrates && queued > 0 && since.elapsed() < QUEUE_DRAIN {
+            return;
+        }
+        if let Err(e) = listener.shutdown(std::net::Shutdown::Read) {
+            tracing::warn!(worker = self.core.id(), error = %e, "cannot stop listening");
+        }
+        tracing::debug!(
+            worker = self.core.id(),
+            migrates,
+            left_in_queue = if migrates { 0 } else { queued },
+            "draining: stopped listening"
+        );
+        self.core.stop_listening();
+        self.listener = None;
     }
 
     fn now_us(&self) -> u64 {
@@ -215,6 +256,7 @@ impl Worker {
 
     /// The core's intents, as submissions (in order), then its fetches, to ingest.
     fn submit_intents(&mut self) {
+        let mut not_armed = 0;
         for intent in self.core.intents() {
             match intent {
                 Intent::Accept => {
@@ -229,7 +271,13 @@ impl Worker {
                             generation: 0,
                         },
                     );
-                    self.ring.accept(self.listener.as_raw_fd(), i, ud);
+                    let Some(listener) = &self.listener else {
+                        // Closed (draining) after the core asked: the accept ends as cancelled.
+                        self.accept_free.push(i);
+                        not_armed += 1;
+                        continue;
+                    };
+                    self.ring.accept(listener.as_raw_fd(), i, ud);
                 }
                 Intent::Receive(id) => self.ring.recv_multishot(id.slot, user_data(Op::Recv, id)),
                 Intent::Send(id, op) => {
@@ -247,6 +295,9 @@ impl Worker {
                 Intent::Cancel(id) => self.ring.cancel_all(id.slot, user_data(Op::Cancel, id)),
                 Intent::Close(id) => self.ring.close(id.slot, user_data(Op::Close, id)),
             }
+        }
+        for _ in 0..not_armed {
+            self.core.on_accept_failed(libc::ECANCELED);
         }
         while let Some(symbol) = self.core.next_fetch() {
             let request = FetchRequest {

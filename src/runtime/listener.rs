@@ -1,6 +1,10 @@
 //! The listening socket of one worker: every worker binds its own with `SO_REUSEPORT`, so the kernel
 //! spreads new connections across workers (and across processes) with no shared accept queue. Before
 //! binding, `serve` checks that no other server holds the port ([`ensure_free`]) unless `--join`.
+//!
+//! On SIGTERM a worker stops listening at once (the driver's `stop_listening`): its listener leaves
+//! the port's `SO_REUSEPORT` group, so a replacement started with `--join` takes every new connection
+//! while the old process drains its clients (docs/runtime.md "Graceful shutdown").
 
 use std::io;
 use std::net::SocketAddr;
@@ -73,4 +77,11 @@ pub fn bind(addr: SocketAddr, send_buffer: u32) -> io::Result<Socket> {
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket)
+}
+
+/// Whether the kernel hands the connections queued on a closed `SO_REUSEPORT` listener to another
+/// listener of the port (`net.ipv4.tcp_migrate_req = 1`, Linux 5.14; kernel-tuning/ sets it) instead of
+/// resetting them.
+pub fn migrates_requests() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").is_ok_and(|v| v.trim() == "1")
 }

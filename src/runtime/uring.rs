@@ -622,3 +622,24 @@ pub fn nofile_limit() -> u64 {
         }
     }
 }
+
+/// `TCP_LISTEN` of the kernel's TCP states (`include/net/tcp_states.h`; libc does not name it).
+const TCP_LISTEN: u8 = 10;
+
+/// Connections waiting in a listening socket's accept queue (`TCP_INFO`'s `tcpi_unacked` of a
+/// listener); None if the socket does not say.
+pub fn accept_queue_len(listener: RawFd) -> Option<u32> {
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes into it.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+        let r = libc::getsockopt(
+            listener,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        );
+        (r == 0 && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked)
+    }
+}

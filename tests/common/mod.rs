@@ -80,9 +80,24 @@ impl Server {
         Self::start_under(&["prlimit", &nofile, "--"], args, &[])
     }
 
+    /// `ringcast serve --listen <addr> <args>` (e.g. a replacement with `--join` on the port of a server
+    /// still running); returns once `/healthz` on `addr` answers.
+    pub fn start_at(addr: SocketAddr, args: &[&str]) -> Server {
+        Self::start_under_at(addr, &[], args, &[])
+    }
+
     /// `wrapper… ringcast serve …` (an empty wrapper runs ringcast itself); returns once `/healthz` answers.
     fn start_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_under_at(addr, wrapper, args, env)
+    }
+
+    fn start_under_at(
+        addr: SocketAddr,
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let log = std::env::var("RINGCAST_TEST_LOG").unwrap_or_else(|_| "warn".into());
         let bin = bin();
         let mut cmd = match wrapper {

@@ -67,6 +67,11 @@ impl Client {
                                 _ => 1005,
                             };
                             if self.conns[idx].state != State::Closing {
+                                let reason =
+                                    String::from_utf8_lossy(f.payload.get(2..).unwrap_or(&[]));
+                                let key = format!("{} {reason}", self.conns[idx].close_code);
+                                self.storm_closed(&key);
+                                *self.st.closes.entry(key).or_insert(0) += 1;
                                 let mut out = Vec::with_capacity(8);
                                 let code = if f.payload.len() >= 2 {
                                     &f.payload[..2]

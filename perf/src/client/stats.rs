@@ -86,6 +86,8 @@ pub(super) struct Stats {
     pub(super) churn_hist: Histogram<u64>,
     /// connect() → upgrade done (TLS handshake included), µs
     pub(super) connect_hist: Histogram<u64>,
+    /// Close frames the server started, by "CODE reason" (not the echoes of closes we started).
+    pub(super) closes: std::collections::BTreeMap<String, u64>,
     pub(super) since_wall: u64,
     pub(super) since_cpu: u64,
 }
@@ -98,6 +100,7 @@ impl Stats {
             arrival_hist: new_hist(),
             churn_hist: new_hist(),
             connect_hist: new_hist(),
+            closes: Default::default(),
             since_wall: monotonic_ns(),
             since_cpu: self_cpu_ns(),
         }

@@ -81,6 +81,8 @@ pub(super) struct Storm {
     upgrade_failed: u64,
     connect_failed: u64,
     reconnects: u64,
+    /// Close frames the server started since the mark, by "CODE reason".
+    closes: std::collections::BTreeMap<String, u64>,
     /// This process's CPU time at the mark (ns).
     cpu0: u64,
 }
@@ -99,6 +101,7 @@ impl Storm {
             upgrade_failed: 0,
             connect_failed: 0,
             reconnects: 0,
+            closes: Default::default(),
             cpu0: 0,
         }
     }
@@ -121,7 +124,8 @@ impl Client {
         s.retries.push(Reverse((due, idx, c.generation)));
     }
 
-    /// A connect or upgrade failed during the storm: counted (503 per connection too).
+    /// A connect or upgrade failed during the storm: counted, and per connection (a refusal is a 503, a
+    /// refused, reset or timed-out TCP/TLS connect, or another failed upgrade).
     pub(super) fn storm_refused(&mut self, idx: usize, status_503: bool, connect: bool) {
         let Some(s) = self.storm.as_mut() else {
             return;
@@ -129,13 +133,22 @@ impl Client {
         if s.mark_rt == 0 {
             return;
         }
+        self.conns[idx].refusals += 1;
         if status_503 {
             s.refused_503 += 1;
-            self.conns[idx].refusals += 1;
         } else if connect {
             s.connect_failed += 1;
         } else {
             s.upgrade_failed += 1;
+        }
+    }
+
+    /// The server closed a connection with `key` ("CODE reason") since the mark.
+    pub(super) fn storm_closed(&mut self, key: &str) {
+        if let Some(s) = self.storm.as_mut()
+            && s.mark_rt != 0
+        {
+            *s.closes.entry(key.to_string()).or_insert(0) += 1;
         }
     }
 
@@ -224,7 +237,7 @@ impl Client {
         let Some(s) = self.storm.as_ref() else {
             return json!({"kind": "storm"});
         };
-        // connections by refusals (503) suffered: [0, 1, 2, ..., 10+]
+        // connections by refusals suffered (503s and failed connects): [0, 1, 2, ..., 10+]
         let mut by_refusals = vec![0u64; 11];
         for c in &self.conns {
             by_refusals[(c.refusals as usize).min(10)] += 1;
@@ -234,7 +247,7 @@ impl Client {
             "back_hist": hist_to_b64(&s.back_hist), "accepted_per_s": s.accepted,
             "refused_503": s.refused_503, "upgrade_failed": s.upgrade_failed,
             "connect_failed": s.connect_failed, "reconnects": s.reconnects,
-            "max_refusals": max_refusals, "by_refusals": by_refusals,
+            "max_refusals": max_refusals, "by_refusals": by_refusals, "closes": s.closes,
             "cpu_ns": self_cpu_ns() - s.cpu0})
     }
 }

@@ -212,6 +212,26 @@ pub(super) fn print_summary(r: &Value) {
         t["unknown"],
         t["server_closed"]
     );
+    // Every close frame the server started during the phases, by code and reason.
+    let mut closes = std::collections::BTreeMap::<String, u64>::new();
+    for p in r["phases"].as_array().into_iter().flatten() {
+        for (k, n) in p["server_closes"].as_object().into_iter().flatten() {
+            *closes.entry(k.clone()).or_insert(0) += n.as_u64().unwrap_or(0);
+        }
+    }
+    if !closes.is_empty() {
+        let list: Vec<String> = closes
+            .iter()
+            .map(|(k, n)| {
+                let (code, reason) = k.split_once(' ').unwrap_or((k, ""));
+                format!("{code} \"{reason}\" ×{n}")
+            })
+            .collect();
+        println!(
+            "closes:   server closes in the phases (code \"reason\" ×count): {}",
+            list.join(", ")
+        );
+    }
     for w in r["warnings"].as_array().unwrap() {
         println!("WARNING:  {}", w.as_str().unwrap_or(""));
     }

@@ -228,6 +228,7 @@ impl Run<'_> {
         let mut churn_hist = new_hist();
         let mut connect_hist = new_hist();
         let mut c = json!({});
+        let mut closes = json!({});
         let mut client_cpu = Vec::new();
         let mut slow_conns = 0u64;
         let mut open = 0u64;
@@ -247,6 +248,10 @@ impl Run<'_> {
             for (k, v) in r["counters"].as_object().unwrap() {
                 let cur = c[k].as_u64().unwrap_or(0);
                 c[k] = json!(cur + v.as_u64().unwrap_or(0));
+            }
+            for (k, v) in r["closes"].as_object().into_iter().flatten() {
+                let cur = closes[k].as_u64().unwrap_or(0);
+                closes[k] = json!(cur + v.as_u64().unwrap_or(0));
             }
             let w = r["wall_ns"].as_f64().unwrap_or(1.0).max(1.0);
             client_cpu.push(r["cpu_ns"].as_f64().unwrap_or(0.0) / w);
@@ -337,6 +342,7 @@ impl Run<'_> {
             "connect_latency_us": if !connect_hist.is_empty() { latency_json(&connect_hist) } else { Value::Null },
             "connects_per_s": c["connects"].as_u64().unwrap_or(0) as f64 / wall,
             "counters": c,
+            "server_closes": closes,
             "open": open,
             "slow_conns": slow_conns,
             "server_cpu_pct": server_cpu_ns as f64 / wall / 1e7,

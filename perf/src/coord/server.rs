@@ -32,6 +32,8 @@ pub(super) struct ServerOpts {
     pub(super) extra_args: Vec<String>,
     /// The server reads a PROXY header first (`--proxy-protocol`): the `/healthz` probe sends one.
     pub(super) proxy_protocol: bool,
+    /// Start ringcast with `--join` (a replacement sharing the port with the server it replaces).
+    pub(super) join: bool,
 }
 
 /// `--tls`: what the clients trust, and the certificate the started server presents.
@@ -75,6 +77,7 @@ impl ServerOpts {
             }
         }
         Ok(ServerOpts {
+            join: false,
             kind,
             core: a.server_core.clone(),
             workers: a.server_workers,
@@ -220,6 +223,7 @@ pub(super) fn start(
                 ])
                 .args(&server_tls)
                 .args(&s.extra_args)
+                .args(s.join.then_some("--join"))
                 .env(
                     "RINGCAST_LOG",
                     std::env::var("RINGCAST_LOG").unwrap_or("warn".into()),

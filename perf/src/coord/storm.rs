@@ -1,14 +1,17 @@
 //! `--scenario storm`: the reconnect storm. Every client process runs with `--reconnect-policy`; after a
-//! baseline phase (ticks flowing at --rate) the coordinator marks the time, stops the server it started
-//! (`--storm-signal term`: SIGTERM, the server drains, closing its clients with 1012 over its
-//! `--drain-window` (RINGCAST_DRAIN_WINDOW in the harness's environment); `kill`: SIGKILL, every
-//! socket drops), reaps it, waits `--storm-down`, starts a new one on the same port (same certificate
-//! with --tls) and waits until every connection is back (reconnected, subscribe acknowledged, a tick
+//! baseline phase (ticks flowing at --rate) the coordinator marks the time and restarts the server it
+//! started on the same port (same certificate with --tls). `--storm-signal term` with `--storm-restart
+//! handover` (the default): it starts the replacement with `serve --join`, waits until it listens, then
+//! SIGTERMs the old one, which stops listening and closes its clients with 1012 over its
+//! `--drain-window` (RINGCAST_DRAIN_WINDOW in the harness's environment), as a rolling restart does;
+//! `--storm-restart after-exit`: SIGTERM, reap, wait `--storm-down`, then start the replacement;
+//! `kill`: SIGKILL (every socket drops), reap, `--storm-down`, start. Then it waits until every connection is back (reconnected, subscribe acknowledged, a tick
 //! published after the mark seen for each of its symbols) or `--storm-timeout` after the mark.
 //! Ticks keep flowing throughout. Measured: time until all are back, per-connection time back
 //! (p50/p99/max), the server's CPU from the mark until all were back (the old process's from its
-//! rusage at reaping, the new one's from /proc), 503 refusals (draining server, handshake rate limit)
-//! and per-connection refusal counts, failed connects, and the upgrades completed per second.
+//! rusage at reaping, the new one's from /proc), 503 refusals (draining server, handshake rate limit),
+//! failed connects and upgrades, refusals per connection (503s and failed connects), the close frames
+//! the server sent by code and reason, and the upgrades completed per second.
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +20,7 @@ use serde_json::{Value, json};
 use super::report::fmt_us;
 use super::run::Run;
 use super::server::{self, ServerOpts, Started};
-use super::sys::{Guard, server_cpu_ns};
+use super::sys::{Guard, listeners_on, server_cpu_ns, wait_until};
 use crate::common::*;
 
 /// Runs the storm after the baseline phase; returns the `extra.storm` object of the result.
@@ -35,14 +38,52 @@ pub(super) fn run(
     run.phase("baseline", o.rate, o.warmup, o.duration)?;
     let old = started.pids[0];
     let old_cpu0 = server_cpu_ns(&run.server_pids);
-    // Times are from the mark; the signal follows once every client process has it.
+    let kill = o.storm_signal == "kill";
+    let handover = !kill && o.storm_restart == "handover";
+    // The replacement: same port, same certificate; with the handover it joins the port.
+    srv.port = Some(started.target.port());
+    srv.target = None;
+    srv.join = handover;
+    if let (Some(t), Some((ca, _))) = (srv.tls.as_mut(), started.tls.as_ref())
+        && t.cert_key.is_none()
+    {
+        let key = std::path::Path::new(ca).with_file_name("key.pem");
+        t.cert_key = Some((ca.clone(), key.to_string_lossy().into_owned()));
+    }
+    // Times are from the mark; the signal follows once every client process has it (and, with the
+    // handover, once the replacement listens).
     let mark = realtime_ns();
     let t0 = Instant::now();
     run.broadcast(&format!("storm {mark}"))?;
     run.wait_kind("storm_started", Duration::from_secs(10))?;
+    let mut new = None;
+    let mut up_s = None;
+    if handover {
+        let port = started.target.port();
+        let before = listeners_on(port);
+        let started_new = server::start(srv, guard, redis_url, &o.prefix, o.conns)?;
+        let answered_s = t0.elapsed().as_secs_f64();
+        // Its /healthz may have been answered by the old one: wait until it listens too.
+        if wait_until(Duration::from_secs(10), || listeners_on(port) >= 2 * before).is_err() {
+            run.warnings.push(format!(
+                "storm: the replacement did not show {before} more listener(s) on port {port} within 10 s of starting ({answered_s:.2} s after the mark): SIGTERM sent anyway"
+            ));
+        }
+        up_s = Some(t0.elapsed().as_secs_f64());
+        run.eprint_line(&format!(
+            "storm: replacement started ({before} listener(s) before it), /healthz answered {answered_s:.2} s after the mark"
+        ));
+        new = Some(started_new);
+    }
     let signal_s = t0.elapsed().as_secs_f64();
-    let kill = o.storm_signal == "kill";
-    run.label = format!("storm: {}", if kill { "SIGKILL" } else { "SIGTERM" });
+    run.label = format!(
+        "storm: {}",
+        match (kill, handover) {
+            (true, _) => "SIGKILL",
+            (false, true) => "SIGTERM, handover to a --join'ed replacement",
+            (false, false) => "SIGTERM, replacement after the exit",
+        }
+    );
     // SIGTERM to the server this run started (a --processes supervisor passes it on and reaps its
     // children); SIGKILL to it and every process of it, as a crash of the host's service would.
     let targets = if kill {
@@ -54,57 +95,62 @@ pub(super) fn run(
         // SAFETY: kill(2) on pids of the server this run started (the first still our unreaped child).
         unsafe { libc::kill(pid, if kill { libc::SIGKILL } else { libc::SIGTERM }) };
     }
-    // Reap it (its CPU to the end from wait4's rusage); the drain takes at most the window + the
-    // close timeout (5 s) + 1 s, as the server itself bounds it.
+    if let Some(n) = &new {
+        run.server_pids = n.pids.clone();
+        run.eprint_line(&format!(
+            "storm: replacement (--join) listening {:.2} s after the mark, SIGTERM to the old one at {signal_s:.2} s",
+            up_s.unwrap_or(0.0)
+        ));
+    }
+    // Until the old one is reaped (its CPU to the end from wait4's rusage; the drain takes at most the
+    // window + the close timeout (5 s) + 1 s, as the server itself bounds it), the replacement is up
+    // and every client process says all its connections are back, or the storm timeout.
     let drain = std::env::var("RINGCAST_DRAIN_WINDOW")
         .ok()
         .and_then(|v| parse_secs(&v))
         .unwrap_or(10.0);
     let limit = t0 + Duration::from_secs_f64(drain + 10.0);
-    let old_cpu_total = loop {
-        if let Some(cpu) = reap(old, libc::WNOHANG) {
-            break cpu;
-        }
-        if Instant::now() > limit {
-            run.warnings.push(format!(
-                "the old server (pid {old}) did not exit within {:.0} s of SIGTERM: killed",
-                drain + 10.0
-            ));
-            // SAFETY: as above; the process is still our unreaped child.
-            unsafe { libc::kill(old, libc::SIGKILL) };
-            break reap(old, 0).unwrap_or(0);
-        }
-        run.pump_for(Duration::from_millis(10))?;
-    };
-    guard.forget(old as u32);
-    let exited_s = t0.elapsed().as_secs_f64();
-    run.eprint_line(&format!(
-        "storm: old server exited {exited_s:.2} s after the signal"
-    ));
-    run.pump_for(Duration::from_secs_f64(o.storm_down))?;
-
-    // The replacement: same port, same certificate.
-    srv.port = Some(started.target.port());
-    srv.target = None;
-    if let (Some(t), Some((ca, _))) = (srv.tls.as_mut(), started.tls.as_ref())
-        && t.cert_key.is_none()
-    {
-        let key = std::path::Path::new(ca).with_file_name("key.pem");
-        t.cert_key = Some((ca.clone(), key.to_string_lossy().into_owned()));
-    }
-    let new = server::start(srv, guard, redis_url, &o.prefix, o.conns)?;
-    let up_s = t0.elapsed().as_secs_f64();
-    run.server_pids = new.pids.clone();
-    run.eprint_line(&format!(
-        "storm: new server up {up_s:.2} s after the signal"
-    ));
-
-    // Until every client process says all its connections are back, or the storm timeout.
     let end = t0 + Duration::from_secs_f64(o.storm_timeout);
     let mut all_back = vec![false; run.procs.len()];
-    while all_back.iter().any(|b| !b) && Instant::now() < end {
+    let mut old_cpu_total = None;
+    let mut exited_s = 0.0;
+    let mut start_new_at = None;
+    while (old_cpu_total.is_none() || new.is_none() || all_back.iter().any(|b| !b))
+        && Instant::now() < end
+    {
         run.check_deadline()?;
-        match run.rx.recv_timeout(Duration::from_millis(100)) {
+        if old_cpu_total.is_none() {
+            if let Some(cpu) = reap(old, libc::WNOHANG) {
+                old_cpu_total = Some(cpu);
+            } else if Instant::now() > limit {
+                run.warnings.push(format!(
+                    "the old server (pid {old}) did not exit within {:.0} s of SIGTERM: killed",
+                    drain + 10.0
+                ));
+                // SAFETY: as above; the process is still our unreaped child.
+                unsafe { libc::kill(old, libc::SIGKILL) };
+                old_cpu_total = Some(reap(old, 0).unwrap_or(0));
+            }
+            if old_cpu_total.is_some() {
+                guard.forget(old as u32);
+                exited_s = t0.elapsed().as_secs_f64();
+                run.eprint_line(&format!(
+                    "storm: old server exited {exited_s:.2} s after the mark"
+                ));
+                start_new_at = Some(Instant::now() + Duration::from_secs_f64(o.storm_down));
+            }
+        }
+        if new.is_none() && start_new_at.is_some_and(|at| Instant::now() >= at) {
+            let n = server::start(srv, guard, redis_url, &o.prefix, o.conns)?;
+            up_s = Some(t0.elapsed().as_secs_f64());
+            run.server_pids = n.pids.clone();
+            run.eprint_line(&format!(
+                "storm: new server up {:.2} s after the mark",
+                up_s.unwrap_or(0.0)
+            ));
+            new = Some(n);
+        }
+        match run.rx.recv_timeout(Duration::from_millis(10)) {
             Ok((i, v)) => {
                 if let Some(v) = run.handle(i, v)?
                     && v["kind"].as_str() == Some("storm_all_back")
@@ -116,6 +162,13 @@ pub(super) fn run(
             Err(_) => return Err("all client processes exited".into()),
         }
     }
+    let Some(new) = new else {
+        return Err(
+            "storm: the replacement server never started (the old one did not exit)".into(),
+        );
+    };
+    let old_cpu_total = old_cpu_total.unwrap_or(0);
+    let up_s = up_s.unwrap_or(0.0);
     let window_s = t0.elapsed().as_secs_f64();
     let new_cpu = server_cpu_ns(&new.pids);
     run.broadcast("storm_report")?;
@@ -124,6 +177,7 @@ pub(super) fn run(
     let mut back_hist = new_hist();
     let mut accepted: Vec<u64> = Vec::new();
     let mut by_refusals = vec![0u64; 11];
+    let mut closes: std::collections::BTreeMap<String, u64> = Default::default();
     let (mut back, mut conns, mut max_refusals) = (0, 0, 0);
     let mut client_cpu_s = 0f64;
     let mut sums = json!({});
@@ -149,6 +203,9 @@ pub(super) fn run(
             .enumerate()
         {
             by_refusals[i.min(10)] += n.as_u64().unwrap_or(0);
+        }
+        for (k, n) in r["closes"].as_object().into_iter().flatten() {
+            *closes.entry(k.clone()).or_insert(0) += n.as_u64().unwrap_or(0);
         }
         back += r["back"].as_u64().unwrap_or(0);
         client_cpu_s += r["cpu_ns"].as_f64().unwrap_or(0.0) / 1e9;
@@ -182,6 +239,7 @@ pub(super) fn run(
     Ok(json!({
         "signal": if kill { "SIGKILL" } else { "SIGTERM" },
         "policy": o.reconnect_policy,
+        "restart": if kill { "after-exit" } else { o.storm_restart.as_str() },
         "drain_window_s": if kill { Value::Null } else { json!(drain) },
         "down_s": o.storm_down,
         "signal_s": signal_s,
@@ -201,6 +259,7 @@ pub(super) fn run(
         "refused_503": sums["refused_503"],
         "max_refusals_per_conn": max_refusals,
         "conns_by_refusals": by_refusals,
+        "server_closes": closes,
         "upgrade_failed": sums["upgrade_failed"],
         "connect_failed": sums["connect_failed"],
         "reconnects": sums["reconnects"],
@@ -231,8 +290,9 @@ pub(super) fn print(s: &Value) {
     let ms = |v: &Value| fmt_us(v.as_u64());
     let b = &s["back_us"];
     println!(
-        "storm:    {} ({}), policy {}: old server gone at {:.2} s, new one up at {:.2} s",
+        "storm:    {} ({}, {}), policy {}: old server gone at {:.2} s, new one up at {:.2} s",
         s["signal"].as_str().unwrap_or(""),
+        s["restart"].as_str().unwrap_or(""),
         match s["drain_window_s"].as_f64() {
             Some(d) => format!("drain window {d} s"),
             None => "no drain".into(),
@@ -254,16 +314,33 @@ pub(super) fn print(s: &Value) {
         ms(&b["max"])
     );
     println!(
-        "          server CPU {:.2} s over {:.2} s ({:.0} % of a core), clients {:.0} %; 503 refusals {} (max {} per connection), failed connects {}, failed upgrades {}; peak {} upgrades/s, {} reconnects",
+        "          server CPU {:.2} s over {:.2} s ({:.0} % of a core), clients {:.0} %; 503 refusals {}, failed connects {}, failed upgrades {} (max {} refusals per connection); peak {} upgrades/s, {} reconnects",
         s["server_cpu_s"].as_f64().unwrap_or(0.0),
         s["window_s"].as_f64().unwrap_or(0.0),
         s["server_cpu_pct"].as_f64().unwrap_or(0.0),
         s["client_cpu_pct"].as_f64().unwrap_or(0.0),
         s["refused_503"],
-        s["max_refusals_per_conn"],
         s["connect_failed"],
         s["upgrade_failed"],
+        s["max_refusals_per_conn"],
         s["peak_accepted_per_s"],
         s["reconnects"]
+    );
+    let closes: Vec<String> = s["server_closes"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, n)| {
+            let (code, reason) = k.split_once(' ').unwrap_or((k, ""));
+            format!("{code} \"{reason}\" ×{n}")
+        })
+        .collect();
+    println!(
+        "          server closes since the mark (code \"reason\" ×count): {}",
+        if closes.is_empty() {
+            "none".to_string()
+        } else {
+            closes.join(", ")
+        }
     );
 }

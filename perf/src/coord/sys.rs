@@ -245,3 +245,23 @@ pub(super) fn install_signal_handler(f: impl Fn() + Send + 'static) {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
     }
 }
+
+/// Listening TCP sockets on `port` (`/proc/net/tcp` and `tcp6`, state 0A): how many listeners the
+/// servers sharing the port hold.
+pub(super) fn listeners_on(port: u16) -> usize {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() > 3 && f[1].ends_with(&local) && f[3] == "0A"
+                })
+                .count()
+        })
+        .sum()
+}

@@ -15,7 +15,8 @@ impl Core {
     /// to go to: otherwise new connections wait in the listen backlog until a close frees a slot (and
     /// re-arms), instead of being accepted with no slot to go to (the kernel would reset them).
     pub(super) fn arm_accepts(&mut self) {
-        while (self.accepts_armed as usize) < MAX_ACCEPTS
+        while self.listening
+            && (self.accepts_armed as usize) < MAX_ACCEPTS
             && self.open + self.accepts_armed < self.table_slots
         {
             self.accepts_armed += 1;
@@ -26,6 +27,10 @@ impl Core {
     /// An accept failed with `errno`.
     pub fn on_accept_failed(&mut self, errno: i32) {
         self.accepts_armed = self.accepts_armed.saturating_sub(1);
+        if !self.listening {
+            // The listener is closed (draining): its armed accepts end with EINVAL or ECANCELED.
+            return;
+        }
         WorkerStats::add(&self.stats.accept_errors, 1);
         let error = std::io::Error::from_raw_os_error(errno);
         if errno == libc::ENFILE || errno == libc::EMFILE {

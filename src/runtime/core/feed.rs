@@ -56,6 +56,17 @@ impl Core {
                 let Some(id) = self.admit_symbol(&symbol) else {
                     return;
                 };
+                let entry = self.symbols.entry_mut(id);
+                if std::mem::take(&mut entry.from_store)
+                    && entry
+                        .latest
+                        .as_ref()
+                        .is_some_and(|old| old[..] == frame[..])
+                {
+                    // The live copy of the tick a snapshot or fetch already gave (ingest subscribes,
+                    // then reads): subscribers have it, as a snapshot or a live tick.
+                    return;
+                }
                 let frame: LocalFrame = Rc::new(frame);
                 self.symbols.set_latest(id, frame.clone());
                 self.deliver_to_subscribers(id, &frame);
@@ -88,6 +99,7 @@ impl Core {
                     }
                     let frame: LocalFrame = Rc::new(frame.clone());
                     self.symbols.set_latest(id, frame.clone());
+                    self.symbols.entry_mut(id).from_store = true;
                     self.deliver_to_subscribers(id, &frame);
                 }
             }
@@ -104,6 +116,7 @@ impl Core {
                     Some(frame) => {
                         let frame: LocalFrame = Rc::new(frame);
                         self.symbols.set_latest(id, frame.clone());
+                        self.symbols.entry_mut(id).from_store = true;
                         self.deliver_to_subscribers(id, &frame);
                     }
                     // Nobody waits for it any more: forget it, as an unsubscribe would have.

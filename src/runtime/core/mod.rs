@@ -200,6 +200,8 @@ pub struct Core {
     /// Set once a graceful shutdown (SIGTERM) has begun.
     shutdown: Option<upkeep::Shutdown>,
     shutdown_requested: bool,
+    /// False once the driver has closed the listener (draining): no accept is armed again.
+    listening: bool,
     /// Direct-descriptor slots (`max_conns` plus the HTTP reserve, capped by RLIMIT_NOFILE), and the most
     /// WebSocket connections this worker holds.
     table_slots: u32,
@@ -263,6 +265,7 @@ impl Core {
             next_upkeep_ms: 0,
             shutdown: None,
             shutdown_requested: false,
+            listening: true,
             table_slots,
             ws_cap,
             upgraded: 0,
@@ -330,6 +333,13 @@ impl Core {
 
     pub fn shutting_down(&self) -> bool {
         self.shutdown_requested
+    }
+
+    /// The driver has closed the listener (draining): arm no accept again; the armed ones complete
+    /// with an error, which is expected now.
+    pub fn stop_listening(&mut self) {
+        self.listening = false;
+        self.accept_paused = false;
     }
 
     /// Once per loop iteration, after the completions: fire due timers, retry paused accepts, run

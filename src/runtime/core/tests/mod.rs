@@ -60,6 +60,30 @@ fn a_subscriber_gets_the_snapshot_then_live_ticks_in_order() {
 }
 
 #[test]
+fn a_tick_in_the_snapshot_and_then_live_is_sent_once() {
+    // Ingest subscribes, then reads the hash: a tick published in between is in the snapshot and comes
+    // again on the stream. A client that subscribed in between gets it once (the storm harness counted
+    // it `duplicated`); the next live ticks, and a later identical live tick, are delivered.
+    let mut sim = Sim::new(sim::settings());
+    sim.feed(sim::snapshot(&[("EFERT", "e7")]));
+    let slot = sim.open_ws();
+    sim.send_text(slot, SUBSCRIBE_EFERT);
+    assert_eq!(
+        sim.texts(slot)[1..],
+        ["e7"],
+        "the snapshot value after the ack"
+    );
+    sim.tick("EFERT", "e7");
+    sim.tick("EFERT", "e8");
+    sim.tick("EFERT", "e8");
+    assert_eq!(
+        sim.texts(slot),
+        ["e8", "e8"],
+        "e7 once; live repeats are not the snapshot's copy"
+    );
+}
+
+#[test]
 fn a_ping_is_answered_with_a_pong_carrying_its_payload() {
     let mut sim = Sim::new(sim::settings());
     let slot = sim.open_ws();
