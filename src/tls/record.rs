@@ -215,13 +215,16 @@ impl RecordLayer {
 
     /// Seals `chunks`, as one stream, into application-data records appended to `out`: as few records
     /// as the 16 KiB limit allows, each byte copied once (into `out`) and encrypted there.
-    pub fn seal(&mut self, chunks: &[&[u8]], out: &mut Vec<u8>) -> Result<(), RecordError> {
-        let total: usize = chunks.iter().map(|c| c.len()).sum();
+    pub fn seal<'a, I>(&mut self, chunks: I, out: &mut Vec<u8>) -> Result<(), RecordError>
+    where
+        I: Iterator<Item = &'a [u8]> + Clone,
+    {
+        let total: usize = chunks.clone().map(<[u8]>::len).sum();
         if total == 0 {
             return Ok(());
         }
         out.reserve(total + total.div_ceil(MAX_PAYLOAD) * RECORD_OVERHEAD);
-        let mut pieces = chunks.iter().copied().filter(|c| !c.is_empty());
+        let mut pieces = chunks.filter(|c| !c.is_empty());
         let mut current: &[u8] = &[];
         let mut left = total;
         while left > 0 {

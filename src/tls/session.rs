@@ -70,7 +70,7 @@ impl TlsSession {
             Phase::Rustls(conn) => {
                 let result = conn.receive(ciphertext, plaintext, out);
                 if result.is_ok() && conn.ready_for_records() {
-                    return self.to_records(plaintext, out);
+                    return self.switch_to_records(plaintext, out);
                 }
                 return result;
             }
@@ -84,7 +84,11 @@ impl TlsSession {
     }
 
     /// The handshake is done on TLS 1.3: rustls hands over its keys and is dropped.
-    fn to_records(&mut self, plaintext: &mut Vec<u8>, out: &mut Vec<u8>) -> Result<(), TlsFailure> {
+    fn switch_to_records(
+        &mut self,
+        plaintext: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsFailure> {
         let Phase::Rustls(conn) = std::mem::replace(&mut self.phase, Phase::Failed) else {
             return Ok(());
         };
@@ -114,8 +118,20 @@ impl TlsSession {
         chunks: &[&[u8]],
         out: &mut Vec<u8>,
     ) -> Result<(), TlsFailure> {
+        self.encrypt_chunks(chunks.iter().copied(), out)
+    }
+
+    /// [`encrypt_vectored`](Self::encrypt_vectored) over any (cloneable) iterator of chunks, so a
+    /// caller with its own queue type builds no slice list (TLS 1.3: no allocation but `out`'s).
+    pub fn encrypt_chunks<'a, I>(&mut self, chunks: I, out: &mut Vec<u8>) -> Result<(), TlsFailure>
+    where
+        I: Iterator<Item = &'a [u8]> + Clone,
+    {
         let result = match &mut self.phase {
-            Phase::Rustls(conn) => return conn.encrypt_vectored(chunks, out),
+            Phase::Rustls(conn) => {
+                let slices: Vec<&[u8]> = chunks.collect();
+                return conn.encrypt_vectored(&slices, out);
+            }
             Phase::Records(records) => records.seal(chunks, out).map_err(TlsFailure::from),
             Phase::Failed => Ok(()),
         };
