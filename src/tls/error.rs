@@ -265,6 +265,72 @@ pub enum TlsFailure {
     /// The peer sent a fatal alert (a client rejecting our certificate sends `bad_certificate` or
     /// `unknown_ca`).
     Peer(rustls::AlertDescription),
+    /// After the handshake, TLS 1.3 (our record layer, `record.rs`): what the peer sent is refused.
+    /// `out` holds the alert [`RecordError::alert`] names.
+    Record(RecordError),
+}
+
+/// What our TLS 1.3 record layer refuses after the handshake (`src/tls/record.rs`). Each has the
+/// alert sent before closing: the one place they are mapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// A record did not decrypt: forged, corrupted, or keys out of step.
+    BadRecordMac,
+    /// A record longer than TLS allows (2^14 bytes of plaintext, 2^14 + 256 of ciphertext).
+    RecordOverflow,
+    /// A record of a type not allowed after the handshake (an unencrypted outer type other than
+    /// application data, an inner type other than data, alert or handshake, an empty one, or data
+    /// in the middle of a split handshake message). `0`: an inner record with no type at all.
+    UnexpectedRecord { content_type: u8 },
+    /// A handshake message other than KeyUpdate after the handshake (a client never sends
+    /// NewSessionTicket; a ClientHello would be renegotiation, which TLS 1.3 does not have).
+    UnexpectedHandshake { msg_type: u8 },
+    /// A KeyUpdate followed by more bytes in its record (keys change at the record boundary).
+    KeyUpdateNotAtRecordEnd,
+    /// A malformed alert or KeyUpdate.
+    Malformed,
+    /// Ours, not the peer's: a sequence number ran out, or a key could not be set up.
+    Internal,
+}
+
+impl RecordError {
+    /// The alert sent to the peer for this error.
+    pub fn alert(self) -> rustls::AlertDescription {
+        use rustls::AlertDescription as A;
+        match self {
+            RecordError::BadRecordMac => A::BadRecordMac,
+            RecordError::RecordOverflow => A::RecordOverflow,
+            RecordError::UnexpectedRecord { .. }
+            | RecordError::UnexpectedHandshake { .. }
+            | RecordError::KeyUpdateNotAtRecordEnd => A::UnexpectedMessage,
+            RecordError::Malformed => A::DecodeError,
+            RecordError::Internal => A::InternalError,
+        }
+    }
+}
+
+impl fmt::Display for RecordError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordError::BadRecordMac => write!(f, "a record did not decrypt (bad_record_mac)"),
+            RecordError::RecordOverflow => write!(f, "a record exceeds the TLS size limit"),
+            RecordError::UnexpectedRecord { content_type } => {
+                write!(
+                    f,
+                    "unexpected record of content type {content_type} after the handshake"
+                )
+            }
+            RecordError::UnexpectedHandshake { msg_type } => write!(
+                f,
+                "unexpected handshake message {msg_type} after the handshake (only KeyUpdate is allowed)"
+            ),
+            RecordError::KeyUpdateNotAtRecordEnd => {
+                write!(f, "KeyUpdate not at the end of its record")
+            }
+            RecordError::Malformed => write!(f, "malformed alert or KeyUpdate"),
+            RecordError::Internal => write!(f, "internal record layer error"),
+        }
+    }
 }
 
 impl TlsFailure {
@@ -276,6 +342,7 @@ impl TlsFailure {
             TlsFailure::Handshake(_) => "TLS handshake failed",
             TlsFailure::Connection(_) => "TLS record error",
             TlsFailure::Peer(_) => "TLS alert from peer",
+            TlsFailure::Record(_) => "TLS record error",
         }
     }
 }
@@ -300,6 +367,7 @@ impl fmt::Display for TlsFailure {
             TlsFailure::Handshake(e) => write!(f, "TLS handshake failed: {e}"),
             TlsFailure::Connection(e) => write!(f, "TLS error: {e}"),
             TlsFailure::Peer(alert) => write!(f, "peer sent TLS alert {alert:?}"),
+            TlsFailure::Record(e) => write!(f, "TLS error: {e}"),
         }
     }
 }

@@ -20,7 +20,9 @@
 mod error;
 mod groups;
 mod load;
+mod record;
 mod reload;
+mod rustls_conn;
 mod session;
 mod tickets;
 
@@ -30,10 +32,11 @@ use std::sync::Arc;
 use rustls::ServerConfig;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 
-pub use error::{FileKind, TicketKeysProblem, TlsError, TlsFailure};
+pub use error::{FileKind, RecordError, TicketKeysProblem, TlsError, TlsFailure};
 pub use groups::{DEFAULT_GROUPS, KxGroups};
 pub use reload::{TlsReloader, WorkerTls};
-pub use session::{TlsSession, plaintext_rejection};
+pub use rustls_conn::plaintext_rejection;
+pub use session::TlsSession;
 pub use tickets::{FileTicketer, MAX_TICKET_KEYS, TICKET_KEY_LEN, TICKET_LIFETIME_S};
 
 /// The only application protocol offered in ALPN: WebSocket upgrades are HTTP/1.1.
@@ -139,6 +142,9 @@ impl TlsAcceptor {
         config.session_storage = Arc::clone(&resumption.cache);
         // No 0-RTT (the default, spelled out): early data can be replayed.
         config.max_early_data_size = 0;
+        // TLS 1.3 connections leave rustls after the handshake for our record layer (record.rs),
+        // which takes the traffic keys from rustls: an idle connection then holds two keys.
+        config.enable_secret_extraction = true;
         Ok(TlsAcceptor {
             config: Arc::new(config),
             paths: cfg.clone(),
