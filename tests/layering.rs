@@ -55,6 +55,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         &[
             "fanout",
             "runtime::core",
+            "runtime::listener",
             "runtime::stats",
             "runtime::uring",
             "runtime::wake",
