@@ -13,7 +13,9 @@
 //! (WRONGTYPE) is retried with back-off (1 s to 30 s) while live ticks keep flowing.
 //!
 //! With `--redis-cluster` the feed is sharded over a Redis Cluster instead: [`cluster`] (one subscriber
-//! connection per shard-owning master, same tick handling, same snapshot-on-reconnect).
+//! connection per shard-owning master, each failing and recovering on its own, same tick handling, same
+//! snapshot-on-reconnect). `rediss://` URLs reach Redis over TLS in both modes ([`redis_tls`],
+//! `--redis-ca`).
 //!
 //! The data contract is in `docs/protocol.md`.
 
