@@ -123,19 +123,23 @@ impl TestCerts {
     }
 
     /// A TLS-only redis-server on a free port with the `name` certificate; `extra` as for `start_with`.
+    /// A port taken meanwhile (another test's cluster bus) is retried on another, up to 3 times.
     pub fn redis(&self, name: &str, extra: &[&str]) -> RedisServer {
         let (cert, key, ca) = self.files(name);
-        let port = RedisServer::free_port().expect("a free port");
-        RedisServer::start_tls(
-            port,
-            &TlsFiles {
-                cert: &cert,
-                key: &key,
-                ca: &ca,
-            },
-            extra,
-        )
-        .unwrap_or_else(|e| panic!("{e}"))
+        let files = TlsFiles {
+            cert: &cert,
+            key: &key,
+            ca: &ca,
+        };
+        let mut last = None;
+        for _ in 0..3 {
+            let port = RedisServer::free_port().expect("a free port");
+            match RedisServer::start_tls(port, &files, extra) {
+                Ok(r) => return r,
+                Err(e) => last = Some(e),
+            }
+        }
+        panic!("{}", last.unwrap())
     }
 
     /// [`TestCerts::redis`] with `requirepass` set to `password` (after start: the start waits for an
