@@ -28,6 +28,8 @@ const SHARDS: u32 = 16;
 struct Seen {
     /// Every tick as (symbol, p), in arrival order.
     ticks: Vec<(String, i64)>,
+    /// When each of `ticks` arrived.
+    arrivals: Vec<Instant>,
     /// Latest p per symbol.
     latest: HashMap<String, i64>,
     statuses: Vec<String>,
@@ -62,6 +64,7 @@ impl Client {
                 let mut seen = s.lock().unwrap();
                 if let (Some(sym), Some(p)) = (v["symbol"].as_str(), v["p"].as_i64()) {
                     seen.ticks.push((sym.to_string(), p));
+                    seen.arrivals.push(Instant::now());
                     seen.latest.insert(sym.to_string(), p);
                 } else if v["type"] == "retired" {
                     seen.retired
@@ -489,4 +492,134 @@ fn cluster_passwords_stay_out_of_errors_and_logs() {
     assert!(text.contains("CLUSTER SLOTS"), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
     let _ = std::io::stdout().flush();
+}
+
+/// One master's failover does not pause the shards of the others: while a master is SIGKILLed and its
+/// replica promoted, ticks published on the other masters' shards every 20 ms keep reaching a client with
+/// no gap over 500 ms (plus the publisher's own longest round). Prints the longest gap; the failed
+/// master's shards converge after. (The session loop before per-master sessions: ~3 s gaps.)
+#[test]
+fn healthy_shards_keep_flowing_while_a_master_fails_over() {
+    let mut cluster = RedisCluster::start(3, 1, 1000);
+    // Else Redis itself refuses every command on every master while a slot is uncovered (CLUSTERDOWN),
+    // from the failure's detection to the promotion: the publisher could not publish.
+    for port in cluster.live_ports() {
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("cluster-require-full-coverage")
+            .arg("no")
+            .query(&mut cluster.con(port))
+            .unwrap();
+    }
+    let seeds = cluster.seeds();
+    let symbols = symbols();
+    publish(&seeds, &symbols, 1);
+    let server = Server::start(&[
+        "--redis-cluster",
+        &seeds,
+        "--prefix",
+        PREFIX,
+        "--feed-shards",
+        &SHARDS.to_string(),
+    ]);
+    server.wait_feed_up();
+    let victim = cluster.masters()[0];
+    let all = ShardKeys::all(PREFIX, SHARDS);
+    // The healthy masters' shards, with their connections (made now: the publisher thread owns them).
+    let mut healthy: Vec<(redis::Connection, Vec<(ShardKeys, String)>)> = Vec::new();
+    for port in cluster.masters().into_iter().filter(|&p| p != victim) {
+        let mine: Vec<(ShardKeys, String)> = symbols
+            .iter()
+            .map(|s| (all[shard_of(s, SHARDS) as usize].clone(), s.clone()))
+            .filter(|(k, _)| cluster.owner_of(k.slot) == port)
+            .collect();
+        healthy.push((cluster.con(port), mine));
+    }
+    let healthy_symbols: Vec<String> = healthy
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(|(_, s)| s.clone()))
+        .collect();
+    assert!(!healthy_symbols.is_empty());
+    let client = Client::connect(&server, &healthy_symbols);
+    poll_until(Duration::from_secs(5), "the snapshot", || {
+        client.has_latest(&healthy_symbols, 1)
+    });
+
+    let publishing = Arc::new(AtomicBool::new(true));
+    let flag = publishing.clone();
+    let publisher = std::thread::spawn(move || {
+        let (mut p, mut refused) = (100, 0);
+        let (mut slowest, mut at) = (Duration::ZERO, Instant::now());
+        while flag.load(Ordering::Relaxed) {
+            p += 1;
+            slowest = slowest.max(at.elapsed());
+            at = Instant::now();
+            for (con, mine) in &mut healthy {
+                for (k, s) in mine.iter() {
+                    let tick = format!(r#"{{"symbol":"{s}","p":{p}}}"#);
+                    let r: redis::RedisResult<()> = redis::pipe()
+                        .atomic()
+                        .hset(&k.ticks, s, &tick)
+                        .ignore()
+                        .cmd("SPUBLISH")
+                        .arg(&k.ticks)
+                        .arg(&tick)
+                        .ignore()
+                        .query(con);
+                    refused += usize::from(r.is_err());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (p, refused, slowest)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let t_kill = Instant::now();
+    cluster.kill(victim);
+    let promoted = cluster.wait_failover(victim);
+    std::thread::sleep(Duration::from_millis(1000));
+    publishing.store(false, Ordering::Relaxed);
+    let (last, refused, slowest) = publisher.join().unwrap();
+    poll_until(Duration::from_secs(5), "the last tick", || {
+        client.has_latest(&healthy_symbols, last)
+    });
+    let (gap, statuses) = {
+        let seen = client.seen.lock().unwrap();
+        let times: Vec<Instant> = seen
+            .arrivals
+            .iter()
+            .copied()
+            .filter(|t| *t >= t_kill - Duration::from_millis(200))
+            .collect();
+        let gap = times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default();
+        if let Some(w) = times.windows(2).max_by_key(|w| w[1] - w[0]) {
+            println!(
+                "longest gap began {:?} after the kill",
+                w[0].saturating_duration_since(t_kill)
+            );
+        }
+        (gap, seen.statuses.clone())
+    };
+    println!(
+        "failover: replica promoted {promoted:?} after the kill; longest gap between ticks of the healthy masters' shards {gap:?}; statuses {statuses:?}; publishes refused {refused}; the publisher's longest round {slowest:?}"
+    );
+    assert_eq!(refused, 0, "the healthy masters refused publishes");
+    // 500 ms over the publisher's own longest round (a loaded box can pause it too).
+    assert!(
+        gap < Duration::from_millis(500) + slowest,
+        "healthy shards stalled {gap:?}"
+    );
+    // The failed master's shards converge too.
+    let seeds_now = cluster.seeds();
+    publish(&seeds_now, &symbols, 9999);
+    let everyone = Client::connect(&server, &symbols);
+    poll_until(
+        Duration::from_secs(20),
+        "convergence after the failover",
+        || everyone.has_latest(&symbols, 9999),
+    );
 }

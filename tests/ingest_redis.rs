@@ -54,6 +54,7 @@ impl Ingest {
             prefix: "psx:".into(),
             max_tick_bytes,
             cluster: None,
+            redis_ca: None,
         };
         let thread = ingest::start(cfg, senders, stats.clone(), stop.clone()).unwrap();
         Ingest {

@@ -85,6 +85,9 @@ fn run(args: &DemoArgs) -> Result<(), CliError> {
             .env("RINGCAST_REDIS", &args.redis.redis)
             .env("RINGCAST_PREFIX", &args.redis.prefix)
             .stdin(Stdio::null());
+        if let Some(ca) = &args.redis.redis_ca {
+            cmd.env("RINGCAST_REDIS_CA", ca);
+        }
         process::guard(&mut cmd);
         cmd
     };
@@ -134,11 +137,12 @@ fn run(args: &DemoArgs) -> Result<(), CliError> {
     print_banner(args, target, &redis, &children);
     let watcher = {
         let url = args.redis.redis.clone();
+        let ca = args.redis.ca().ok().flatten();
         let channel = args.redis.keys().ticks;
         std::thread::Builder::new()
             .name("ringcast-watch".into())
             .spawn(move || {
-                watch(&url, &channel);
+                watch(&url, ca.as_deref(), &channel);
                 println!("open the live ticker page: http://{target}/");
             })
             .ok()
@@ -210,7 +214,7 @@ fn check_port_free(listen: SocketAddr) -> Result<(), CliError> {
 
 /// The Redis the demo uses: the one answering at `--redis`, else a local one it starts.
 fn ensure_redis(args: &RedisArgs) -> Result<Option<RedisServer>, CliError> {
-    if redis_server::ping(&args.redis) {
+    if redis_server::ping_with(&args.redis, args.ca()?.as_deref()) {
         return Ok(None);
     }
     let port = local_redis_port(&args.redis).ok_or_else(|| {
@@ -330,8 +334,8 @@ fn print_banner(
 }
 
 /// Print the first few ticks published on `channel` (the demo's proof of life), for `WATCH_FOR`.
-fn watch(url: &str, channel: &str) {
-    let Ok(mut con) = super::connect(url) else {
+fn watch(url: &str, ca: Option<&[u8]>, channel: &str) {
+    let Ok(mut con) = super::connect(url, ca) else {
         return;
     };
     if con

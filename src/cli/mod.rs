@@ -26,7 +26,7 @@ pub mod target;
 /// Where the feed lives: shared by every subcommand that talks to Redis. `Debug` masks the password.
 #[derive(Args, Clone, PartialEq, Eq)]
 pub struct RedisArgs {
-    /// Redis URL (`redis://[:password@]host:port[/db]`).
+    /// Redis URL (`redis://[:password@]host:port[/db]`; `rediss://` for TLS, see `--redis-ca`).
     #[arg(long = "redis", env = "RINGCAST_REDIS", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis: String,
     /// Redis Cluster seed nodes, used instead of `--redis` (and `RINGCAST_REDIS`) when set
@@ -42,6 +42,11 @@ pub struct RedisArgs {
     /// `{prefix}control`.
     #[arg(long, env = "RINGCAST_PREFIX", default_value = DEFAULT_PREFIX)]
     pub prefix: String,
+    /// With a `rediss://` URL (`--redis` or `--redis-cluster`): the CA certificates (PEM file) the Redis
+    /// servers' certificates must chain to, instead of the system's roots. The certificate must name the
+    /// URL's host (DNS name or IP address)
+    #[arg(long, env = "RINGCAST_REDIS_CA", value_name = "FILE")]
+    pub redis_ca: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for RedisArgs {
@@ -54,6 +59,7 @@ impl fmt::Debug for RedisArgs {
             )
             .field("feed_shards", &self.feed_shards)
             .field("prefix", &self.prefix)
+            .field("redis_ca", &self.redis_ca)
             .finish()
     }
 }
@@ -72,6 +78,7 @@ impl RedisArgs {
                 .redis_cluster
                 .as_deref()
                 .map(|list| crate::ingest::cluster::ClusterConfig::new(list, self.feed_shards)),
+            redis_ca: self.redis_ca.clone(),
             ..Default::default()
         }
     }
@@ -86,16 +93,25 @@ impl RedisArgs {
         Redacted(self.redis_cluster.as_deref().unwrap_or(&self.redis)).to_string()
     }
 
+    /// `--redis-ca`, read (a usage error if it cannot be).
+    pub fn ca(&self) -> Result<Option<Vec<u8>>, CliError> {
+        self.redis_ca
+            .as_deref()
+            .map(crate::ingest::redis_tls::load_ca)
+            .transpose()
+            .map_err(CliError::Usage)
+    }
+
     /// A plain connection with bounded connect, read and write times.
     pub fn connect(&self) -> Result<redis::Connection, CliError> {
-        connect(&self.redis)
+        connect(&self.redis, self.ca()?.as_deref())
     }
 }
 
-/// Connect to `url` (2 s to connect, 10 s per command).
-pub fn connect(url: &str) -> Result<redis::Connection, CliError> {
+/// Connect to `url` (2 s to connect, 10 s per command); a `rediss://` URL trusts `ca` (PEM) if given.
+pub fn connect(url: &str, ca: Option<&[u8]>) -> Result<redis::Connection, CliError> {
     let redis_error = |e: redis::RedisError| CliError::redis(url, e);
-    let client = redis::Client::open(url).map_err(|e| {
+    let client = crate::ingest::redis_tls::client(url, ca).map_err(|e| {
         CliError::Usage(format!(
             "--redis (RINGCAST_REDIS): `{}` is not a Redis URL: {}",
             Redacted(url),

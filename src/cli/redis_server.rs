@@ -51,6 +51,16 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     log: PathBuf,
+    /// Serving TLS only (`--port 0 --tls-port <port>`).
+    tls: bool,
+}
+
+/// The certificate files of a TLS redis-server (PEM).
+pub struct TlsFiles<'a> {
+    pub cert: &'a std::path::Path,
+    pub key: &'a std::path::Path,
+    /// The CA that signed `cert`: what a client trusts (`--redis-ca`).
+    pub ca: &'a std::path::Path,
 }
 
 impl RedisServer {
@@ -81,6 +91,24 @@ impl RedisServer {
     /// `start` with extra redis-server arguments (later ones win, e.g. `--dir D --dbfilename F` to load
     /// a saved dataset).
     pub fn start_with(port: u16, extra: &[&str]) -> Result<RedisServer, RedisServerError> {
+        RedisServer::spawn(port, None, extra)
+    }
+
+    /// `start_with`, serving TLS only on `port` (`--port 0 --tls-port <port>`, clients not asked for a
+    /// certificate; `extra` may add `--tls-cluster yes` and so on); ready once it answers PING over TLS.
+    pub fn start_tls(
+        port: u16,
+        tls: &TlsFiles,
+        extra: &[&str],
+    ) -> Result<RedisServer, RedisServerError> {
+        RedisServer::spawn(port, Some(tls), extra)
+    }
+
+    fn spawn(
+        port: u16,
+        tls: Option<&TlsFiles>,
+        extra: &[&str],
+    ) -> Result<RedisServer, RedisServerError> {
         let binary = RedisServer::binary().ok_or(RedisServerError::NotInstalled)?;
         let log =
             std::env::temp_dir().join(format!("ringcast-redis-{port}-{}.log", std::process::id()));
@@ -90,7 +118,19 @@ impl RedisServer {
         };
         let log_file = std::fs::File::create(&log).map_err(|e| spawn_error(e.to_string()))?;
         let mut cmd = Command::new(&binary);
-        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        match tls {
+            None => cmd.args(["--port", &port.to_string()]),
+            Some(t) => cmd
+                .args(["--port", "0", "--tls-port", &port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(t.cert)
+                .arg("--tls-key-file")
+                .arg(t.key)
+                .arg("--tls-ca-cert-file")
+                .arg(t.ca)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(std::env::temp_dir())
@@ -100,13 +140,22 @@ impl RedisServer {
             .stderr(Stdio::null());
         process::guard(&mut cmd);
         let child = cmd.spawn().map_err(|e| spawn_error(e.to_string()))?;
-        let mut server = RedisServer { child, port, log };
+        let mut server = RedisServer {
+            child,
+            port,
+            log,
+            tls: tls.is_some(),
+        };
         let url = server.url();
+        let ca = match tls {
+            Some(t) => Some(std::fs::read(t.ca).map_err(|e| spawn_error(e.to_string()))?),
+            None => None,
+        };
         let ready = process::wait_for(READY_TIMEOUT, || {
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Some(Err(format!("exited ({status})")));
             }
-            ping(&url).then_some(Ok(()))
+            ping_with(&url, ca.as_deref()).then_some(Ok(()))
         });
         match ready {
             Some(Ok(())) => Ok(server),
@@ -134,9 +183,10 @@ impl RedisServer {
         self.child.id()
     }
 
-    /// `redis://127.0.0.1:<port>`
+    /// `redis://127.0.0.1:<port>` (`rediss://` when serving TLS)
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let s = if self.tls { "s" } else { "" };
+        format!("redis{s}://127.0.0.1:{}", self.port)
     }
 
     /// Kill it at once (SIGKILL), like a crash; waits for the process to be gone.
@@ -160,7 +210,12 @@ impl Drop for RedisServer {
 
 /// Whether a Redis at `url` answers PING within about a second.
 pub fn ping(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else {
+    ping_with(url, None)
+}
+
+/// [`ping`], a `rediss://` URL trusting `ca` (PEM) if given.
+pub fn ping_with(url: &str, ca: Option<&[u8]>) -> bool {
+    let Ok(client) = crate::ingest::redis_tls::client(url, ca) else {
         return false;
     };
     let Ok(mut con) = client.get_connection_with_timeout(Duration::from_secs(1)) else {

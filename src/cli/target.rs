@@ -51,7 +51,7 @@ impl Target {
                     ClusterError::BadUrl { .. } => CliError::Usage(e.to_string()),
                     e => cluster_error(list, e),
                 };
-                let seeds = Seeds::parse(&cfg.seeds).map_err(usage)?;
+                let seeds = Seeds::parse(&cfg.seeds, args.ca()?.as_deref()).map_err(usage)?;
                 Ok(Target::Cluster {
                     router: Router::new(seeds).map_err(usage)?,
                     shards: cfg.shards,

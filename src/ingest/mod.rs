@@ -13,7 +13,9 @@
 //! (WRONGTYPE) is retried with back-off (1 s to 30 s) while live ticks keep flowing.
 //!
 //! With `--redis-cluster` the feed is sharded over a Redis Cluster instead: [`cluster`] (one subscriber
-//! connection per shard-owning master, same tick handling, same snapshot-on-reconnect).
+//! connection per shard-owning master, each failing and recovering on its own, same tick handling, same
+//! snapshot-on-reconnect). `rediss://` URLs reach Redis over TLS in both modes ([`redis_tls`],
+//! `--redis-ca`).
 //!
 //! The data contract is in `docs/protocol.md`.
 
@@ -30,6 +32,7 @@ use crate::secret::{Redacted, scrub};
 pub mod backoff;
 pub mod cluster;
 pub mod control;
+pub mod redis_tls;
 pub mod rng;
 pub mod stats;
 mod subscriber;
@@ -56,20 +59,26 @@ pub struct IngestConfig {
     pub max_tick_bytes: usize,
     /// `--redis-cluster`: a Redis Cluster with the feed in sharded channels (then `redis_url` is unused).
     pub cluster: Option<cluster::ClusterConfig>,
+    /// `--redis-ca`: the CA certificates (PEM file) a `rediss://` server's certificate must chain to,
+    /// instead of the system's roots.
+    pub redis_ca: Option<std::path::PathBuf>,
 }
 
 /// A Redis error as an operator reads it: the library's message, and when the other end answered nothing
 /// or not in the Redis protocol (a wrong port: an HTTP server, this very server), a line saying so.
 /// The URL's password is not in it when the caller scrubs the library's message as usual.
 pub fn explain(e: &redis::RedisError) -> String {
-    let hint = if e.is_timeout() {
+    let text = e.to_string();
+    let hint = if redis_tls::is_untrusted(&text) {
+        Some(redis_tls::UNTRUSTED_HINT)
+    } else if e.is_timeout() {
         Some(
             "no answer in time: is a Redis server listening there? (check --redis / RINGCAST_REDIS)",
         )
     } else if matches!(
         e.kind(),
         redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
-    ) || e.to_string().contains("response was")
+    ) || text.contains("response was")
     {
         Some(
             "the other end does not speak the Redis protocol: is this a Redis server's address? (check --redis / RINGCAST_REDIS)",
@@ -79,7 +88,7 @@ pub fn explain(e: &redis::RedisError) -> String {
     };
     match hint {
         Some(hint) => format!("{hint} [{e}]"),
-        None => e.to_string(),
+        None => text,
     }
 }
 
@@ -90,6 +99,7 @@ impl Default for IngestConfig {
             prefix: DEFAULT_PREFIX.into(),
             max_tick_bytes: tick::DEFAULT_MAX_TICK_BYTES,
             cluster: None,
+            redis_ca: None,
         }
     }
 }
@@ -101,6 +111,7 @@ impl fmt::Debug for IngestConfig {
             .field("prefix", &self.prefix)
             .field("max_tick_bytes", &self.max_tick_bytes)
             .field("cluster", &self.cluster)
+            .field("redis_ca", &self.redis_ca)
             .finish()
     }
 }
@@ -133,6 +144,8 @@ pub enum StartError {
     BadUrl { url: String, error: String },
     /// A `--redis-cluster` seed does not parse (the message is redacted).
     BadCluster(String),
+    /// `--redis-ca` cannot be read or holds no certificate.
+    BadCa(String),
     /// The thread could not be spawned.
     Spawn(std::io::Error),
 }
@@ -146,7 +159,7 @@ impl fmt::Display for StartError {
                     "--redis (RINGCAST_REDIS): `{url}` is not a Redis URL: {error}"
                 )
             }
-            StartError::BadCluster(e) => f.write_str(e),
+            StartError::BadCluster(e) | StartError::BadCa(e) => f.write_str(e),
             StartError::Spawn(e) => write!(f, "cannot start the ingest thread: {e}"),
         }
     }
@@ -175,13 +188,18 @@ pub fn start_with_fetches(
     stats: Arc<IngestStats>,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, StartError> {
+    let ca = match &cfg.redis_ca {
+        Some(path) => Some(redis_tls::load_ca(path).map_err(StartError::BadCa)?),
+        None => None,
+    };
     if let Some(cluster) = cfg.cluster.clone() {
-        return cluster::start(cfg, cluster, workers, fetches, stats, stop);
+        return cluster::start(cfg, cluster, ca, workers, fetches, stats, stop);
     }
-    let client = redis::Client::open(cfg.redis_url.as_str()).map_err(|e| StartError::BadUrl {
-        url: Redacted(&cfg.redis_url).to_string(),
-        error: scrub(&e.to_string(), &cfg.redis_url),
-    })?;
+    let client =
+        redis_tls::client(&cfg.redis_url, ca.as_deref()).map_err(|e| StartError::BadUrl {
+            url: Redacted(&cfg.redis_url).to_string(),
+            error: scrub(&e.to_string(), &cfg.redis_url),
+        })?;
     let ingest = subscriber::Ingest::new(cfg, client, workers, fetches, stats, stop);
     std::thread::Builder::new()
         .name("ringcast-ingest".into())

@@ -6,9 +6,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringcast::cli::redis_server::RedisServer;
+use ringcast::cli::redis_server::{RedisServer, TlsFiles};
 
 use super::TempDir;
+use super::redis_tls::TestCerts;
 
 /// How long the cluster gets to form, and a replica to be promoted.
 const FORM_WITHIN: Duration = Duration::from_secs(20);
@@ -18,6 +19,8 @@ pub struct RedisCluster {
     pub nodes: Vec<(u16, Option<RedisServer>)>,
     /// `requirepass` of every node, if any.
     pub password: Option<String>,
+    /// The CA of the nodes' certificates when they serve TLS only (`rediss://`).
+    pub tls_ca: Option<Vec<u8>>,
     _dir: TempDir,
 }
 
@@ -56,9 +59,11 @@ fn node_port() -> u16 {
     panic!("no free port pair (port, port + 10000)")
 }
 
-fn con(port: u16, password: Option<&str>) -> Option<redis::Connection> {
+fn con(port: u16, password: Option<&str>, ca: Option<&[u8]>) -> Option<redis::Connection> {
     let auth = password.map(|p| format!(":{p}@")).unwrap_or_default();
-    let client = redis::Client::open(format!("redis://{auth}127.0.0.1:{port}")).ok()?;
+    let s = if ca.is_some() { "s" } else { "" };
+    let url = format!("redis{s}://{auth}127.0.0.1:{port}");
+    let client = ringcast::ingest::redis_tls::client(&url, ca).ok()?;
     let con = client
         .get_connection_with_timeout(Duration::from_secs(1))
         .ok()?;
@@ -81,32 +86,56 @@ impl RedisCluster {
         node_timeout_ms: u64,
         password: Option<&str>,
     ) -> RedisCluster {
+        RedisCluster::start_with(masters, replicas, node_timeout_ms, password, None)
+    }
+
+    /// [`RedisCluster::start_with_password`], every node serving TLS only (clients, cluster bus and
+    /// replication) with `tls`'s `server` certificate when given.
+    pub fn start_with(
+        masters: usize,
+        replicas: usize,
+        node_timeout_ms: u64,
+        password: Option<&str>,
+        tls: Option<&TestCerts>,
+    ) -> RedisCluster {
+        let tls_ca = tls.map(|t| std::fs::read(t.path("ca.crt")).unwrap());
         let dir = TempDir::new("redis-cluster");
         let timeout = node_timeout_ms.to_string();
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
             let port = node_port();
             let conf = dir.0.join(format!("nodes-{port}.conf"));
-            let node = RedisServer::start_with(
-                port,
-                &[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    conf.to_str().unwrap(),
-                    "--cluster-node-timeout",
-                    &timeout,
-                    // A replica may take over however long its link was down (a fresh replica's is).
-                    "--cluster-replica-validity-factor",
-                    "0",
-                    "--dir",
-                    dir.0.to_str().unwrap(),
-                ],
-            )
+            let args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                conf.to_str().unwrap(),
+                "--cluster-node-timeout",
+                &timeout,
+                // A replica may take over however long its link was down (a fresh replica's is).
+                "--cluster-replica-validity-factor",
+                "0",
+                "--dir",
+                dir.0.to_str().unwrap(),
+            ];
+            let node = match tls {
+                None => RedisServer::start_with(port, &args),
+                Some(t) => {
+                    let (cert, key, ca) = t.files("server");
+                    let files = TlsFiles {
+                        cert: &cert,
+                        key: &key,
+                        ca: &ca,
+                    };
+                    let mut all = args.to_vec();
+                    all.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
+                    RedisServer::start_tls(port, &files, &all)
+                }
+            }
             .unwrap_or_else(|e| panic!("{e}"));
             // Set after start: RedisServer waits for an unauthenticated PING.
             if let Some(p) = password {
-                let mut c = con(port, None).expect("a fresh node answers");
+                let mut c = con(port, None, tls_ca.as_deref()).expect("a fresh node answers");
                 for key in ["masterauth", "requirepass"] {
                     let () = redis::cmd("CONFIG")
                         .arg("SET")
@@ -121,11 +150,15 @@ impl RedisCluster {
         let cluster = RedisCluster {
             nodes,
             password: password.map(String::from),
+            tls_ca,
             _dir: dir,
         };
         let mut cmd = Command::new(redis_cli());
         if let Some(p) = password {
             cmd.env("REDISCLI_AUTH", p);
+        }
+        if let Some(t) = tls {
+            cmd.args(["--tls", "--cacert"]).arg(t.path("ca.crt"));
         }
         cmd.args(["--cluster", "create"]);
         for (port, _) in &cluster.nodes {
@@ -160,9 +193,22 @@ impl RedisCluster {
             .unwrap_or_default();
         self.live_ports()
             .iter()
-            .map(|p| format!("redis://{auth}127.0.0.1:{p}"))
+            .map(|p| format!("{}://{auth}127.0.0.1:{p}", self.scheme()))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// `redis` or `rediss`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    fn node_con(&self, port: u16) -> Option<redis::Connection> {
+        con(port, self.password.as_deref(), self.tls_ca.as_deref())
     }
 
     pub fn live_ports(&self) -> Vec<u16> {
@@ -175,11 +221,12 @@ impl RedisCluster {
 
     /// A connection to a live node.
     pub fn con(&self, port: u16) -> redis::Connection {
-        con(port, self.password.as_deref()).unwrap_or_else(|| panic!("node {port} does not answer"))
+        self.node_con(port)
+            .unwrap_or_else(|| panic!("node {port} does not answer"))
     }
 
     fn state_ok(&self, port: u16) -> bool {
-        con(port, self.password.as_deref())
+        self.node_con(port)
             .and_then(|mut c| {
                 redis::cmd("CLUSTER")
                     .arg("INFO")
@@ -192,7 +239,7 @@ impl RedisCluster {
     /// The ports of the masters that serve slots, as a live node sees them (sorted).
     pub fn masters(&self) -> Vec<u16> {
         for port in self.live_ports() {
-            let Some(mut c) = con(port, self.password.as_deref()) else {
+            let Some(mut c) = self.node_con(port) else {
                 continue;
             };
             let Ok(slots) = redis::cmd("CLUSTER")
@@ -224,7 +271,7 @@ impl RedisCluster {
     /// The port of the master serving `slot`.
     pub fn owner_of(&self, slot: u16) -> u16 {
         for port in self.live_ports() {
-            let Some(mut c) = con(port, self.password.as_deref()) else {
+            let Some(mut c) = self.node_con(port) else {
                 continue;
             };
             let Ok(redis::Value::Array(ranges)) = redis::cmd("CLUSTER")
@@ -301,7 +348,7 @@ impl RedisCluster {
 
     /// How many replicas `master` has attached (INFO replication).
     pub fn replicas_of(&self, master: u16) -> usize {
-        con(master, self.password.as_deref())
+        self.node_con(master)
             .and_then(|mut c| {
                 redis::cmd("INFO")
                     .arg("replication")
@@ -317,7 +364,7 @@ impl RedisCluster {
 
     /// Whether the node on `port` is a master or a replica whose link to its master is up (synced).
     fn synced(&self, port: u16) -> bool {
-        con(port, self.password.as_deref())
+        self.node_con(port)
             .and_then(|mut c| {
                 redis::cmd("INFO")
                     .arg("replication")

@@ -6,6 +6,7 @@ mod access;
 pub mod cases;
 pub mod cluster;
 mod feed;
+pub mod redis_tls;
 mod temp_dir;
 
 // Re-exported so `use common::*` finds them; a test binary that uses none of them must not warn.

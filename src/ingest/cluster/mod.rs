@@ -6,16 +6,19 @@
 //!  {k} is a hash tag: the three live in the same slot, so on the same master.
 //! ```
 //!
-//! One subscriber connection per master that owns at least one shard (never one per shard or per client),
-//! found with CLUSTER SLOTS from the seeds; each SSUBSCRIBEs the shard channels of its master, then every
-//! shard's hash is read (HGETALL) as a snapshot. A lost connection, an error reply (MOVED/ASK…) or an
-//! `sunsubscribe` push (Redis sends one when a slot moves away) ends the session: rediscover, resubscribe,
-//! re-read every shard, and hand the snapshot to the workers like a single-node reconnect does, so clients
-//! converge without being disconnected. The formula and test vectors are in `docs/protocol.md`.
+//! One subscriber session per master that owns at least one shard (never one per shard or per client),
+//! found with CLUSTER SLOTS from the seeds; each SSUBSCRIBEs the shard channels of its master, then reads
+//! its shards' hashes (HGETALL) as a snapshot. Sessions fail and recover independently: a lost connection
+//! or an error reply (MOVED/ASK…) ends that master's session only, and an `sunsubscribe` push (Redis sends
+//! one when a slot moves away) takes that one shard off it; those shards are rediscovered, resubscribed
+//! and re-read, their snapshot handed to the workers like a single-node reconnect's, so clients converge
+//! without being disconnected, while the other masters' shards keep streaming. `rediss://` seeds reach
+//! every node over TLS (`--redis-ca`). The formula and test vectors are in `docs/protocol.md`.
 
 use std::fmt;
 
 pub mod resp;
+mod session;
 mod subscriber;
 pub mod topology;
 

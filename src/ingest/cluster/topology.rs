@@ -3,9 +3,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionInfo, RedisError, Value};
+
+use crate::ingest::redis_tls;
 
 use crate::secret::{Redacted, scrub};
 
@@ -64,16 +67,20 @@ impl fmt::Display for ClusterError {
 
 impl std::error::Error for ClusterError {}
 
-/// The seeds, parsed: their connection settings (address, user, password) and the text to scrub.
+/// The seeds, parsed: their connection settings (address, user, password, TLS) and the text to scrub.
 #[derive(Clone)]
 pub struct Seeds {
     infos: Vec<ConnectionInfo>,
     /// The `--redis-cluster` text: what error messages are scrubbed of.
     list: String,
+    /// `rediss://` seeds: every node is reached over TLS, trusting what this configuration trusts.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Seeds {
-    pub fn parse(urls: &[String]) -> Result<Seeds, ClusterError> {
+    /// The seeds of `--redis-cluster`; `rediss://` ones (all or none) trust `ca` (PEM) if given, else the
+    /// system's roots.
+    pub fn parse(urls: &[String], ca: Option<&[u8]>) -> Result<Seeds, ClusterError> {
         let list = urls.join(",");
         let mut infos = Vec::new();
         for url in urls {
@@ -81,24 +88,47 @@ impl Seeds {
                 url: Redacted(url).to_string(),
                 error: scrub(&error, url),
             };
-            let client = redis::Client::open(url.as_str()).map_err(|e| bad(e.to_string()))?;
+            let client = redis_tls::client(url, ca).map_err(|e| bad(e.to_string()))?;
             let info = client.get_connection_info().clone();
+            let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
             match info.addr() {
-                ConnectionAddr::Tcp(..) => infos.push(info),
+                ConnectionAddr::Tcp(..) | ConnectionAddr::TcpTls { .. } => {}
                 _ => {
                     return Err(bad(
-                        "only redis://host:port seeds (TLS to a cluster is not built in)".into(),
+                        "only redis://host:port or rediss://host:port seeds".into()
                     ));
                 }
             }
+            if infos.first().is_some_and(|f: &ConnectionInfo| {
+                matches!(f.addr(), ConnectionAddr::TcpTls { .. }) != tls
+            }) {
+                return Err(bad(
+                    "all seeds redis:// or all rediss:// (TLS), not a mix".into()
+                ));
+            }
+            infos.push(info);
         }
-        if infos.is_empty() {
+        let Some(first) = infos.first() else {
             return Err(ClusterError::BadUrl {
                 url: String::new(),
                 error: "no seed URL".into(),
             });
-        }
-        Ok(Seeds { infos, list })
+        };
+        let tls = match first.addr() {
+            ConnectionAddr::TcpTls { .. } => Some(redis_tls::client_config(ca).map_err(
+                |error| ClusterError::BadUrl {
+                    url: Redacted(&list).to_string(),
+                    error,
+                },
+            )?),
+            _ => None,
+        };
+        Ok(Seeds { infos, list, tls })
+    }
+
+    /// The TLS configuration of the nodes' connections, if the seeds are `rediss://`.
+    pub fn tls(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        self.tls.as_ref()
     }
 
     /// The seeds' addresses.
@@ -106,20 +136,27 @@ impl Seeds {
         self.infos
             .iter()
             .filter_map(|i| match i.addr() {
-                ConnectionAddr::Tcp(host, port) => Some(Node {
-                    host: host.clone(),
-                    port: *port,
-                }),
+                ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                    Some(Node {
+                        host: host.clone(),
+                        port: *port,
+                    })
+                }
                 _ => None,
             })
             .collect()
     }
 
-    /// Connection settings for `node`: the first seed's user and password, `node`'s address.
+    /// Connection settings for `node`: the first seed's user, password and TLS settings, `node`'s address.
     pub fn info(&self, node: &Node) -> ConnectionInfo {
-        self.infos[0]
-            .clone()
-            .set_addr(ConnectionAddr::Tcp(node.host.clone(), node.port))
+        let mut addr = self.infos[0].addr().clone();
+        if let ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } =
+            &mut addr
+        {
+            *host = node.host.clone();
+            *port = node.port;
+        }
+        self.infos[0].clone().set_addr(addr)
     }
 
     /// The user name and password to AUTH with, if any.

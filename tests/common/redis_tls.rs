@@ -1,0 +1,169 @@
+//! Certificates for TLS redis-servers in tests, made with the `openssl` CLI in a temp dir: a CA, a server
+//! certificate it signed for `localhost` and `127.0.0.1` (not `127.0.0.2`: a server also bound there shows
+//! a certificate for another name), and an unrelated CA (one the server's certificate does not chain to).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use ringcast::cli::redis_server::{RedisServer, TlsFiles};
+
+use super::TempDir;
+
+pub struct TestCerts {
+    pub dir: TempDir,
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl (apt-get install -y openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestCerts {
+    pub fn new() -> TestCerts {
+        let dir = TempDir::new("redis-tls");
+        let certs = TestCerts { dir };
+        certs.ca("ca");
+        certs.ca("other-ca");
+        certs.leaf("server", "ca", "DNS:localhost,IP:127.0.0.1");
+        certs
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+
+    /// `path(name)` as text, for command lines.
+    pub fn arg(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+
+    fn ca(&self, name: &str) {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-sha256",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=ringcast test {name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            &self.arg(&format!("{name}.key")),
+            "-out",
+            &self.arg(&format!("{name}.crt")),
+        ]);
+    }
+
+    fn leaf(&self, name: &str, ca: &str, san: &str) {
+        let ext = self.dir.file(
+            &format!("{name}.ext"),
+            &format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n\
+                 extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={san}\n"
+            ),
+        );
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-sha256",
+            "-subj",
+            "/CN=redis",
+            "-keyout",
+            &self.arg(&format!("{name}.key")),
+            "-out",
+            &self.arg(&format!("{name}.csr")),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-sha256",
+            "-days",
+            "2",
+            "-in",
+            &self.arg(&format!("{name}.csr")),
+            "-CA",
+            &self.arg(&format!("{ca}.crt")),
+            "-CAkey",
+            &self.arg(&format!("{ca}.key")),
+            "-set_serial",
+            "1",
+            "-extfile",
+            &ext,
+            "-out",
+            &self.arg(&format!("{name}.crt")),
+        ]);
+    }
+
+    /// The files of the `name` certificate (`server`), signed by `ca`.
+    pub fn files(&self, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+        (
+            self.path(&format!("{name}.crt")),
+            self.path(&format!("{name}.key")),
+            self.path("ca.crt"),
+        )
+    }
+
+    /// A TLS-only redis-server on a free port with the `name` certificate; `extra` as for `start_with`.
+    /// A port taken meanwhile (another test's cluster bus) is retried on another, up to 3 times.
+    pub fn redis(&self, name: &str, extra: &[&str]) -> RedisServer {
+        let (cert, key, ca) = self.files(name);
+        let files = TlsFiles {
+            cert: &cert,
+            key: &key,
+            ca: &ca,
+        };
+        let mut last = None;
+        for _ in 0..3 {
+            let port = RedisServer::free_port().expect("a free port");
+            match RedisServer::start_tls(port, &files, extra) {
+                Ok(r) => return r,
+                Err(e) => last = Some(e),
+            }
+        }
+        panic!("{}", last.unwrap())
+    }
+
+    /// [`TestCerts::redis`] with `requirepass` set to `password` (after start: the start waits for an
+    /// unauthenticated PING).
+    pub fn redis_with_password(&self, name: &str, password: &str, extra: &[&str]) -> RedisServer {
+        let redis = self.redis(name, extra);
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("requirepass")
+            .arg(password)
+            .query(&mut self.con(&redis.url()))
+            .unwrap();
+        redis
+    }
+
+    /// A connection to a TLS redis at `url` trusting the test CA.
+    pub fn con(&self, url: &str) -> redis::Connection {
+        let ca = std::fs::read(self.path("ca.crt")).unwrap();
+        let client = ringcast::ingest::redis_tls::client(url, Some(&ca)).unwrap();
+        let con = client
+            .get_connection_with_timeout(std::time::Duration::from_secs(5))
+            .unwrap();
+        con.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        con
+    }
+}
