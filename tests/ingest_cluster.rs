@@ -575,9 +575,38 @@ fn healthy_shards_keep_flowing_while_a_master_fails_over() {
     });
     std::thread::sleep(Duration::from_millis(500));
     let t_kill = Instant::now();
-    cluster.kill(victim);
-    let promoted = cluster.wait_failover(victim);
-    std::thread::sleep(Duration::from_millis(1000));
+    // Meanwhile /readyz stays 200 (some shard streams; a balancer must not pull every edge, which all
+    // read the same cluster) and /metrics counts the shards that do not.
+    let watching = AtomicBool::new(true);
+    let (promoted, (not_ready, most_down)) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let (mut not_ready, mut most_down) = (Vec::new(), 0f64);
+            while watching.load(Ordering::Relaxed) {
+                match server.try_get("/readyz") {
+                    Ok((200, _)) => {}
+                    other => not_ready.push(format!("{other:?}")),
+                }
+                if let Ok((200, text)) = server.try_get("/metrics") {
+                    most_down = most_down.max(metric_sum(&text, "ringcast_feed_shards_down"));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (not_ready, most_down)
+        });
+        cluster.kill(victim);
+        let promoted = cluster.wait_failover(victim);
+        std::thread::sleep(Duration::from_millis(1000));
+        watching.store(false, Ordering::Relaxed);
+        (promoted, watcher.join().unwrap())
+    });
+    assert!(
+        not_ready.is_empty(),
+        "/readyz while one master failed over: {not_ready:?}"
+    );
+    assert!(
+        most_down > 0.0 && most_down < SHARDS as f64,
+        "ringcast_feed_shards_down during the failover: at most {most_down}"
+    );
     publishing.store(false, Ordering::Relaxed);
     let (last, refused, slowest) = publisher.join().unwrap();
     poll_until(Duration::from_secs(5), "the last tick", || {

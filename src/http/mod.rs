@@ -11,7 +11,8 @@ use crate::protocol::response::Head;
 /// know only this.
 pub trait Exposition: Send + Sync + std::fmt::Debug {
     fn render(&self) -> String;
-    /// The feed's connection to Redis, for `/readyz`: `None` without a feed (the echo profile).
+    /// Whether the feed gives ticks (Redis Cluster: some shard streams), for `/readyz`: `None` without a
+    /// feed (the echo profile).
     fn feed_up(&self) -> Option<bool>;
 }
 
@@ -46,7 +47,8 @@ impl std::fmt::Debug for Gate {
 pub enum Route {
     /// `GET /healthz`: liveness, 200 while the process serves (503 once draining).
     Health,
-    /// `GET /readyz`: readiness, 200 only while the feed is up and the process is not draining (503 with
+    /// `GET /readyz`: readiness, 200 only while the feed gives ticks (Redis Cluster: some shard
+    /// streams) and the process is not draining (503 with
     /// the reason otherwise): what a load balancer checks before sending clients.
     Ready,
     /// `GET /metrics`: Prometheus text.

@@ -30,13 +30,26 @@ pub struct IngestStats {
     pub fetches: AtomicU64,
     /// Symbols retired through the control channel.
     pub retired: AtomicU64,
-    /// Whether the pub/sub connection is currently up.
+    /// Whether the pub/sub connection is currently up (Redis Cluster: every shard subscribed).
     pub redis_up: AtomicBool,
+    /// Redis Cluster: the feed's shards (0 for a single node).
+    pub shards: AtomicU64,
+    /// Redis Cluster: shards without a streaming subscription right now (a master failing over).
+    pub shards_down: AtomicU64,
     /// Publish→enqueue lag of the last tick that carried a `ts`, in µs (0 if none yet).
     pub last_lag_us: AtomicU64,
 }
 
 impl IngestStats {
+    /// Whether the feed gives clients ticks at all, for `/readyz`: the subscription is up, or (Redis
+    /// Cluster) some shard streams while others resubscribe. One master failing over must not take every
+    /// edge out of a balancer's rotation: every edge reads the same cluster, so none would be better.
+    pub fn serving(&self) -> bool {
+        let shards = self.shards.load(Ordering::Relaxed);
+        self.redis_up.load(Ordering::Relaxed)
+            || (shards > 0 && self.shards_down.load(Ordering::Relaxed) < shards)
+    }
+
     /// Refused ticks for one reason.
     pub fn bad(&self, reason: BadReason) -> u64 {
         self.bad[reason.index()].load(Ordering::Relaxed)
@@ -49,5 +62,31 @@ impl IngestStats {
 
     pub(super) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serving_while_the_feed_is_up_or_some_cluster_shard_streams() {
+        let single = IngestStats::default();
+        assert!(!single.serving(), "a single Redis not yet subscribed");
+        single.redis_up.store(true, Ordering::Relaxed);
+        assert!(single.serving());
+
+        let cluster = IngestStats::default();
+        cluster.shards.store(16, Ordering::Relaxed);
+        cluster.shards_down.store(16, Ordering::Relaxed);
+        assert!(!cluster.serving(), "no shard streams");
+        cluster.shards_down.store(5, Ordering::Relaxed);
+        assert!(
+            cluster.serving(),
+            "one master failing over, the others stream"
+        );
+        cluster.shards_down.store(0, Ordering::Relaxed);
+        cluster.redis_up.store(true, Ordering::Relaxed);
+        assert!(cluster.serving());
     }
 }

@@ -34,7 +34,7 @@ type WorkerCounter = fn(&WorkerStats) -> u64;
 
 impl Exposition for Metrics {
     fn feed_up(&self) -> Option<bool> {
-        self.ingest.as_ref().map(|i| i.redis_up.load(Relaxed))
+        self.ingest.as_ref().map(|i| i.serving())
     }
 
     /// The exposition text: this process's, or in a group every process's latest snapshot.
@@ -330,6 +330,11 @@ fn render_ingest(ingest: &IngestStats, s: &mut String) {
     let _ = writeln!(
         s,
         "# HELP ringcast_feed_up Whether the Redis subscription is up.\n# TYPE ringcast_feed_up gauge\nringcast_feed_up {up}"
+    );
+    let down = ingest.shards_down.load(Relaxed);
+    let _ = writeln!(
+        s,
+        "# HELP ringcast_feed_shards_down Redis Cluster shards without a streaming subscription (0 for a single Redis).\n# TYPE ringcast_feed_shards_down gauge\nringcast_feed_shards_down {down}"
     );
     let lag = ingest.last_lag_us.load(Relaxed) as f64 / 1e6;
     let _ = writeln!(

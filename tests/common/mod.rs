@@ -154,7 +154,7 @@ impl Server {
         None
     }
 
-    fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+    pub fn try_get(&self, path: &str) -> std::io::Result<(u16, String)> {
         let mut s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;

@@ -48,6 +48,10 @@ pub fn start(
         .map_err(|e| StartError::BadCluster(seeds.scrub(&e.to_string())))?;
     let shards = ShardKeys::all(&cfg.prefix, cluster.shards);
     let keys = Keys::new(&cfg.prefix);
+    stats.shards.store(shards.len() as u64, Ordering::Relaxed);
+    stats
+        .shards_down
+        .store(shards.len() as u64, Ordering::Relaxed);
     let sink = Ingest::new(cfg, client, workers, fetches, stats, stop);
     let (tx, rx) = mpsc::channel();
     let ingest = ClusterIngest {
@@ -110,6 +114,7 @@ impl ClusterIngest {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break, // never: `self.tx` lives
             }
+            self.count_shards_down();
         }
         self.sessions.clear();
         self.sink.stats.redis_up.store(false, Ordering::Relaxed);
@@ -128,6 +133,18 @@ impl ClusterIngest {
             })
             .cloned()
             .collect()
+    }
+
+    /// `shards_down` for `/readyz` and `/metrics`: the shards no ready (subscribed and read) session holds.
+    fn count_shards_down(&self) {
+        let streaming: usize = self
+            .sessions
+            .values()
+            .filter(|s| s.ready)
+            .map(|s| s.shards.len())
+            .sum();
+        let down = self.shards.len().saturating_sub(streaming) as u64;
+        self.sink.stats.shards_down.store(down, Ordering::Relaxed);
     }
 
     fn needs_repair(&self) -> bool {

@@ -307,7 +307,8 @@ impl Core {
         }
     }
 
-    /// Why `/readyz` says no: draining, or the feed is down (no connection to Redis, or not yet).
+    /// Why `/readyz` says no: draining, or the feed is down (no connection to Redis, or not yet; Redis
+    /// Cluster: no shard streams).
     fn not_ready(&self) -> Option<&'static str> {
         if self.shutdown_requested {
             Some("draining")
