@@ -33,7 +33,6 @@ use fleet::client::{ClientHost, ClientState};
 use fleet::cluster::{Cluster, info_field};
 use fleet::netns::{Net, Proc, in_ns};
 use fleet::*;
-use ringcast::ingest::cluster::shard_of;
 
 const CLIENTS: usize = 120;
 
@@ -82,20 +81,7 @@ fn tools() -> Option<(String, String, String)> {
 
 /// Two symbols of every shard.
 fn symbols() -> Vec<String> {
-    let mut per_shard: HashMap<u32, usize> = HashMap::new();
-    let mut out = Vec::new();
-    for i in 0.. {
-        let s = format!("F{i:03}");
-        let n = per_shard.entry(shard_of(&s, SHARDS)).or_default();
-        if *n < 2 {
-            *n += 1;
-            out.push(s);
-        }
-        if out.len() == 2 * SHARDS as usize {
-            return out;
-        }
-    }
-    unreachable!()
+    common::cluster::two_symbols_per_shard('F', SHARDS)
 }
 
 /// `ringcast publish --redis-cluster` of `{"symbol":s,"p":p}` for every symbol, as one message (from

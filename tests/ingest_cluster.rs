@@ -129,20 +129,7 @@ fn publish(seeds: &str, symbols: &[String], p: i64) {
 
 /// Two symbols of every shard.
 fn symbols() -> Vec<String> {
-    let mut per_shard: HashMap<u32, usize> = HashMap::new();
-    let mut out = Vec::new();
-    for i in 0.. {
-        let s = format!("T{i:03}");
-        let n = per_shard.entry(shard_of(&s, SHARDS)).or_default();
-        if *n < 2 {
-            *n += 1;
-            out.push(s);
-        }
-        if out.len() == 2 * SHARDS as usize {
-            return out;
-        }
-    }
-    unreachable!()
+    common::cluster::two_symbols_per_shard('T', SHARDS)
 }
 
 fn wait_all(clients: &[Client], symbols: &[String], p: i64, within: Duration, what: &str) {

@@ -406,3 +406,23 @@ impl RedisCluster {
         }
     }
 }
+
+/// `2 × shards` symbols named `{letter}000`, `{letter}001`, …, two on each shard (FNV-1a mod `shards`).
+pub fn two_symbols_per_shard(letter: char, shards: u32) -> Vec<String> {
+    let mut per_shard: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for i in 0.. {
+        let s = format!("{letter}{i:03}");
+        let n = per_shard
+            .entry(ringcast::ingest::cluster::shard_of(&s, shards))
+            .or_default();
+        if *n < 2 {
+            *n += 1;
+            out.push(s);
+        }
+        if out.len() == 2 * shards as usize {
+            return out;
+        }
+    }
+    unreachable!()
+}
