@@ -323,6 +323,9 @@ fn supervise(cfg: &ServeConfig) -> Result<(), String> {
             .env(group::INDEX_ENV, index.to_string())
             .env(group::DIR_ENV, metrics_dir.path());
         // The children inherit our blocked signal mask through exec; they block the same set themselves.
+        // A supervisor killed with SIGKILL cannot pass a signal on: the kernel sends them SIGTERM (a
+        // drain) when it dies, so no orphan keeps serving the port next to a restarted group.
+        crate::cli::process::die_with_parent(&mut cmd);
         cmd.spawn()
             .map_err(|e| format!("cannot start server process {index}: {e}"))
     };

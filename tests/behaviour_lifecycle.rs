@@ -4,6 +4,7 @@
 //! started with `--join` on the same port: no 503), spreads its 1012 closes over `--drain-window` and
 //! exits when the clients are gone (connections still in their HTTP exchange do not count), or at the
 //! window plus the close timeout;
+//! a supervisor killed outright (SIGKILL) takes its processes with it (each drains);
 //! SIGINT (Ctrl-C) stops within a second even with clients open; a certificate replaced on disk is picked
 //! up without a signal.
 
@@ -149,6 +150,97 @@ fn processes_share_the_port_a_killed_one_is_restarted_and_sigterm_stops_all() {
             "server process {pid} stopped with the supervisor"
         );
     }
+}
+
+/// Kills the listed pids (if still alive) when dropped: the children of a supervisor killed outright are
+/// no longer its descendants, so `ReapDescendants` cannot find them.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                kill_pid(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_supervisor_killed_outright_takes_its_processes_with_it_and_they_drain() {
+    let redis = start_redis();
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = addr.to_string();
+    let child = ringcast_command(
+        &[
+            "--log",
+            "warn",
+            "serve",
+            "--listen",
+            &listen,
+            "--processes",
+            "2",
+            "--workers",
+            "1",
+            "--redis",
+            &redis.url(),
+            "--prefix",
+            "pk:",
+            "--drain-window",
+            "1s",
+            "--close-timeout",
+            "1s",
+        ],
+        &[],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut server = Server::adopt(child, addr);
+    let supervisor = server.pid();
+    let _reap = ReapDescendants(supervisor);
+    poll_until(Duration::from_secs(10), "2 server processes", || {
+        children_of(supervisor).len() == 2
+    });
+    let children = children_of(supervisor);
+    let _orphans = KillOnDrop(children.clone());
+    let mut con = redis_con(&redis.url());
+    poll_until(
+        Duration::from_secs(10),
+        "one Redis subscriber per process",
+        || numsub(&mut con, "pk:ticks") == 2,
+    );
+    let mut clients: Vec<TcpStream> = (0..8).map(|_| server.ws()).collect();
+    for c in &mut clients {
+        subscribe(c, "K1").expect("subscribed");
+    }
+
+    // SIGKILL cannot be passed on: the kernel's parent-death signal (SIGTERM) makes each child drain.
+    kill_pid(supervisor, libc::SIGKILL);
+    assert!(
+        server
+            .wait_exit(Duration::from_secs(5))
+            .is_none_or(|code| code != 0)
+    );
+    for mut c in clients {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(
+            read_close_code(&mut c),
+            Some(1012),
+            "an orphaned server process drains its clients with 1012"
+        );
+    }
+    poll_until(
+        Duration::from_secs(10),
+        "both server processes exit after their supervisor was killed",
+        || children.iter().all(|&p| !alive(p)),
+    );
+    assert_eq!(
+        listeners_on(addr.port()),
+        0,
+        "nobody listens on the port any more"
+    );
 }
 
 /// `serve --workers 1 --echo` draining over `window` with `close_timeout` (whole seconds), plus `extra`.

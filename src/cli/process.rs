@@ -11,10 +11,25 @@ use crate::runtime::signals;
 /// SIGTERM when the thread that started it exits (so a killed parent leaves no orphans).
 pub fn guard(cmd: &mut Command) -> &mut Command {
     // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls
-    // (pthread_sigmask, prctl).
+    // (pthread_sigmask, prctl, getppid).
     unsafe {
         cmd.pre_exec(|| {
             signals::unblock();
+            Ok(())
+        });
+    }
+    die_with_parent(cmd)
+}
+
+/// Make `cmd`'s child receive SIGTERM when the thread that started it exits, and not start at all if
+/// its parent is already gone by then: a parent killed with SIGKILL (which it cannot pass on) leaves no
+/// orphans. The signal mask is left as it is (a server child blocks and `sigwait`s the same set).
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe calls (prctl,
+    // getppid).
+    unsafe {
+        cmd.pre_exec(move || {
             libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGTERM as libc::c_ulong,
@@ -22,6 +37,10 @@ pub fn guard(cmd: &mut Command) -> &mut Command {
                 0,
                 0,
             );
+            // The parent may have died between fork and prctl: then nobody would send the signal.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the parent process exited"));
+            }
             Ok(())
         })
     }
