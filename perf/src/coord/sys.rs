@@ -190,7 +190,7 @@ impl Proc {
         }
         let state = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
             .ok()
-            .and_then(|s| Some(s[s.rfind(')')? + 2..].chars().next()?));
+            .and_then(|s| s[s.rfind(')')? + 2..].chars().next());
         match state {
             None | Some('Z') | Some('X') => true,
             Some(_) => stat_field(self.pid, 19) != self.start,
@@ -411,7 +411,7 @@ mod tests {
     /// it is gone when `stop_tree` returns, the ones that are not our children included.
     #[test]
     fn stop_tree_kills_every_descendant_that_outlives_the_grace() {
-        let child = std::process::Command::new("sh")
+        let mut child = std::process::Command::new("sh")
             .args(["-c", "trap '' TERM; sleep 30 & sleep 30 & wait"])
             .spawn()
             .unwrap();
@@ -420,6 +420,7 @@ mod tests {
         let tree = descendants_of(root);
         let t = Instant::now();
         stop_tree(root, "test tree", Duration::from_millis(300), true);
+        let _ = child.wait(); // already reaped by stop_tree
         assert!(t.elapsed() < Duration::from_secs(10));
         for p in &tree {
             assert!(p.gone(root), "pid {} still alive", p.pid);
