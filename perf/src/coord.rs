@@ -1,12 +1,15 @@
 //! `ringcast-load run`: the coordinator. Starts Redis and the server if asked, spawns the client
 //! processes, publishes, samples the server from /proc, runs the scenario's phases, merges the results.
 //!
-//! Split: this file has the options and the run from start to result; `coord/server.rs` starts Redis
+//! Split: this file has the run from start to result; `coord/opts.rs` the options, the plan of client
+//! processes and the planned time; `coord/clients.rs` spawns the client processes; `coord/server.rs` starts Redis
 //! and the server (with `--tls`, its certificate); `coord/run.rs` talks to the clients and measures
 //! the phases; `coord/report.rs` prints and writes the results; `coord/sys.rs` has /proc, pids, signals.
 
+mod clients;
 mod fleet;
 mod haproxy;
+mod opts;
 mod redis_cluster;
 mod report;
 mod run;
@@ -15,12 +18,8 @@ mod stall;
 mod storm;
 mod sys;
 
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::Path;
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -28,70 +27,13 @@ use serde_json::{Value, json};
 use crate::cli::RunArgs;
 use crate::common::*;
 use crate::publisher;
+use clients::{ClientArgs, Proc, spawn_clients};
+use opts::{Opts, opts, plan, planned_secs};
 use run::Run;
 use server::ServerOpts;
 use sys::{Guard, install_signal_handler, server_rss_anon_kb, server_rss_kb, slab_kb};
 
 pub const MAX_PER_PROCESS: u64 = 19_000;
-
-struct Opts {
-    scenario: String,
-    conns: u64,
-    symbols: u32,
-    per_conn: u32,
-    sub_dist: String,
-    zipf_s: f64,
-    pub_dist: String,
-    form: String,
-    tick_bytes: usize,
-    rate: f64,
-    steps: Vec<f64>,
-    step_duration: f64,
-    duration: f64,
-    warmup: f64,
-    client_cores: Vec<usize>,
-    per_client: u64,
-    /// fanout: run every step even past saturation (CPU per delivery at each offered rate).
-    all_steps: bool,
-    connect_concurrency: u64,
-    churn_frac: f64,
-    churn_rate: f64,
-    slow_frac: f64,
-    seed: u64,
-    prefix: String,
-    batch: bool,
-    saturation_p99_ms: f64,
-    timeout: f64,
-    out: String,
-    svg: String,
-    quiet: bool,
-    /// --tls-resume, --tls-groups G: passed on to the clients.
-    client_tls: Vec<String>,
-    /// storm: `term` or `kill`, the clients' reconnect policy, the time allowed for all to come back,
-    /// the wait between the old server's exit and the new one's start.
-    storm_signal: String,
-    reconnect_policy: String,
-    storm_timeout: f64,
-    storm_down: f64,
-    storm_restart: String,
-}
-struct Proc {
-    child: Child,
-    stdin: ChildStdin,
-}
-
-fn defaults(scenario: &str) -> (u64, f64, f64) {
-    // (conns, rate, duration)
-    match scenario {
-        "idle" => (10_000, 0.0, 10.0),
-        "fanout" => (10_000, 0.0, 5.0),
-        "latency" => (10_000, 1000.0, 20.0),
-        "churn" => (5_000, 500.0, 15.0),
-        "slow" => (2_000, 500.0, 10.0),
-        "storm" => (10_000, 500.0, 2.0),
-        _ => (1000, 100.0, 10.0),
-    }
-}
 
 pub fn main(args: &RunArgs) -> Result<(), String> {
     let guard = Arc::new(Guard::default());
@@ -443,210 +385,6 @@ fn run_all(args: &RunArgs, guard: &Arc<Guard>) -> Result<(), String> {
     report::write_outputs(&o, &result)
 }
 
-/// The run's options from the flags (values already checked by clap), with the scenario's defaults.
-fn opts(a: &RunArgs) -> Opts {
-    let scenario = a.scenario.clone();
-    let (dconns, drate, ddur) = defaults(&scenario);
-    Opts {
-        conns: a.conns.unwrap_or(dconns),
-        symbols: a.symbols,
-        per_conn: a.per_conn,
-        sub_dist: a.sub_dist.clone(),
-        zipf_s: a.zipf_s,
-        pub_dist: a.pub_dist.clone(),
-        form: a.form.clone(),
-        tick_bytes: a.tick_bytes,
-        rate: a.rate.unwrap_or(drate),
-        steps: a.steps.0.clone(),
-        step_duration: a.step_duration,
-        duration: a.duration.unwrap_or(ddur),
-        warmup: a.warmup,
-        client_cores: a.client_cores.0.clone(),
-        per_client: a.conns_per_client,
-        connect_concurrency: a.connect_concurrency,
-        churn_frac: a
-            .churn_frac
-            .unwrap_or(if scenario == "churn" { 0.2 } else { 0.0 }),
-        churn_rate: a.churn_rate,
-        slow_frac: a.slow_frac,
-        seed: a.seed,
-        prefix: a.prefix.clone(),
-        batch: !a.no_batch,
-        saturation_p99_ms: a.saturation_p99_ms,
-        all_steps: a.all_steps,
-        timeout: a.timeout.unwrap_or(0.0),
-        out: a
-            .out
-            .clone()
-            .unwrap_or_else(|| format!("ringcast-load-{scenario}.json")),
-        svg: a
-            .svg
-            .clone()
-            .unwrap_or_else(|| format!("ringcast-load-{scenario}.svg")),
-        quiet: a.quiet,
-        client_tls: {
-            let mut v = Vec::new();
-            if a.tls.tls_resume {
-                v.push("--tls-resume".to_string());
-            }
-            if let Some(g) = &a.tls.tls_groups {
-                v.extend(["--tls-groups".to_string(), g.clone()]);
-            }
-            v
-        },
-        storm_signal: a.storm_signal.clone(),
-        reconnect_policy: a.reconnect_policy.clone(),
-        storm_timeout: a.storm_timeout,
-        storm_down: a.storm_down,
-        storm_restart: a.storm_restart.clone(),
-        scenario,
-    }
-}
-
-/// Per client process (offset, connections, first source address); and the subscriber counts per
-/// symbol: all stable connections, and per client the first `slow` share.
-type Plan = (Vec<(u64, u64, Ipv4Addr)>, Vec<u64>, Vec<u64>);
-
-fn plan(o: &Opts) -> Result<Plan, String> {
-    let sub_dist = Dist::new(&o.sub_dist, o.symbols, o.zipf_s)?;
-    let n_procs = o.conns.div_ceil(o.per_client).max(1);
-    let mut plan = Vec::new();
-    let base = u32::from(Ipv4Addr::new(127, 0, 0, 2));
-    let addrs_per_proc = o.per_client.div_ceil(28_000) as u32;
-    let mut left = o.conns;
-    for i in 0..n_procs {
-        let n = left.min(o.per_client);
-        left -= n;
-        plan.push((
-            i * o.per_client,
-            n,
-            Ipv4Addr::from(base + i as u32 * addrs_per_proc),
-        ));
-    }
-    let mut subs_stable = vec![0u64; o.symbols as usize];
-    let mut subs_slow = vec![0u64; o.symbols as usize];
-    for &(offset, n, _) in &plan {
-        let slow_n = ((n as f64) * o.slow_frac).round() as u64;
-        for j in 0..n {
-            let g = offset + j;
-            let churner = o.churn_frac > 0.0 && Rng::new(g ^ 0xC4u64).unit() < o.churn_frac;
-            if churner {
-                continue;
-            }
-            for s in subscriptions(g, o.per_conn, &sub_dist, o.seed) {
-                subs_stable[s as usize] += 1;
-                if j < slow_n {
-                    subs_slow[s as usize] += 1;
-                }
-            }
-        }
-    }
-    Ok((plan, subs_stable, subs_slow))
-}
-
-/// What every client process gets besides the options.
-struct ClientArgs<'a> {
-    exe: &'a Path,
-    target: SocketAddrV4,
-    connect_timeout: f64,
-    hard_timeout: f64,
-    /// --tls: (trusted PEM file, server name)
-    tls: Option<&'a (String, String)>,
-}
-
-type Lines = mpsc::Receiver<(usize, Option<Value>)>;
-
-/// Spawns the client processes (pinned to the client cores), each with a thread forwarding its JSON
-/// lines.
-fn spawn_clients(
-    o: &Opts,
-    guard: &Guard,
-    plan: &[(u64, u64, Ipv4Addr)],
-    a: &ClientArgs,
-) -> Result<(Lines, Vec<Proc>), String> {
-    let (tx, rx) = mpsc::channel::<(usize, Option<Value>)>();
-    let mut procs: Vec<Proc> = Vec::new();
-    let mut tls_args: Vec<&str> = Vec::new();
-    if let Some((ca, name)) = a.tls {
-        tls_args = vec!["--tls", "--ca", ca, "--server-name", name];
-        tls_args.extend(o.client_tls.iter().map(String::as_str));
-    }
-    for (i, &(offset, n, src)) in plan.iter().enumerate() {
-        let mut child = pinned_with_nofile(&mut Command::new(a.exe), &o.client_cores)
-            .args([
-                "client",
-                "--target",
-                &a.target.to_string(),
-                "--conns",
-                &n.to_string(),
-                "--offset",
-                &offset.to_string(),
-                "--src-base",
-                &src.to_string(),
-                "--symbols",
-                &o.symbols.to_string(),
-                "--per-conn",
-                &o.per_conn.to_string(),
-                "--sub-dist",
-                &o.sub_dist,
-                "--zipf-s",
-                &o.zipf_s.to_string(),
-                "--seed",
-                &o.seed.to_string(),
-                "--form",
-                &o.form,
-                "--connect-concurrency",
-                &o.connect_concurrency.to_string(),
-                "--churn-frac",
-                &o.churn_frac.to_string(),
-                "--connect-timeout",
-                &a.connect_timeout.to_string(),
-                "--deadline",
-                &format!("{}", a.hard_timeout + 10.0),
-            ])
-            .args(&tls_args)
-            .args(if o.scenario == "storm" {
-                vec!["--reconnect-policy", &o.reconnect_policy]
-            } else {
-                vec![]
-            })
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("spawning client {i}: {e}"))?;
-        guard.add(child.id(), "client");
-        pin_to(child.id() as i32, &o.client_cores)
-            .map_err(|e| format!("pinning client {i}: {e}"))?;
-        let stdout = child.stdout.take().unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send((i, Some(v)));
-                }
-            }
-            let _ = tx.send((i, None));
-        });
-        procs.push(Proc { child, stdin });
-    }
-    Ok((rx, procs))
-}
-
 fn procs_len(run: &Run) -> usize {
     run.procs.len()
-}
-
-fn planned_secs(o: &Opts) -> f64 {
-    let connect = o.conns as f64 / 1000.0 + 10.0;
-    let phases = match o.scenario.as_str() {
-        "fanout" => o.steps.len() as f64 * (o.step_duration + o.warmup + 2.0),
-        "churn" => o.duration * 4.0 / 3.0 + 2.0 * o.warmup + 4.0,
-        "slow" => 2.0 * (o.duration + o.warmup + 2.0),
-        "storm" => o.duration + o.warmup + 2.0 + o.storm_timeout + 30.0,
-        _ => o.duration + o.warmup + 2.0,
-    };
-    connect + phases
 }

@@ -232,7 +232,7 @@ pub(super) fn start(
                 .stderr(Stdio::inherit())
                 .spawn()
                 .map_err(|e| format!("starting {bin}: {e}"))?;
-            guard.add(child.id(), "ringcast");
+            guard.add_with_grace(child.id(), "ringcast", stop_grace(&s.extra_args, conns));
             pin_to(child.id() as i32, &cores).map_err(|e| format!("pinning the server: {e}"))?;
             pids.push(child.id() as i32);
             desc = format!(
@@ -358,6 +358,32 @@ fn all_server_pids(s: &ServerOpts, mut pids: Vec<i32>, conns: u64) -> Vec<i32> {
 
 /// A throwaway self-signed localhost certificate (certs/make-dev-cert.sh, openssl) in a temporary
 /// directory removed at the end of the run. Returns (cert.pem, key.pem).
+/// How long the server gets to exit after SIGTERM before the harness SIGKILLs what is left of it:
+/// its own bound (`--drain-window` + `--close-timeout` + 1 s, from its flags or environment as the
+/// server reads them) plus 10 s and 1 s per 20,000 connections (a supervisor of 64 processes holding
+/// 1M connections takes tens of seconds to close them and exit).
+fn stop_grace(extra_args: &[String], conns: u64) -> Duration {
+    let setting = |flag: &str, env: &str, default: f64| {
+        extra_args
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| extra_args.get(i + 1))
+            .cloned()
+            .or_else(|| {
+                let prefix = format!("{flag}=");
+                extra_args
+                    .iter()
+                    .find_map(|a| a.strip_prefix(&prefix).map(str::to_string))
+            })
+            .or_else(|| std::env::var(env).ok())
+            .and_then(|v| parse_secs(&v))
+            .unwrap_or(default)
+    };
+    let drain = setting("--drain-window", "RINGCAST_DRAIN_WINDOW", 10.0);
+    let close = setting("--close-timeout", "RINGCAST_CLOSE_TIMEOUT", 5.0);
+    Duration::from_secs_f64(drain + close + 1.0 + 10.0 + conns as f64 / 20_000.0)
+}
+
 fn make_dev_cert(guard: &Guard) -> Result<(String, String), String> {
     let script = format!("{}/../certs/make-dev-cert.sh", env!("CARGO_MANIFEST_DIR"));
     let dir = guard.temp_dir("tls")?;

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use super::report::fmt_us;
 use super::run::Run;
 use super::server::{self, ServerOpts, Started};
-use super::sys::{Guard, listeners_on, server_cpu_ns, wait_until};
+use super::sys::{Guard, descendants_of, kill_and_wait, listeners_on, server_cpu_ns, wait_until};
 use crate::common::*;
 
 /// Runs the storm after the baseline phase; returns the `extra.storm` object of the result.
@@ -86,6 +86,9 @@ pub(super) fn run(
     );
     // SIGTERM to the server this run started (a --processes supervisor passes it on and reaps its
     // children); SIGKILL to it and every process of it, as a crash of the host's service would.
+    // Its workers, known now (once the supervisor is gone they are init's): SIGKILLed with it if
+    // it does not exit in time.
+    let mut old_workers = Some(descendants_of(old));
     let targets = if kill {
         run.server_pids.clone()
     } else {
@@ -130,6 +133,10 @@ pub(super) fn run(
                 // SAFETY: as above; the process is still our unreaped child.
                 unsafe { libc::kill(old, libc::SIGKILL) };
                 old_cpu_total = Some(reap(old, 0).unwrap_or(0));
+                kill_and_wait(
+                    old_workers.take().unwrap_or_default(),
+                    "the old server's workers",
+                );
             }
             if old_cpu_total.is_some() {
                 guard.forget(old as u32);

@@ -11,38 +11,42 @@ use std::time::{Duration, Instant};
 /// removed once those processes are gone).
 #[derive(Default)]
 pub(super) struct Guard {
-    pids: Mutex<Vec<(i32, String)>>,
+    pids: Mutex<Vec<Started>>,
     dirs: Mutex<Vec<PathBuf>>,
 }
+
+/// One process we started: how long `stop_all` waits after SIGTERM before it SIGKILLs the survivors.
+struct Started {
+    pid: i32,
+    what: String,
+    grace: Duration,
+}
+
+/// How long a process without a drain of its own gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(5);
+
 impl Guard {
     pub(super) fn add(&self, pid: u32, what: &str) {
-        self.pids
-            .lock()
-            .unwrap()
-            .push((pid as i32, what.to_string()));
+        self.add_with_grace(pid, what, GRACE);
+    }
+    /// A process that drains on SIGTERM (the server): `stop_all` waits `grace` for it and its
+    /// descendants to exit before it SIGKILLs the survivors.
+    pub(super) fn add_with_grace(&self, pid: u32, what: &str, grace: Duration) {
+        self.pids.lock().unwrap().push(Started {
+            pid: pid as i32,
+            what: what.to_string(),
+            grace,
+        });
     }
     pub(super) fn forget(&self, pid: u32) {
-        self.pids.lock().unwrap().retain(|(p, _)| *p != pid as i32);
+        self.pids.lock().unwrap().retain(|s| s.pid != pid as i32);
     }
+    /// Stops everything we started, newest first (clients, then the server, then Redis), each
+    /// process tree gone before the next: see [`stop_tree`].
     pub(super) fn stop_all(&self) {
         let mut pids = self.pids.lock().unwrap();
-        // newest first (clients, then the server, then Redis), each one gone before the next
-        for (pid, _) in pids.iter().rev() {
-            unsafe { libc::kill(*pid, libc::SIGTERM) };
-            let t = Instant::now();
-            loop {
-                let mut st = 0;
-                let r = unsafe { libc::waitpid(*pid, &mut st, libc::WNOHANG) };
-                if r != 0 {
-                    break;
-                }
-                if t.elapsed() > Duration::from_secs(5) {
-                    unsafe { libc::kill(*pid, libc::SIGKILL) };
-                    unsafe { libc::waitpid(*pid, &mut st, 0) };
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        for s in pids.iter().rev() {
+            stop_tree(s.pid, &s.what, s.grace, s.grace > GRACE);
         }
         pids.clear();
         for d in self.dirs.lock().unwrap().drain(..) {
@@ -75,6 +79,139 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// Stops the process tree rooted at our child `root` (a `--processes` supervisor and its workers):
+/// collects its descendants first, SIGTERMs the root (which forwards the drain to its workers), waits
+/// up to `grace` for every one of them to exit, then SIGKILLs every survivor and waits until each is
+/// reaped (the root) or gone from /proc (the others, which are not our children). Returns only once
+/// none of them is alive. `report`: print how long the tree took to exit.
+pub(super) fn stop_tree(root: i32, what: &str, grace: Duration, report: bool) {
+    let t = Instant::now();
+    let mut tree = vec![Proc::of(root)];
+    tree.extend(descendants(root).into_iter().map(Proc::of));
+    // SAFETY: kill(2) on our unreaped child (its pid cannot have been reused).
+    unsafe { libc::kill(root, libc::SIGTERM) };
+    if report {
+        eprintln!(
+            "stopping {what} (pid {root}, {} processes): SIGTERM, waiting up to {:.0} s",
+            tree.len(),
+            grace.as_secs_f64()
+        );
+    }
+    let all_gone = |tree: &mut Vec<Proc>| {
+        tree.retain(|p| !p.gone(root));
+        tree.is_empty()
+    };
+    while !all_gone(&mut tree) && t.elapsed() < grace {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed = tree.len();
+    if killed > 0 {
+        // Workers the supervisor started since (a restart) count too.
+        for p in descendants(root) {
+            if !tree.iter().any(|q| q.pid == p) {
+                tree.push(Proc::of(p));
+            }
+        }
+        kill_and_wait_from(tree, root, what);
+    }
+    if report || killed > 0 {
+        eprintln!(
+            "{what} (pid {root}) exited {:.2} s after SIGTERM{}",
+            t.elapsed().as_secs_f64(),
+            if killed > 0 {
+                format!(
+                    " ({killed} processes SIGKILLed after {:.0} s)",
+                    grace.as_secs_f64()
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+/// The descendants of our child `root` now (a `--processes` supervisor's workers), for
+/// [`kill_and_wait`] once it is gone.
+pub(super) fn descendants_of(root: i32) -> Vec<Proc> {
+    descendants(root).into_iter().map(Proc::of).collect()
+}
+
+/// SIGKILLs each of `procs` still alive (none of them our child) and waits until all are gone.
+pub(super) fn kill_and_wait(procs: Vec<Proc>, what: &str) {
+    kill_and_wait_from(procs, 0, what);
+}
+
+/// SIGKILLs each of `procs` still alive and waits until all are gone (`root`, our child, reaped), for
+/// at most 60 s (then a warning naming the survivors).
+fn kill_and_wait_from(mut procs: Vec<Proc>, root: i32, what: &str) {
+    for p in &procs {
+        p.kill();
+    }
+    let t = Instant::now();
+    loop {
+        procs.retain(|p| !p.gone(root));
+        if procs.is_empty() {
+            return;
+        }
+        if t.elapsed() > Duration::from_secs(60) {
+            eprintln!(
+                "warning: {what}: {} processes still alive 60 s after SIGKILL: {:?}",
+                procs.len(),
+                procs.iter().map(|p| p.pid).collect::<Vec<_>>()
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process of a tree we stop, known by pid and start time (so a reused pid is not mistaken for it).
+pub(super) struct Proc {
+    pid: i32,
+    start: Option<u64>,
+}
+impl Proc {
+    fn of(pid: i32) -> Proc {
+        Proc {
+            pid,
+            start: stat_field(pid, 19),
+        }
+    }
+    /// Exited: reaped (`root`, our child) or no longer in /proc as the same live process (the others;
+    /// a zombie whose parent has not reaped it yet has exited too).
+    fn gone(&self, root: i32) -> bool {
+        if self.pid == root {
+            let mut st = 0;
+            // SAFETY: waitpid(2) on our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut st, libc::WNOHANG) };
+            return r != 0;
+        }
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|s| s[s.rfind(')')? + 2..].chars().next());
+        match state {
+            None | Some('Z') | Some('X') => true,
+            Some(_) => stat_field(self.pid, 19) != self.start,
+        }
+    }
+    fn kill(&self) {
+        if stat_field(self.pid, 19) == self.start {
+            // SAFETY: kill(2) on a process of the tree we started, checked by its start time.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Field `i` (0-based after the command name: 0 is the state, 19 the start time) of /proc/PID/stat.
+fn stat_field(pid: i32, i: usize) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(i)?
+        .parse()
+        .ok()
 }
 
 // ---- /proc sampling ----
@@ -264,4 +401,29 @@ pub(super) fn listeners_on(port: u16) -> usize {
                 .count()
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tree that ignores SIGTERM (a supervisor whose workers outlive its grace): every process of
+    /// it is gone when `stop_tree` returns, the ones that are not our children included.
+    #[test]
+    fn stop_tree_kills_every_descendant_that_outlives_the_grace() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let root = child.id() as i32;
+        wait_until(Duration::from_secs(5), || descendants(root).len() >= 2).unwrap();
+        let tree = descendants_of(root);
+        let t = Instant::now();
+        stop_tree(root, "test tree", Duration::from_millis(300), true);
+        let _ = child.wait(); // already reaped by stop_tree
+        assert!(t.elapsed() < Duration::from_secs(10));
+        for p in &tree {
+            assert!(p.gone(root), "pid {} still alive", p.pid);
+        }
+    }
 }
