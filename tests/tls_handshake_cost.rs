@@ -4,7 +4,8 @@
 //! (TLS 1.3 tickets from a `--tls-ticket-keys` file). A measurement, not a check: it is `#[ignore]`d;
 //! run it with
 //! `cargo test --release --test tls_handshake_cost -- --ignored --nocapture` (perf/RESULTS.md,
-//! "Handshakes per core", has the figures and the socket-level ones).
+//! "Handshakes per core", has the figures and the socket-level ones). `one_kind` is the target for an
+//! instruction profile (callgrind) of one kind of handshake.
 
 mod common;
 #[allow(dead_code)]
@@ -18,9 +19,22 @@ use ringcast::tls::{KxGroups, TlsAcceptor, TlsConfig};
 use rustls::{ClientConfig, ClientConnection, HandshakeKind, RootCertStore};
 use support::{DevCert, TempDir};
 
+/// A client offering `group` only and the cipher suites in a browser's order (Chrome, Firefox and
+/// Safari offer TLS13_AES_128_GCM_SHA256 first; rustls' own client default puts AES-256 first), or
+/// with `HS_SUITE=aes256` in the environment rustls' order. The server follows the client's order.
 fn client(cert: &DevCert, group: &str, resume: bool) -> Arc<ClientConfig> {
+    use rustls::crypto::aws_lc_rs::cipher_suite as cs;
+    let cipher_suites = match std::env::var("HS_SUITE").as_deref() {
+        Ok("aes256") => vec![cs::TLS13_AES_256_GCM_SHA384, cs::TLS13_AES_128_GCM_SHA256],
+        _ => vec![
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS13_AES_256_GCM_SHA384,
+        ],
+    };
     let provider = rustls::crypto::CryptoProvider {
         kx_groups: KxGroups::parse(group).unwrap().to_vec(),
+        cipher_suites,
         ..rustls::crypto::aws_lc_rs::default_provider()
     };
     let mut roots = RootCertStore::empty();
@@ -132,6 +146,34 @@ fn server_cpu_per_handshake() {
         "ticket (160 B state) sealed + opened: median {:.1} µs",
         median.as_secs_f64() * 1e6
     );
+}
+
+/// One kind of handshake, `HS_N` times (default 200), for an instruction profile of the server side:
+/// `HS_GROUP` (default x25519), `HS_RESUME=1` for resumed ones, `HS_SUITE=aes256` for rustls' client
+/// suite order. Under callgrind, count only the server:
+/// `valgrind --tool=callgrind --toggle-collect='*TlsSession*receive*' <test binary> --ignored --exact one_kind`
+/// (the per-handshake figure is the total over `HS_N + 1`, the warm-up included).
+#[test]
+#[ignore = "a profile target: run under callgrind, see the comment"]
+fn one_kind() {
+    let cert = DevCert::ecdsa();
+    let dir = TempDir::new("cost1");
+    let keys = dir.0.join("keys");
+    std::fs::write(&keys, (0..80u8).collect::<Vec<_>>()).unwrap();
+    let group = std::env::var("HS_GROUP").unwrap_or_else(|_| "x25519".into());
+    let resume = std::env::var("HS_RESUME").is_ok_and(|v| v == "1");
+    let n: usize = std::env::var("HS_N").map_or(200, |v| v.parse().unwrap());
+    let acceptor = TlsAcceptor::new(&TlsConfig {
+        ticket_keys: Some(keys),
+        groups: KxGroups::parse(&group).unwrap(),
+        ..TlsConfig::new(cert.cert(), cert.key())
+    })
+    .unwrap();
+    let cfg = client(&cert, &group, resume);
+    handshake(&acceptor, &cfg);
+    for _ in 0..n {
+        handshake(&acceptor, &cfg);
+    }
 }
 
 /// The median time of `n` runs of `f`.
