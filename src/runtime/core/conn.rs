@@ -155,13 +155,29 @@ impl Conn {
         let Some(plain) = tls.plain.as_mut().filter(|p| !p.is_empty()) else {
             return Ok(());
         };
-        let chunks = plain.take_all(backlog);
-        tls.release_plain();
+        let mut chunks = plain.take_all(backlog);
         // The one copy: frames into `cipher` (the send buffer), encrypted there (TLS 1.3).
-        let plain: usize = chunks.iter().map(|c| c.bytes().len()).sum();
-        let mut cipher = Vec::with_capacity(plain + plain.div_ceil(16 * 1024) * 22);
-        tls.session
-            .encrypt_chunks(chunks.iter().map(Chunk::bytes), &mut cipher)?;
+        let bytes: usize = chunks.iter().map(|c| c.bytes().len()).sum();
+        let mut cipher = Vec::with_capacity(bytes + bytes.div_ceil(16 * 1024) * 22);
+        let sealed = tls
+            .session
+            .encrypt_chunks(chunks.iter().map(Chunk::bytes), &mut cipher);
+        chunks.clear();
+        // With no outbox (the usual case: the last send is done) the emptied plaintext queue becomes
+        // the outbox, its queue's allocation with it: no box or queue freed here and allocated again
+        // (the outbox is dropped once sent, as always). One with a slow-consumer clock stays.
+        let idle = plain.over_limit_since_ms.is_none() && plain.slow_timer_ms.is_none();
+        match tls.plain.take() {
+            Some(mut reused) if idle && self.outbox.is_none() => {
+                reused.restore_queue(chunks);
+                self.outbox = Some(reused);
+            }
+            kept => {
+                tls.plain = kept;
+                tls.release_plain();
+            }
+        }
+        sealed?;
         self.outbox().push_owned(cipher, backlog);
         Ok(())
     }

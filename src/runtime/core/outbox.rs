@@ -242,6 +242,12 @@ impl Outbox {
         std::mem::take(&mut self.queue)
     }
 
+    /// Give back the (emptied) queue [`take_all`](Self::take_all) took, so its allocation is used again.
+    pub fn restore_queue(&mut self, queue: VecDeque<Chunk>) {
+        debug_assert!(queue.is_empty() && self.queue.is_empty());
+        self.queue = queue;
+    }
+
     /// The in-flight send failed: nothing more will be sent.
     pub fn abandon(&mut self) {
         self.in_flight = 0;
