@@ -64,6 +64,17 @@ impl Tls {
             return Err(format!("--ca {ca}: no CERTIFICATE block in the file"));
         }
         let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        // Offer suites in a browser's order (Chrome, Firefox and Safari put TLS13_AES_128_GCM_SHA256
+        // first; rustls' own order starts with AES-256/SHA-384, which costs the server ~14 % more
+        // instructions per resumed handshake and more per record): the server follows the client's order.
+        if let Some(i) = provider
+            .cipher_suites
+            .iter()
+            .position(|s| s.suite() == rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        {
+            let aes128 = provider.cipher_suites.remove(i);
+            provider.cipher_suites.insert(0, aes128);
+        }
         if let Some(list) = groups {
             provider.kx_groups = list
                 .split(',')
