@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bounded fuzz smoke run of the protocol layer: at most ~60 s of fuzzing in total (builds excluded).
+# Bounded fuzz smoke run of the protocol layer and the TLS 1.3 record layer (builds excluded).
 #
 # With a nightly toolchain and cargo-fuzz (installed here if missing), each target runs under
 # libFuzzer for FUZZ_SECONDS, starting from the committed seeds (seeds/<target>/). Without nightly or
@@ -16,7 +16,7 @@ cd "$(dirname "$0")"
 
 seconds=${FUZZ_SECONDS:-25}
 seed=${FUZZ_SEED:-$RANDOM}
-targets=(handshake frame_decoder client_command proxy_header)
+targets=(handshake frame_decoder client_command proxy_header tls_record)
 
 has_nightly() { cargo +nightly --version >/dev/null 2>&1; }
 has_cargo_fuzz() { cargo fuzz --version >/dev/null 2>&1; }

@@ -282,7 +282,7 @@ fn records_a_client_may_not_send_are_refused_with_their_alert() {
         (
             "KeyUpdate request 7",
             bad_key_update,
-            RecordError::Malformed,
+            RecordError::BadKeyUpdateRequest { value: 7 },
         ),
         (
             "inner plaintext of zeros only",

@@ -3,16 +3,17 @@
 //! to each target for a bounded time.
 //!
 //! ```text
-//! cargo run --release --example replay -- [handshake|frame_decoder|client_command|proxy_header|all] [seconds per target] [seed]
+//! cargo run --release --example replay -- [handshake|frame_decoder|client_command|proxy_header|tls_record|all] [seconds per target] [seed]
 //! ```
 
 use std::time::{Duration, Instant};
 
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+const TARGETS: [(&str, fn(&[u8])); 5] = [
     ("handshake", ringcast_fuzz::handshake),
     ("frame_decoder", ringcast_fuzz::frame_decoder),
     ("client_command", ringcast_fuzz::client_command),
     ("proxy_header", ringcast_fuzz::proxy_header),
+    ("tls_record", ringcast_fuzz::tls_record),
 ];
 
 /// Inputs committed in `seeds/<target>/`: a missing or emptied seed directory fails the run.
@@ -44,6 +45,7 @@ fn main() {
                     "handshake" => random_request(&mut rng),
                     "client_command" => random_command(&mut rng),
                     "proxy_header" => random_proxy_header(&mut rng),
+                    "tls_record" => random_records(&mut rng),
                     _ => random_stream(&mut rng),
                 };
                 target(&input);
@@ -268,6 +270,34 @@ fn random_command(rng: &mut Rng) -> Vec<u8> {
         mutate(rng, &mut out);
     }
     out
+}
+
+// -- TLS records ---------------------------------------------------------------------------------------
+
+/// A mode byte (odd: a client script, even: arbitrary ciphertext), then random bytes: the script
+/// reads them as operations, lengths and split points (see fuzz/src/tls_record.rs).
+fn random_records(rng: &mut Rng) -> Vec<u8> {
+    let len = if rng.chance(4) {
+        rng.below(2000)
+    } else {
+        rng.below(120)
+    };
+    let mut input = rng.bytes(len + 1);
+    if input.len() > 1 && rng.chance(3) {
+        // Ciphertext that starts like a record.
+        input.splice(
+            1..1,
+            [
+                rng.next() as u8,
+                23,
+                3,
+                3,
+                rng.below(0x42) as u8,
+                rng.next() as u8,
+            ],
+        );
+    }
+    input
 }
 
 // -- frames --------------------------------------------------------------------------------------------

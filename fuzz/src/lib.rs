@@ -2,6 +2,9 @@
 //! harness (`examples/replay.rs`). Each panics when an invariant breaks.
 
 pub mod alloc_count;
+mod tls_record;
+
+pub use tls_record::tls_record;
 
 #[global_allocator]
 static ALLOCATOR: alloc_count::Counting = alloc_count::Counting;

@@ -289,6 +289,9 @@ pub enum RecordError {
     KeyUpdateNotAtRecordEnd,
     /// A malformed alert or KeyUpdate.
     Malformed,
+    /// A KeyUpdate whose request_update is neither 0 (update_not_requested) nor 1
+    /// (update_requested): `illegal_parameter` (RFC 8446 §4.6.3).
+    BadKeyUpdateRequest { value: u8 },
     /// Ours, not the peer's: a sequence number ran out, or a key could not be set up.
     Internal,
 }
@@ -304,6 +307,7 @@ impl RecordError {
             | RecordError::UnexpectedHandshake { .. }
             | RecordError::KeyUpdateNotAtRecordEnd => A::UnexpectedMessage,
             RecordError::Malformed => A::DecodeError,
+            RecordError::BadKeyUpdateRequest { .. } => A::IllegalParameter,
             RecordError::Internal => A::InternalError,
         }
     }
@@ -328,6 +332,12 @@ impl fmt::Display for RecordError {
                 write!(f, "KeyUpdate not at the end of its record")
             }
             RecordError::Malformed => write!(f, "malformed alert or KeyUpdate"),
+            RecordError::BadKeyUpdateRequest { value } => {
+                write!(
+                    f,
+                    "KeyUpdate with request_update {value} (only 0 and 1 exist)"
+                )
+            }
             RecordError::Internal => write!(f, "internal record layer error"),
         }
     }

@@ -21,6 +21,7 @@ mod error;
 mod groups;
 mod load;
 mod record;
+mod record_keys;
 mod reload;
 mod rustls_conn;
 mod session;
@@ -34,6 +35,9 @@ use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSess
 
 pub use error::{FileKind, RecordError, TicketKeysProblem, TlsError, TlsFailure};
 pub use groups::{DEFAULT_GROUPS, KxGroups};
+/// Our TLS 1.3 record layer on its own, for fuzzing and tests ([`RecordLayer::with_secrets`]).
+#[doc(hidden)]
+pub use record::{Received, RecordLayer};
 pub use reload::{TlsReloader, WorkerTls};
 pub use rustls_conn::plaintext_rejection;
 pub use session::TlsSession;

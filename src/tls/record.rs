@@ -19,16 +19,14 @@
 //! - before the sending sequence number reaches the AEAD's confidentiality limit we send a
 //!   KeyUpdate and change keys (rustls did the same).
 
-use aws_lc_rs::aead::{
-    AES_128_GCM, AES_256_GCM, Aad, Algorithm, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce,
-    UnboundKey,
-};
+use aws_lc_rs::aead::{Aad, LessSafeKey, NONCE_LEN};
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
-use rustls::{AlertDescription, ConnectionTrafficSecrets, ExtractedSecrets};
+use rustls::{AlertDescription, ExtractedSecrets};
 use zeroize::Zeroize;
 
 use super::error::{RecordError, TlsFailure};
+use super::record_keys::{Cipher, KeySchedule, RawKey, Secrets, nonce};
 
 /// Record header: type (1), legacy version (2), length (2).
 pub const HEADER_LEN: usize = 5;
@@ -52,82 +50,6 @@ const ALERT_USER_CANCELED: u8 = 90;
 /// confidentiality limit (2^24 records for AES-128-GCM in rustls' aws-lc provider, 2^23 for
 /// AES-256-GCM), the same for every suite.
 const KEY_UPDATE_AFTER: u64 = 1 << 22;
-
-/// The AEAD of the negotiated suite.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cipher {
-    Aes128Gcm,
-    Aes256Gcm,
-    Chacha20Poly1305,
-}
-
-impl Cipher {
-    fn algorithm(self) -> &'static Algorithm {
-        match self {
-            Cipher::Aes128Gcm => &AES_128_GCM,
-            Cipher::Aes256Gcm => &AES_256_GCM,
-            Cipher::Chacha20Poly1305 => &CHACHA20_POLY1305,
-        }
-    }
-}
-
-/// One direction's key material as rustls hands it over.
-struct RawKey {
-    cipher: Cipher,
-    key: [u8; 32],
-    key_len: u8,
-    iv: [u8; NONCE_LEN],
-}
-
-impl Drop for RawKey {
-    fn drop(&mut self) {
-        self.key.zeroize();
-        self.iv.zeroize();
-    }
-}
-
-impl RawKey {
-    fn from_rustls(secrets: &ConnectionTrafficSecrets) -> Result<RawKey, RecordError> {
-        let (cipher, key, iv) = match secrets {
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (Cipher::Aes128Gcm, key, iv),
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (Cipher::Aes256Gcm, key, iv),
-            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (Cipher::Chacha20Poly1305, key, iv)
-            }
-            _ => return Err(RecordError::Internal),
-        };
-        let (key, iv) = (key.as_ref(), iv.as_ref());
-        if key.len() > 32 || iv.len() != NONCE_LEN {
-            return Err(RecordError::Internal);
-        }
-        let mut raw = RawKey {
-            cipher,
-            key: [0; 32],
-            key_len: key.len() as u8,
-            iv: [0; NONCE_LEN],
-        };
-        raw.key[..key.len()].copy_from_slice(key);
-        raw.iv.copy_from_slice(iv);
-        Ok(raw)
-    }
-
-    /// The aws-lc context for this key (~600 B of C heap while it lives).
-    fn context(&self) -> Result<LessSafeKey, RecordError> {
-        let key = &self.key[..usize::from(self.key_len)];
-        UnboundKey::new(self.cipher.algorithm(), key)
-            .map(LessSafeKey::new)
-            .map_err(|_| RecordError::Internal)
-    }
-}
-
-/// The per-record nonce: the IV XOR the sequence number, right-aligned (RFC 8446 §5.3).
-fn nonce(iv: &[u8; NONCE_LEN], seq: u64) -> Nonce {
-    let mut n = *iv;
-    for (b, s) in n[NONCE_LEN - 8..].iter_mut().zip(seq.to_be_bytes()) {
-        *b ^= s;
-    }
-    Nonce::assume_unique_for_key(n)
-}
 
 /// What [`RecordLayer::receive`] found besides plaintext.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +80,7 @@ pub struct RecordLayer {
     rx: RawKey,
     rx_seq: u64,
     /// Derives the next traffic keys on a KeyUpdate (rustls' key schedule, ~450 B).
-    kernel: Box<KernelConnection<ServerConnectionData>>,
+    keys: KeySchedule,
     /// A received record not complete yet: empty (no allocation) between records.
     partial: Vec<u8>,
     /// A handshake message split across records (legal, rare): empty otherwise.
@@ -201,8 +123,38 @@ impl RecordLayer {
             },
             rx: RawKey::from_rustls(&rx)?,
             rx_seq,
-            kernel: Box::new(kernel),
+            keys: KeySchedule::Rustls(Box::new(kernel)),
             partial,
+            handshake: Vec::new(),
+            peer_closed: false,
+        })
+    }
+
+    /// A record layer with fixed traffic secrets instead of a handshake, for fuzzing and tests:
+    /// `suite` is the TLS 1.3 cipher suite (0x1301, 0x1302, 0x1303), the secrets are the client's
+    /// and the server's application traffic secrets (as long as the suite's hash), and KeyUpdates
+    /// step them as RFC 8446 §7.2 says. `rx_seq`, `tx_seq`: the first sequence numbers.
+    #[doc(hidden)]
+    pub fn with_secrets(
+        suite: u16,
+        client_secret: &[u8],
+        server_secret: &[u8],
+        rx_seq: u64,
+        tx_seq: u64,
+    ) -> Result<RecordLayer, RecordError> {
+        let cipher = Cipher::from_suite(suite).ok_or(RecordError::Internal)?;
+        let secrets = Secrets::new(cipher, client_secret, server_secret)?;
+        let tx = secrets.current(false)?;
+        Ok(RecordLayer {
+            tx: Sealer {
+                key: tx.context()?,
+                iv: tx.iv,
+                seq: tx_seq,
+            },
+            rx: secrets.current(true)?,
+            rx_seq,
+            keys: KeySchedule::Secrets(Box::new(secrets)),
+            partial: Vec::new(),
             handshake: Vec::new(),
             peer_closed: false,
         })
@@ -298,6 +250,8 @@ impl RecordLayer {
     }
 
     /// Opens every complete record of `input`; returns the bytes of an incomplete last record.
+    /// Requests for a KeyUpdate are answered once, after the last record (RFC 8446 §4.6.3 asks for
+    /// one before our next application data: a flood of requests costs one answer per read).
     fn open_all<'a>(
         &mut self,
         mut input: &'a [u8],
@@ -305,10 +259,25 @@ impl RecordLayer {
         out: &mut Vec<u8>,
     ) -> Result<&'a [u8], TlsFailure> {
         let mut key: Option<LessSafeKey> = None;
-        while input.len() >= HEADER_LEN && !self.peer_closed {
+        let mut answer_key_update = false;
+        let rest = loop {
+            if self.peer_closed {
+                // Anything after close_notify is ignored (RFC 8446 §6.1).
+                break input;
+            }
+            if input.len() < HEADER_LEN {
+                // A wrong outer type is refused as soon as its first byte is here.
+                match input.first() {
+                    Some(&content_type) if content_type != CONTENT_APPLICATION_DATA => {
+                        return Err(RecordError::UnexpectedRecord { content_type }.into());
+                    }
+                    _ => break input,
+                }
+            }
             let header: [u8; HEADER_LEN] = input[..HEADER_LEN].try_into().unwrap_or_default();
             let len = usize::from(u16::from_be_bytes([header[3], header[4]]));
             if header[0] != CONTENT_APPLICATION_DATA {
+                // Unencrypted records (a change_cipher_spec is allowed only during the handshake).
                 return Err(RecordError::UnexpectedRecord {
                     content_type: header[0],
                 }
@@ -322,71 +291,85 @@ impl RecordLayer {
                 return Err(RecordError::BadRecordMac.into());
             }
             if input.len() < HEADER_LEN + len {
-                break;
+                break input;
             }
             let body = &input[HEADER_LEN..HEADER_LEN + len];
             input = &input[HEADER_LEN + len..];
-            let opener = match &mut key {
-                Some(key) => key,
-                None => key.insert(self.rx.context()?),
-            };
             let start = plaintext.len();
-            plaintext.extend_from_slice(body);
-            let seq = self.rx_seq;
-            self.rx_seq = seq.checked_add(1).ok_or(RecordError::Internal)?;
-            let opened = opener
-                .open_in_place(
-                    nonce(&self.rx.iv, seq),
-                    Aad::from(header),
-                    &mut plaintext[start..],
-                )
-                .map(|p| p.len());
-            let Ok(opened) = opened else {
+            if let Err(e) = self.open_one(header, body, &mut key, plaintext, &mut answer_key_update)
+            {
+                // Only the content of records accepted before the bad one stays.
                 plaintext.truncate(start);
-                return Err(RecordError::BadRecordMac.into());
-            };
-            plaintext.truncate(start + opened);
-            // Inner plaintext: content, the real content type, zero padding (RFC 8446 §5.2).
-            let Some(end) = plaintext[start..].iter().rposition(|&b| b != 0) else {
-                plaintext.truncate(start);
-                return Err(RecordError::UnexpectedRecord { content_type: 0 }.into());
-            };
-            let content_type = plaintext[start + end];
-            plaintext.truncate(start + end);
-            if end > MAX_PAYLOAD {
-                return Err(RecordError::RecordOverflow.into());
+                return Err(e);
             }
-            if content_type == CONTENT_APPLICATION_DATA {
-                if !self.handshake.is_empty() {
-                    // A handshake message must not be interleaved with other records.
-                    return Err(RecordError::UnexpectedRecord { content_type }.into());
-                }
-                continue;
-            }
-            let content = plaintext.split_off(start);
-            match content_type {
-                CONTENT_ALERT => self.on_alert(&content)?,
-                CONTENT_HANDSHAKE => {
-                    if self.on_handshake(&content, out)? {
-                        // The receiving key changed: the next record opens with the new one.
-                        key = None;
-                    }
-                }
-                other => {
-                    return Err(RecordError::UnexpectedRecord {
-                        content_type: other,
-                    }
-                    .into());
-                }
-            }
+        };
+        if answer_key_update {
+            self.key_update(out)?;
         }
-        if input.len() >= HEADER_LEN && input[0] != CONTENT_APPLICATION_DATA && !self.peer_closed {
-            return Err(RecordError::UnexpectedRecord {
-                content_type: input[0],
-            }
-            .into());
+        Ok(rest)
+    }
+
+    /// Opens one complete record: application data stays in `plaintext` (after `start`), alerts
+    /// and handshake messages are taken out and acted on.
+    fn open_one(
+        &mut self,
+        header: [u8; HEADER_LEN],
+        body: &[u8],
+        key: &mut Option<LessSafeKey>,
+        plaintext: &mut Vec<u8>,
+        answer_key_update: &mut bool,
+    ) -> Result<(), TlsFailure> {
+        let opener = match key {
+            Some(key) => key,
+            None => key.insert(self.rx.context()?),
+        };
+        let start = plaintext.len();
+        plaintext.extend_from_slice(body);
+        let seq = self.rx_seq;
+        // The peer must change keys before its sequence number would wrap (RFC 8446 §5.3); one
+        // that did not is stopped at 2^64 - 1 (it cannot get there: 2^64 records).
+        self.rx_seq = seq.checked_add(1).ok_or(RecordError::Internal)?;
+        let opened = opener
+            .open_in_place(
+                nonce(&self.rx.iv, seq),
+                Aad::from(header),
+                &mut plaintext[start..],
+            )
+            .map(|p| p.len())
+            .map_err(|_| RecordError::BadRecordMac)?;
+        plaintext.truncate(start + opened);
+        // The whole inner plaintext, padding included, is at most 2^14 + 1 bytes (RFC 8446 §5.4).
+        if opened > MAX_PAYLOAD + 1 {
+            return Err(RecordError::RecordOverflow.into());
         }
-        Ok(input)
+        // Inner plaintext: content, the real content type, zero padding (RFC 8446 §5.2).
+        let Some(end) = plaintext[start..].iter().rposition(|&b| b != 0) else {
+            return Err(RecordError::UnexpectedRecord { content_type: 0 }.into());
+        };
+        let content_type = plaintext[start + end];
+        plaintext.truncate(start + end);
+        if content_type == CONTENT_APPLICATION_DATA {
+            if !self.handshake.is_empty() {
+                // A handshake message must not be interleaved with other records.
+                return Err(RecordError::UnexpectedRecord { content_type }.into());
+            }
+            return Ok(());
+        }
+        let content = plaintext.split_off(start);
+        match content_type {
+            CONTENT_ALERT => self.on_alert(&content),
+            CONTENT_HANDSHAKE => {
+                if self.on_handshake(&content, answer_key_update)? {
+                    // The receiving key changed: the next record opens with the new one.
+                    *key = None;
+                }
+                Ok(())
+            }
+            other => Err(RecordError::UnexpectedRecord {
+                content_type: other,
+            }
+            .into()),
+        }
     }
 
     fn on_alert(&mut self, alert: &[u8]) -> Result<(), TlsFailure> {
@@ -410,8 +393,13 @@ impl RecordLayer {
         }
     }
 
-    /// Handles the handshake bytes of one record; true when the receiving key changed.
-    fn on_handshake(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Result<bool, TlsFailure> {
+    /// Handles the handshake bytes of one record; true when the receiving key changed. A KeyUpdate
+    /// with update_requested sets `answer_key_update`.
+    fn on_handshake(
+        &mut self,
+        bytes: &[u8],
+        answer_key_update: &mut bool,
+    ) -> Result<bool, TlsFailure> {
         if bytes.is_empty() {
             return Err(RecordError::UnexpectedRecord {
                 content_type: CONTENT_HANDSHAKE,
@@ -446,18 +434,14 @@ impl RecordLayer {
             }
             self.handshake = Vec::new();
             if request > 1 {
-                return Err(RecordError::Malformed.into());
+                // Neither update_not_requested (0) nor update_requested (1): RFC 8446 §4.6.3.
+                return Err(RecordError::BadKeyUpdateRequest { value: request }.into());
             }
-            let (seq, secrets) = self
-                .kernel
-                .update_rx_secret()
-                .map_err(|_| RecordError::Internal)?;
-            self.rx = RawKey::from_rustls(&secrets)?;
+            let (seq, key) = self.keys.next_rx()?;
+            self.rx = key;
             self.rx_seq = seq;
             rekeyed = true;
-            if request == 1 {
-                self.key_update(out)?;
-            }
+            *answer_key_update |= request == 1;
         }
         Ok(rekeyed)
     }
@@ -465,11 +449,7 @@ impl RecordLayer {
     /// Sends a KeyUpdate (update_not_requested) under the current key, then changes our key.
     fn key_update(&mut self, out: &mut Vec<u8>) -> Result<(), RecordError> {
         self.seal_message(CONTENT_HANDSHAKE, &[HANDSHAKE_KEY_UPDATE, 0, 0, 1, 0], out)?;
-        let (seq, secrets) = self
-            .kernel
-            .update_tx_secret()
-            .map_err(|_| RecordError::Internal)?;
-        let raw = RawKey::from_rustls(&secrets)?;
+        let (seq, raw) = self.keys.next_tx()?;
         self.tx = Sealer {
             key: raw.context()?,
             iv: raw.iv,
@@ -535,3 +515,7 @@ impl RecordLayer {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;
