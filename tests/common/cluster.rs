@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringcast::cli::redis_server::{RedisServer, TlsFiles};
+use ringcast::cli::redis_server::RedisServer;
 
 use super::TempDir;
 use super::redis_tls::TestCerts;
@@ -121,15 +121,9 @@ impl RedisCluster {
             let node = match tls {
                 None => RedisServer::start_with(port, &args),
                 Some(t) => {
-                    let (cert, key, ca) = t.files("server");
-                    let files = TlsFiles {
-                        cert: &cert,
-                        key: &key,
-                        ca: &ca,
-                    };
                     let mut all = args.to_vec();
                     all.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
-                    RedisServer::start_tls(port, &files, &all)
+                    t.start_redis("server", port, &all)
                 }
             }
             .unwrap_or_else(|e| panic!("{e}"));
@@ -137,12 +131,7 @@ impl RedisCluster {
             if let Some(p) = password {
                 let mut c = con(port, None, tls_ca.as_deref()).expect("a fresh node answers");
                 for key in ["masterauth", "requirepass"] {
-                    let () = redis::cmd("CONFIG")
-                        .arg("SET")
-                        .arg(key)
-                        .arg(p)
-                        .query(&mut c)
-                        .unwrap();
+                    super::config_set(&mut c, key, p);
                 }
             }
             nodes.push((port, Some(node)));

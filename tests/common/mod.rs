@@ -249,6 +249,16 @@ pub fn start_redis() -> ringcast::cli::redis_server::RedisServer {
     RedisServer::start(port).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `CONFIG SET key value` on a Redis connection.
+pub fn config_set(con: &mut redis::Connection, key: &str, value: &str) {
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query(con)
+        .unwrap();
+}
+
 /// A Redis connection with timeouts.
 pub fn redis_con(url: &str) -> redis::Connection {
     let client = redis::Client::open(url).unwrap();
