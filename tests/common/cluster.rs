@@ -237,19 +237,7 @@ impl RedisCluster {
             else {
                 continue;
             };
-            let mut out: Vec<u16> = slots
-                .iter()
-                .filter_map(|range| match range {
-                    redis::Value::Array(parts) => match parts.get(2) {
-                        Some(redis::Value::Array(m)) => match m.get(1) {
-                            Some(redis::Value::Int(p)) => Some(*p as u16),
-                            _ => None,
-                        },
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect();
+            let mut out: Vec<u16> = slot_masters(&slots).into_iter().map(|(_, p)| p).collect();
             out.sort();
             out.dedup();
             return out;
@@ -414,4 +402,28 @@ pub fn two_symbols_per_shard(letter: char, shards: u32) -> Vec<String> {
         }
     }
     unreachable!()
+}
+
+/// The master of each range of a `CLUSTER SLOTS` reply: its host (None if not text) and port.
+pub fn slot_masters(slots: &[redis::Value]) -> Vec<(Option<String>, u16)> {
+    slots
+        .iter()
+        .filter_map(|range| {
+            let redis::Value::Array(parts) = range else {
+                return None;
+            };
+            let Some(redis::Value::Array(m)) = parts.get(2) else {
+                return None;
+            };
+            let host = match m.first() {
+                Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                Some(redis::Value::SimpleString(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let redis::Value::Int(port) = m.get(1)? else {
+                return None;
+            };
+            Some((host, *port as u16))
+        })
+        .collect()
 }
