@@ -19,7 +19,7 @@ pub struct BufRing {
     /// moment instead of growing into RSS as the ring cycles (docs/memory.md).
     memory: *mut u8,
     /// Our tail (buffers handed back), published to the kernel by `publish`.
-    tail: u16,
+    pub(super) tail: u16,
     /// Bit `bid`: buffer `bid` is lent out (taken from a completion, not given back yet).
     lent: Box<[u64]>,
     /// Owner of both mappings; a `Ring` the buffers are registered with holds a clone, so they stay
