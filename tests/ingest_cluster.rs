@@ -27,17 +27,7 @@ fn cluster_feed_survives_a_master_kill() {
     let symbols = symbols();
     publish(&seeds, &symbols, 1);
 
-    let server = Server::start(&[
-        "--workers",
-        "2",
-        "--redis-cluster",
-        &seeds,
-        "--prefix",
-        PREFIX,
-        "--feed-shards",
-        &SHARDS.to_string(),
-    ]);
-    server.wait_feed_up();
+    let server = serve(&seeds, &["--workers", "2"]);
 
     // Clients over several shards: all symbols, the even ones, the odd ones.
     let even: Vec<String> = symbols.iter().step_by(2).cloned().collect();
@@ -376,15 +366,7 @@ fn healthy_shards_keep_flowing_while_a_master_fails_over() {
     let seeds = cluster.seeds();
     let symbols = symbols();
     publish(&seeds, &symbols, 1);
-    let server = Server::start(&[
-        "--redis-cluster",
-        &seeds,
-        "--prefix",
-        PREFIX,
-        "--feed-shards",
-        &SHARDS.to_string(),
-    ]);
-    server.wait_feed_up();
+    let server = serve(&seeds, &[]);
     let victim = cluster.masters()[0];
     let all = ShardKeys::all(PREFIX, SHARDS);
     // The healthy masters' shards, with their connections (made now: the publisher thread owns them).

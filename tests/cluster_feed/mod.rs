@@ -119,6 +119,23 @@ pub fn publish(seeds: &str, symbols: &[String], p: i64) {
     assert!(out.status.success(), "{}", output_text(&out));
 }
 
+/// A server on the cluster feed at `seeds` (`extra` arguments first), once its feed is up.
+pub fn serve(seeds: &str, extra: &[&str]) -> Server {
+    let shards = SHARDS.to_string();
+    let mut args = extra.to_vec();
+    args.extend([
+        "--redis-cluster",
+        seeds,
+        "--prefix",
+        PREFIX,
+        "--feed-shards",
+        &shards,
+    ]);
+    let server = Server::start(&args);
+    server.wait_feed_up();
+    server
+}
+
 /// Two symbols of every shard.
 pub fn symbols() -> Vec<String> {
     common::cluster::two_symbols_per_shard('T', SHARDS)
