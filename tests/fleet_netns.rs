@@ -87,26 +87,9 @@ fn symbols() -> Vec<String> {
 /// `ringcast publish --redis-cluster` of `{"symbol":s,"p":p}` for every symbol, as one message (from
 /// the root namespace); whether it succeeded.
 fn publish(seeds: &str, symbols: &[String], p: i64) -> bool {
-    let ticks: Vec<String> = symbols
-        .iter()
-        .map(|s| format!(r#"{{"symbol":"{s}","p":{p}}}"#))
-        .collect();
-    let shards = SHARDS.to_string();
-    ringcast_command(
-        &[
-            "publish",
-            &format!("[{}]", ticks.join(",")),
-            "--redis-cluster",
-            seeds,
-            "--prefix",
-            PREFIX,
-            "--feed-shards",
-            &shards,
-        ],
-        &[],
-    )
-    .output()
-    .is_ok_and(|o| o.status.success())
+    common::cluster::publish_command(seeds, PREFIX, SHARDS, symbols, p)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Publishes p = next, next+1, … every 200 ms until stopped (failures, e.g. during a failover, skipped).

@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::{
-    self, Server, output_text, poll_until, read_frame, ringcast_command, send_text,
-};
+use crate::common::{self, Server, output_text, poll_until, read_frame, send_text};
 
 pub const PREFIX: &str = "tc:";
 pub const SHARDS: u32 = 16;
@@ -96,26 +94,9 @@ impl Drop for Client {
 
 /// `ringcast publish --redis-cluster <seeds>` of one tick `{"symbol":s,"p":p}` per symbol, as one message.
 pub fn publish(seeds: &str, symbols: &[String], p: i64) {
-    let ticks: Vec<String> = symbols
-        .iter()
-        .map(|s| format!(r#"{{"symbol":"{s}","p":{p}}}"#))
-        .collect();
-    let message = format!("[{}]", ticks.join(","));
-    let out = ringcast_command(
-        &[
-            "publish",
-            &message,
-            "--redis-cluster",
-            seeds,
-            "--prefix",
-            PREFIX,
-            "--feed-shards",
-            &SHARDS.to_string(),
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
+    let out = common::cluster::publish_command(seeds, PREFIX, SHARDS, symbols, p)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", output_text(&out));
 }
 

@@ -427,3 +427,31 @@ pub fn slot_masters(slots: &[redis::Value]) -> Vec<(Option<String>, u16)> {
         })
         .collect()
 }
+
+/// `ringcast publish --redis-cluster <seeds>` of one tick `{"symbol":s,"p":p}` per symbol, as one message
+/// (a JSON array), stdout and stderr piped.
+pub fn publish_command(
+    seeds: &str,
+    prefix: &str,
+    shards: u32,
+    symbols: &[String],
+    p: i64,
+) -> Command {
+    let ticks: Vec<String> = symbols
+        .iter()
+        .map(|s| format!(r#"{{"symbol":"{s}","p":{p}}}"#))
+        .collect();
+    super::ringcast_command(
+        &[
+            "publish",
+            &format!("[{}]", ticks.join(",")),
+            "--redis-cluster",
+            seeds,
+            "--prefix",
+            prefix,
+            "--feed-shards",
+            &shards.to_string(),
+        ],
+        &[],
+    )
+}
