@@ -87,26 +87,9 @@ fn symbols() -> Vec<String> {
 /// `ringcast publish --redis-cluster` of `{"symbol":s,"p":p}` for every symbol, as one message (from
 /// the root namespace); whether it succeeded.
 fn publish(seeds: &str, symbols: &[String], p: i64) -> bool {
-    let ticks: Vec<String> = symbols
-        .iter()
-        .map(|s| format!(r#"{{"symbol":"{s}","p":{p}}}"#))
-        .collect();
-    let shards = SHARDS.to_string();
-    ringcast_command(
-        &[
-            "publish",
-            &format!("[{}]", ticks.join(",")),
-            "--redis-cluster",
-            seeds,
-            "--prefix",
-            PREFIX,
-            "--feed-shards",
-            &shards,
-        ],
-        &[],
-    )
-    .output()
-    .is_ok_and(|o| o.status.success())
+    common::cluster::publish_command(seeds, PREFIX, SHARDS, symbols, p)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// Publishes p = next, next+1, … every 200 ms until stopped (failures, e.g. during a failover, skipped).
@@ -149,25 +132,47 @@ fn converged(clients: &[ClientState], subs: &[Vec<String>], p: i64) -> bool {
         .all(|(c, syms)| c.connected && syms.iter().all(|s| c.latest(s) == Some(p)))
 }
 
-/// Publish a final p (retrying until Redis takes it) and wait until every client has it; how long the
-/// wait took from `since`.
-fn publish_and_converge(
+/// What the feed of the test is: its seeds and symbols, each client's subscription, the next p.
+struct Feed<'a> {
+    seeds: &'a str,
+    symbols: &'a [String],
+    subs: &'a [Vec<String>],
+    next: &'a AtomicI64,
+}
+
+/// The clients after an event, against their state `before` it.
+struct Round {
+    /// From the event until every client had the final p.
+    took: Duration,
+    after: Vec<ClientState>,
+    /// The failed attempts (status lines) since `before`.
+    failures: Vec<String>,
+}
+
+/// Publish a final p (retrying until Redis takes it), wait until every client has it, and compare the
+/// clients with their state `before` the event at `since`.
+fn converge_after(
     host: &mut ClientHost,
-    seeds: &str,
-    symbols: &[String],
-    subs: &[Vec<String>],
-    next: &AtomicI64,
+    feed: &Feed,
+    before: &[ClientState],
     since: Instant,
     what: &str,
-) -> (i64, Duration) {
-    let p = next.fetch_add(1, Ordering::SeqCst);
+) -> Round {
+    let p = feed.next.fetch_add(1, Ordering::SeqCst);
     poll_until(Duration::from_secs(20), "a publish accepted", || {
-        publish(seeds, symbols, p)
+        publish(feed.seeds, feed.symbols, p)
     });
     poll_until(Duration::from_secs(30), what, || {
-        converged(&host.state().1, subs, p)
+        converged(&host.state().1, feed.subs, p)
     });
-    (p, since.elapsed())
+    let took = since.elapsed();
+    let (_, after) = host.state();
+    let failures = new_failures(before, &after);
+    Round {
+        took,
+        after,
+        failures,
+    }
 }
 
 /// Reconnect times (client-host ms) after `after`, sorted.
@@ -378,6 +383,13 @@ fn fleet_across_network_namespaces() {
         assert!(spublish.starts_with("calls="), "master {m}: no SPUBLISH");
     }
 
+    let feed = Feed {
+        seeds: &seeds,
+        symbols: &symbols,
+        subs: &subs,
+        next: &next,
+    };
+
     // Rolling restart with SIGTERM drain: no client's latest value lost; reconnects on the survivors.
     for (i, edge) in edges.iter_mut().enumerate() {
         let on_edge = edge.websockets();
@@ -389,17 +401,17 @@ fn fleet_across_network_namespaces() {
         edge.stop(15, Duration::from_secs(DRAIN_WINDOW_S + 5 + 10));
         let exited = t_term.elapsed();
         drop(publisher);
-        let (_, took) = publish_and_converge(
+        let Round {
+            took,
+            after,
+            failures,
+        } = converge_after(
             &mut host,
-            &seeds,
-            &symbols,
-            &subs,
-            &next,
+            &feed,
+            &before,
             t_term,
             "the drained edge's clients back, converged",
         );
-        let (_, after) = host.state();
-        let failures = new_failures(&before, &after);
         let failed = failures.len() as u64;
         let times = reconnects_after(&after, t0);
         let closes: Vec<u16> = after
@@ -454,17 +466,17 @@ fn fleet_across_network_namespaces() {
         &symbols,
         next.fetch_add(1, Ordering::SeqCst)
     ));
-    let (_, took) = publish_and_converge(
+    let Round {
+        took,
+        after,
+        failures,
+    } = converge_after(
         &mut host,
-        &seeds,
-        &symbols,
-        &subs,
-        &next,
+        &feed,
+        &before,
         t_kill,
         "the killed edge's clients back, converged",
     );
-    let (_, after) = host.state();
-    let failures = new_failures(&before, &after);
     let failed = failures.len() as u64;
     let moved = after
         .iter()
@@ -498,16 +510,13 @@ fn fleet_across_network_namespaces() {
     cluster.wait_failover(dead);
     let failover = t_kill.elapsed();
     drop(publisher);
-    let (_, took) = publish_and_converge(
+    let Round { took, after, .. } = converge_after(
         &mut host,
-        &seeds,
-        &symbols,
-        &subs,
-        &next,
+        &feed,
+        &before,
         t_kill,
         "every client converged after the failover",
     );
-    let (_, after) = host.state();
     // Every client is told `feed down` (the feed status is one per feed), but the other masters' shards
     // keep streaming and /readyz stays 200 while some shard streams, so the edges stay in HAProxy's
     // rotation (before per-master sessions: no edge UP for up to 4.3 s, HAProxy answering 503 itself).

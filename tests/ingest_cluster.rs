@@ -6,143 +6,18 @@
 //! Needs `redis-server` and `redis-cli` (Redis 7: sharded pub/sub). Every wait is bounded; every process
 //! is stopped by PID on drop.
 
+mod cluster_feed;
 mod common;
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use cluster_feed::*;
 use common::cluster::RedisCluster;
 use common::*;
 use ringcast::ingest::cluster::{ShardKeys, shard_of};
-
-const PREFIX: &str = "tc:";
-const SHARDS: u32 = 16;
-
-/// What one WebSocket client has received, collected by its reader thread.
-#[derive(Default)]
-struct Seen {
-    /// Every tick as (symbol, p), in arrival order.
-    ticks: Vec<(String, i64)>,
-    /// When each of `ticks` arrived.
-    arrivals: Vec<Instant>,
-    /// Latest p per symbol.
-    latest: HashMap<String, i64>,
-    statuses: Vec<String>,
-    /// Symbols announced `retired`.
-    retired: Vec<String>,
-    /// The connection ended while the test did not end it.
-    dropped: bool,
-}
-
-struct Client {
-    seen: Arc<Mutex<Seen>>,
-    sock: TcpStream,
-    ending: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Client {
-    fn connect(server: &Server, symbols: &[String]) -> Client {
-        let mut ws = server.ws();
-        ws.set_read_timeout(None).unwrap();
-        send_text(&mut ws, &symbols.join(","));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let ending = Arc::new(AtomicBool::new(false));
-        let (s, e) = (seen.clone(), ending.clone());
-        let mut reader = ws.try_clone().unwrap();
-        let thread = std::thread::spawn(move || {
-            while let Some((_, opcode, payload)) = read_frame(&mut reader) {
-                if opcode != 0x1 {
-                    continue;
-                }
-                let v: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-                let mut seen = s.lock().unwrap();
-                if let (Some(sym), Some(p)) = (v["symbol"].as_str(), v["p"].as_i64()) {
-                    seen.ticks.push((sym.to_string(), p));
-                    seen.arrivals.push(Instant::now());
-                    seen.latest.insert(sym.to_string(), p);
-                } else if v["type"] == "retired" {
-                    seen.retired
-                        .push(v["symbol"].as_str().unwrap_or("").to_string());
-                } else if v["type"] == "feed" {
-                    seen.statuses
-                        .push(v["status"].as_str().unwrap_or("").to_string());
-                }
-            }
-            if !e.load(Ordering::Relaxed) {
-                s.lock().unwrap().dropped = true;
-            }
-        });
-        Client {
-            seen,
-            sock: ws,
-            ending,
-            thread: Some(thread),
-        }
-    }
-
-    fn has_latest(&self, symbols: &[String], p: i64) -> bool {
-        let seen = self.seen.lock().unwrap();
-        symbols.iter().all(|s| seen.latest.get(s) == Some(&p))
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.ending.store(true, Ordering::Relaxed);
-        let _ = self.sock.shutdown(Shutdown::Both);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// `ringcast publish --redis-cluster <seeds>` of one tick `{"symbol":s,"p":p}` per symbol, as one message.
-fn publish(seeds: &str, symbols: &[String], p: i64) {
-    let ticks: Vec<String> = symbols
-        .iter()
-        .map(|s| format!(r#"{{"symbol":"{s}","p":{p}}}"#))
-        .collect();
-    let message = format!("[{}]", ticks.join(","));
-    let out = ringcast_command(
-        &[
-            "publish",
-            &message,
-            "--redis-cluster",
-            seeds,
-            "--prefix",
-            PREFIX,
-            "--feed-shards",
-            &SHARDS.to_string(),
-        ],
-        &[],
-    )
-    .output()
-    .unwrap();
-    assert!(out.status.success(), "{}", output_text(&out));
-}
-
-/// Two symbols of every shard.
-fn symbols() -> Vec<String> {
-    common::cluster::two_symbols_per_shard('T', SHARDS)
-}
-
-fn wait_all(clients: &[Client], symbols: &[String], p: i64, within: Duration, what: &str) {
-    poll_until(within, what, || {
-        clients.iter().all(|c| c.has_latest(symbols, p))
-    });
-}
-
-fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> Option<String> {
-    let info: String = redis::cmd("INFO").arg(section).query(con).ok()?;
-    info.lines()
-        .find_map(|l| l.trim().strip_prefix(field).map(String::from))
-}
 
 #[test]
 fn cluster_feed_survives_a_master_kill() {
@@ -152,17 +27,7 @@ fn cluster_feed_survives_a_master_kill() {
     let symbols = symbols();
     publish(&seeds, &symbols, 1);
 
-    let server = Server::start(&[
-        "--workers",
-        "2",
-        "--redis-cluster",
-        &seeds,
-        "--prefix",
-        PREFIX,
-        "--feed-shards",
-        &SHARDS.to_string(),
-    ]);
-    server.wait_feed_up();
+    let server = serve(&seeds, &["--workers", "2"]);
 
     // Clients over several shards: all symbols, the even ones, the odd ones.
     let even: Vec<String> = symbols.iter().step_by(2).cloned().collect();
@@ -501,15 +366,7 @@ fn healthy_shards_keep_flowing_while_a_master_fails_over() {
     let seeds = cluster.seeds();
     let symbols = symbols();
     publish(&seeds, &symbols, 1);
-    let server = Server::start(&[
-        "--redis-cluster",
-        &seeds,
-        "--prefix",
-        PREFIX,
-        "--feed-shards",
-        &SHARDS.to_string(),
-    ]);
-    server.wait_feed_up();
+    let server = serve(&seeds, &[]);
     let victim = cluster.masters()[0];
     let all = ShardKeys::all(PREFIX, SHARDS);
     // The healthy masters' shards, with their connections (made now: the publisher thread owns them).

@@ -6,7 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ringcast::cli::redis_server::{RedisServer, TlsFiles};
+use ringcast::cli::redis_server::RedisServer;
 
 use super::TempDir;
 use super::redis_tls::TestCerts;
@@ -121,15 +121,9 @@ impl RedisCluster {
             let node = match tls {
                 None => RedisServer::start_with(port, &args),
                 Some(t) => {
-                    let (cert, key, ca) = t.files("server");
-                    let files = TlsFiles {
-                        cert: &cert,
-                        key: &key,
-                        ca: &ca,
-                    };
                     let mut all = args.to_vec();
                     all.extend(["--tls-cluster", "yes", "--tls-replication", "yes"]);
-                    RedisServer::start_tls(port, &files, &all)
+                    t.start_redis("server", port, &all)
                 }
             }
             .unwrap_or_else(|e| panic!("{e}"));
@@ -137,12 +131,7 @@ impl RedisCluster {
             if let Some(p) = password {
                 let mut c = con(port, None, tls_ca.as_deref()).expect("a fresh node answers");
                 for key in ["masterauth", "requirepass"] {
-                    let () = redis::cmd("CONFIG")
-                        .arg("SET")
-                        .arg(key)
-                        .arg(p)
-                        .query(&mut c)
-                        .unwrap();
+                    super::config_set(&mut c, key, p);
                 }
             }
             nodes.push((port, Some(node)));
@@ -248,19 +237,7 @@ impl RedisCluster {
             else {
                 continue;
             };
-            let mut out: Vec<u16> = slots
-                .iter()
-                .filter_map(|range| match range {
-                    redis::Value::Array(parts) => match parts.get(2) {
-                        Some(redis::Value::Array(m)) => match m.get(1) {
-                            Some(redis::Value::Int(p)) => Some(*p as u16),
-                            _ => None,
-                        },
-                        _ => None,
-                    },
-                    _ => None,
-                })
-                .collect();
+            let mut out: Vec<u16> = slot_masters(&slots).into_iter().map(|(_, p)| p).collect();
             out.sort();
             out.dedup();
             return out;
@@ -425,4 +402,56 @@ pub fn two_symbols_per_shard(letter: char, shards: u32) -> Vec<String> {
         }
     }
     unreachable!()
+}
+
+/// The master of each range of a `CLUSTER SLOTS` reply: its host (None if not text) and port.
+pub fn slot_masters(slots: &[redis::Value]) -> Vec<(Option<String>, u16)> {
+    slots
+        .iter()
+        .filter_map(|range| {
+            let redis::Value::Array(parts) = range else {
+                return None;
+            };
+            let Some(redis::Value::Array(m)) = parts.get(2) else {
+                return None;
+            };
+            let host = match m.first() {
+                Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                Some(redis::Value::SimpleString(s)) => Some(s.clone()),
+                _ => None,
+            };
+            let redis::Value::Int(port) = m.get(1)? else {
+                return None;
+            };
+            Some((host, *port as u16))
+        })
+        .collect()
+}
+
+/// `ringcast publish --redis-cluster <seeds>` of one tick `{"symbol":s,"p":p}` per symbol, as one message
+/// (a JSON array), stdout and stderr piped.
+pub fn publish_command(
+    seeds: &str,
+    prefix: &str,
+    shards: u32,
+    symbols: &[String],
+    p: i64,
+) -> Command {
+    let ticks: Vec<String> = symbols
+        .iter()
+        .map(|s| format!(r#"{{"symbol":"{s}","p":{p}}}"#))
+        .collect();
+    super::ringcast_command(
+        &[
+            "publish",
+            &format!("[{}]", ticks.join(",")),
+            "--redis-cluster",
+            seeds,
+            "--prefix",
+            prefix,
+            "--feed-shards",
+            &shards.to_string(),
+        ],
+        &[],
+    )
 }

@@ -6,8 +6,10 @@ mod access;
 pub mod cases;
 pub mod cluster;
 mod feed;
+mod process;
 pub mod redis_tls;
 mod temp_dir;
+mod ws;
 
 // Re-exported so `use common::*` finds them; a test binary that uses none of them must not warn.
 #[allow(unused_imports)]
@@ -15,9 +17,13 @@ pub use access::*;
 #[allow(unused_imports)]
 pub use feed::*;
 #[allow(unused_imports)]
+pub use process::*;
+#[allow(unused_imports)]
 pub use temp_dir::TempDir;
+#[allow(unused_imports)]
+pub use ws::*;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -236,162 +242,21 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-pub fn upgrade_request(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-}
-
-/// Everything until the peer closes (or 5 s pass).
-pub fn read_to_close<S: Read>(s: &mut S) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    out
-}
-
-/// Read an HTTP response head byte by byte (so nothing after it is consumed).
-pub fn read_head<S: Read>(s: &mut S) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(1) => head.push(b[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
-}
-
-pub fn status_of(resp: &[u8]) -> u16 {
-    std::str::from_utf8(resp)
-        .ok()
-        .and_then(|t| t.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-/// A masked client frame.
-pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    frame_with_len(fin, opcode, payload, None)
-}
-
-/// A masked client frame; `rsv` bits OR-ed into the first byte.
-pub fn frame_rsv(rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = frame(true, opcode, payload);
-    f[0] |= rsv;
-    f
-}
-
-/// A masked client frame with the length encoded in a chosen form: `Some(126)` or `Some(127)` forces the
-/// extended forms (for non-minimal encodings).
-pub fn frame_with_len(fin: bool, opcode: u8, payload: &[u8], form: Option<u8>) -> Vec<u8> {
-    let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-    let len = payload.len();
-    match form {
-        Some(126) => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        Some(127) => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        _ if len < 126 => out.push(0x80 | len as u8),
-        _ if len < 65536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&mask);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    out
-}
-
-/// An unmasked (invalid, from a client) frame.
-pub fn unmasked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode, payload.len() as u8];
-    out.extend_from_slice(payload);
-    out
-}
-
-/// Read one server frame: (fin, opcode, payload). None on EOF or timeout.
-pub fn read_frame<S: Read>(s: &mut S) -> Option<(bool, u8, Vec<u8>)> {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).ok()?;
-    assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).ok()?;
-            u16::from_be_bytes(b) as usize
-        }
-        127 => {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).ok()?;
-            u64::from_be_bytes(b) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).ok()?;
-    Some((h[0] & 0x80 != 0, h[0] & 0x0f, payload))
-}
-
-/// Read frames until a Close; returns its status code (None if the payload was empty or the stream ended).
-pub fn read_close_code<S: Read>(s: &mut S) -> Option<u16> {
-    loop {
-        let (_, opcode, payload) = read_frame(s)?;
-        if opcode == 0x8 {
-            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-        }
-    }
-}
-
-/// Read one text frame's payload.
-pub fn read_text<S: Read>(s: &mut S) -> String {
-    let (_, opcode, payload) = read_frame(s).expect("a frame");
-    assert_eq!(opcode, 0x1, "expected a text frame");
-    String::from_utf8(payload).unwrap()
-}
-
-/// True if the server closes the TCP connection within `within`.
-pub fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
-    s.set_read_timeout(Some(within)).unwrap();
-    let start = Instant::now();
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-        if start.elapsed() > within {
-            return false;
-        }
-    }
-}
-
 /// A real `redis-server` on a free port, stopped by PID when dropped.
 pub fn start_redis() -> ringcast::cli::redis_server::RedisServer {
     use ringcast::cli::redis_server::RedisServer;
     let port = RedisServer::free_port().expect("a free port");
     RedisServer::start(port).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `CONFIG SET key value` on a Redis connection.
+pub fn config_set(con: &mut redis::Connection, key: &str, value: &str) {
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(key)
+        .arg(value)
+        .query(con)
+        .unwrap();
 }
 
 /// A Redis connection with timeouts.
@@ -402,73 +267,6 @@ pub fn redis_con(url: &str) -> redis::Connection {
         .unwrap();
     con.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     con
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Helpers for the behaviour_* tests (one test per documented behaviour): other subcommands and process
-// trees, captured output, polling with a deadline.
-
-/// Stdout and stderr of a child, collected on threads as it runs.
-#[derive(Clone, Default)]
-pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    /// Take `child`'s piped stdout and stderr and collect them (interleaved by line arrival).
-    pub fn of(child: &mut Child) -> Captured {
-        let out = Captured::default();
-        let pipes: Vec<Box<dyn Read + Send>> = [
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        for mut pipe in pipes {
-            let sink = out.0.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            });
-        }
-        out
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// `ringcast <args>` with extra environment, stdout and stderr piped (use `Captured::of`).
-pub fn ringcast_command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// A finished command's stdout, then its stderr, as text.
-pub fn output_text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 impl Server {
@@ -542,73 +340,6 @@ impl Server {
     }
 }
 
-/// Poll `ready` every 20 ms; panics naming `what` if it is not true within `within`.
-pub fn poll_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The PIDs of `pid`'s children.
-pub fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return vec![];
-    };
-    let mut out = Vec::new();
-    for task in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    out
-}
-
-/// `pid` and all its descendants.
-pub fn process_tree(pid: u32) -> Vec<u32> {
-    let mut all = vec![pid];
-    let mut i = 0;
-    while i < all.len() {
-        all.extend(children_of(all[i]));
-        i += 1;
-    }
-    all
-}
-
-/// Whether `pid` is a running process (not gone, not a zombie).
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
-/// Send `sig` to `pid`.
-pub fn kill_pid(pid: u32, sig: i32) {
-    ringcast::runtime::signals::kill(pid, sig);
-}
-
-/// SIGKILLs every descendant of a process (found when dropped), for processes a test starts indirectly
-/// (a supervisor's children, the demo's redis-server/server/feed). Declare it after the parent's handle
-/// so it drops first, while the parent still holds them.
-pub struct ReapDescendants(pub u32);
-
-impl Drop for ReapDescendants {
-    fn drop(&mut self) {
-        for pid in process_tree(self.0).into_iter().skip(1) {
-            kill_pid(pid, 9);
-        }
-    }
-}
-
 /// HSET the tick as the latest of its symbol and PUBLISH it, atomically (what `ringcast publish` does).
 pub fn publish_tick(con: &mut redis::Connection, prefix: &str, tick: &str) {
     let v: serde_json::Value = serde_json::from_str(tick).unwrap();
@@ -623,34 +354,6 @@ pub fn publish_tick(con: &mut redis::Connection, prefix: &str, tick: &str) {
         .unwrap();
 }
 
-/// Send one text message on a raw WebSocket connection.
-pub fn send_text<S: Write>(s: &mut S, text: &str) {
-    s.write_all(&frame(true, 0x1, text.as_bytes())).unwrap();
-}
-
-/// The next text message as JSON, skipping pings.
-pub fn read_json<S: Read>(s: &mut S) -> serde_json::Value {
-    loop {
-        let (_, opcode, payload) = read_frame(s).expect("a message in time");
-        match opcode {
-            0x1 => return serde_json::from_slice(&payload).unwrap(),
-            0x9 | 0xA => {}
-            other => panic!("expected a text message, got opcode {other:#x}: {payload:?}"),
-        }
-    }
-}
-
-/// The next JSON message that is not a feed status: a server without a reachable Redis tells every
-/// connection `{"type":"feed","status":"down"}` at a moment of its own, which may come before a reply.
-pub fn read_reply<S: Read>(s: &mut S) -> serde_json::Value {
-    loop {
-        let v = read_json(s);
-        if v["type"] != "feed" {
-            return v;
-        }
-    }
-}
-
 impl Server {
     /// A child that serves no port (e.g. `ringcast feed`), handled like a server: signals, exit, killed
     /// when dropped.
@@ -660,21 +363,4 @@ impl Server {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
         }
     }
-}
-
-/// The path of `tool` on PATH, or None after the line `{test}: skipped: {tool} not installed
-/// ({install}){skipped}` — a failure under CI=true, where tests/run.sh has installed every tool.
-pub fn installed_tool(test: &str, tool: &str, install: &str, skipped: &str) -> Option<String> {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if found.is_none() {
-        let ci = matches!(std::env::var("CI").as_deref(), Ok("true" | "1"));
-        assert!(!ci, "{tool} is not installed (CI=true: {install})");
-        println!("{test}: skipped: {tool} not installed ({install}){skipped}");
-    }
-    found
 }

@@ -5,13 +5,23 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use ringcast::cli::redis_server::{RedisServer, TlsFiles};
+use ringcast::cli::redis_server::{RedisServer, RedisServerError, TlsFiles};
 
 use super::TempDir;
 
 pub struct TestCerts {
     pub dir: TempDir,
 }
+
+/// A new P-256 key, unencrypted, SHA-256 signatures: the key arguments of every `openssl req` here.
+const NEW_EC_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-sha256",
+];
 
 fn openssl(args: &[&str]) {
     let out = Command::new("openssl")
@@ -44,29 +54,34 @@ impl TestCerts {
         self.path(name).to_string_lossy().into_owned()
     }
 
+    /// `name.ext` in the directory, as text, for openssl's command lines.
+    fn file(&self, name: &str, ext: &str) -> String {
+        self.arg(&format!("{name}.{ext}"))
+    }
+
     fn ca(&self, name: &str) {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-sha256",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=ringcast test {name}"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-            &self.arg(&format!("{name}.key")),
-            "-out",
-            &self.arg(&format!("{name}.crt")),
-        ]);
+        let subject = format!("/CN=ringcast test {name}");
+        openssl(
+            &[
+                &["req", "-x509"],
+                NEW_EC_KEY,
+                &[
+                    "-days",
+                    "2",
+                    "-subj",
+                    &subject,
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign,cRLSign",
+                    "-keyout",
+                    &self.file(name, "key"),
+                    "-out",
+                    &self.file(name, "crt"),
+                ],
+            ]
+            .concat(),
+        );
     }
 
     fn leaf(&self, name: &str, ca: &str, san: &str) {
@@ -77,21 +92,21 @@ impl TestCerts {
                  extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={san}\n"
             ),
         );
-        openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-sha256",
-            "-subj",
-            "/CN=redis",
-            "-keyout",
-            &self.arg(&format!("{name}.key")),
-            "-out",
-            &self.arg(&format!("{name}.csr")),
-        ]);
+        openssl(
+            &[
+                &["req"],
+                NEW_EC_KEY,
+                &[
+                    "-subj",
+                    "/CN=redis",
+                    "-keyout",
+                    &self.file(name, "key"),
+                    "-out",
+                    &self.file(name, "csr"),
+                ],
+            ]
+            .concat(),
+        );
         openssl(&[
             "x509",
             "-req",
@@ -99,17 +114,17 @@ impl TestCerts {
             "-days",
             "2",
             "-in",
-            &self.arg(&format!("{name}.csr")),
+            &self.file(name, "csr"),
             "-CA",
-            &self.arg(&format!("{ca}.crt")),
+            &self.file(ca, "crt"),
             "-CAkey",
-            &self.arg(&format!("{ca}.key")),
+            &self.file(ca, "key"),
             "-set_serial",
             "1",
             "-extfile",
             &ext,
             "-out",
-            &self.arg(&format!("{name}.crt")),
+            &self.file(name, "crt"),
         ]);
     }
 
@@ -122,19 +137,29 @@ impl TestCerts {
         )
     }
 
-    /// A TLS-only redis-server on a free port with the `name` certificate; `extra` as for `start_with`.
-    /// A port taken meanwhile (another test's cluster bus) is retried on another, up to 3 times.
-    pub fn redis(&self, name: &str, extra: &[&str]) -> RedisServer {
+    /// A TLS-only redis-server on `port` with the `name` certificate, `extra` arguments after the TLS ones.
+    pub fn start_redis(
+        &self,
+        name: &str,
+        port: u16,
+        extra: &[&str],
+    ) -> Result<RedisServer, RedisServerError> {
         let (cert, key, ca) = self.files(name);
         let files = TlsFiles {
             cert: &cert,
             key: &key,
             ca: &ca,
         };
+        RedisServer::start_tls(port, &files, extra)
+    }
+
+    /// A TLS-only redis-server on a free port with the `name` certificate; `extra` as for `start_with`.
+    /// A port taken meanwhile (another test's cluster bus) is retried on another, up to 3 times.
+    pub fn redis(&self, name: &str, extra: &[&str]) -> RedisServer {
         let mut last = None;
         for _ in 0..3 {
             let port = RedisServer::free_port().expect("a free port");
-            match RedisServer::start_tls(port, &files, extra) {
+            match self.start_redis(name, port, extra) {
                 Ok(r) => return r,
                 Err(e) => last = Some(e),
             }
@@ -146,12 +171,7 @@ impl TestCerts {
     /// unauthenticated PING).
     pub fn redis_with_password(&self, name: &str, password: &str, extra: &[&str]) -> RedisServer {
         let redis = self.redis(name, extra);
-        let () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("requirepass")
-            .arg(password)
-            .query(&mut self.con(&redis.url()))
-            .unwrap();
+        super::config_set(&mut self.con(&redis.url()), "requirepass", password);
         redis
     }
 

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::netns::{Proc, in_ns};
+use crate::common::cluster::slot_masters;
 use crate::common::{TempDir, output_text, poll_until};
 
 pub struct Cluster {
@@ -129,25 +130,9 @@ impl Cluster {
             else {
                 continue;
             };
-            let mut out: Vec<SocketAddr> = slots
-                .iter()
-                .filter_map(|range| {
-                    let redis::Value::Array(parts) = range else {
-                        return None;
-                    };
-                    let Some(redis::Value::Array(m)) = parts.get(2) else {
-                        return None;
-                    };
-                    let host = match m.first()? {
-                        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-                        redis::Value::SimpleString(s) => s.clone(),
-                        _ => return None,
-                    };
-                    let redis::Value::Int(port) = m.get(1)? else {
-                        return None;
-                    };
-                    format!("{host}:{port}").parse().ok()
-                })
+            let mut out: Vec<SocketAddr> = slot_masters(&slots)
+                .into_iter()
+                .filter_map(|(host, port)| format!("{}:{port}", host?).parse().ok())
                 .collect();
             out.sort();
             out.dedup();

@@ -1,5 +1,6 @@
 //! The io_uring layer: one ring per worker, a provided-buffer ring for receives, and the few operations
-//! the worker submits. Every `unsafe` of the runtime lives in this file, each with its `// SAFETY:`.
+//! the worker submits. Every `unsafe` of the runtime lives in this module (this file, `buf_ring.rs`,
+//! `sys.rs`), each with its `// SAFETY:`.
 //!
 //! Memory the kernel writes lives in the ring itself (accept peer-address slots, the eventfd read
 //! buffer) or in a `BufRing` whose mappings the ring keeps alive while registered, so the operations
@@ -19,8 +20,16 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
+mod buf_ring;
+mod sys;
 #[cfg(test)]
 mod tests;
+
+pub use buf_ring::BufRing;
+use buf_ring::Mappings;
+pub use sys::{
+    accept_queue_len, eventfd, eventfd_signal, nofile_limit, pin_to_cpu, raise_nofile_limit,
+};
 
 /// Buffer group id of the receive buffer ring (one per ring, so always the same id).
 const RECV_GROUP: u16 = 0;
@@ -395,251 +404,7 @@ impl AcceptAddr {
     }
 }
 
-/// Receive buffers the kernel picks from when data arrives (a provided-buffer ring): idle connections
-/// hold no buffer at all, which is what keeps an idle socket's user-space cost to its `Conn` slot.
-///
-/// Each buffer is either the kernel's (in the ring) or lent out: handed to us by a receive completion
-/// (`take`) and readable (`get`) until it is given back (`give_back`). The `lent` bitset enforces this:
-/// a buffer the kernel may be writing is never read, and no buffer is in the ring twice.
-pub struct BufRing {
-    ring: *mut types::BufRingEntry,
-    entries: u16,
-    buf_size: usize,
-    /// The buffers: mapped and faulted in at start, so this fixed cost is resident from the first
-    /// moment instead of growing into RSS as the ring cycles (docs/memory.md).
-    memory: *mut u8,
-    /// Our tail (buffers handed back), published to the kernel by `publish`.
-    tail: u16,
-    /// Bit `bid`: buffer `bid` is lent out (taken from a completion, not given back yet).
-    lent: Box<[u64]>,
-    /// Owner of both mappings; a `Ring` the buffers are registered with holds a clone, so they stay
-    /// mapped until no receive can write into them, whichever of the two is dropped first.
-    maps: Rc<Mappings>,
-}
-
-/// The buffer ring's two mappings (entries, buffers), unmapped when the last owner goes.
-type Mappings = [Mapping; 2];
-
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmapping a mapping made by `map_populated`, once; every `Ring` it was registered with
-        // holds a clone of its owner (`Mappings`), so no operation can still write into it.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
-}
-
-impl BufRing {
-    /// `entries` buffers (a power of two ≤ 32768) of `buf_size` bytes each.
-    pub fn new(entries: u16, buf_size: usize) -> io::Result<BufRing> {
-        assert!(entries.is_power_of_two());
-        let ring_bytes = entries as usize * size_of::<types::BufRingEntry>();
-        let ring = Mapping {
-            ptr: map_populated(ring_bytes)?,
-            len: ring_bytes,
-        };
-        let memory_bytes = entries as usize * buf_size;
-        let memory = Mapping {
-            ptr: map_populated(memory_bytes)?,
-            len: memory_bytes,
-        };
-        let mut bufs = BufRing {
-            ring: ring.ptr.cast(),
-            entries,
-            buf_size,
-            memory: memory.ptr,
-            tail: 0,
-            lent: vec![0; (entries as usize).div_ceil(64)].into_boxed_slice(),
-            maps: Rc::new([ring, memory]),
-        };
-        for bid in 0..entries {
-            bufs.add(bid);
-        }
-        bufs.publish();
-        Ok(bufs)
-    }
-
-    /// The provided buffer a receive completion carries (by its `flags`), now lent to us until
-    /// `give_back`.
-    pub fn take(&mut self, flags: u32) -> Option<u16> {
-        let bid = cqueue::buffer_select(flags)?;
-        if bid >= self.entries {
-            debug_assert!(false, "kernel handed out buffer {bid} of {}", self.entries);
-            tracing::error!(bid, "receive completion with an unknown buffer id; ignored");
-            return None;
-        }
-        debug_assert!(!self.is_lent(bid), "buffer {bid} handed out twice");
-        self.lent[bid as usize / 64] |= 1 << (bid % 64);
-        Some(bid)
-    }
-
-    /// The `len` received bytes of lent buffer `bid`, mutable so frames can be unmasked in place. An
-    /// id that is not lent out is a bug: caught by a debug assertion, otherwise an empty slice.
-    pub fn get(&mut self, bid: u16, len: usize) -> &mut [u8] {
-        if !self.is_lent(bid) {
-            debug_assert!(false, "buffer {bid} read while not lent out");
-            tracing::error!(bid, "buffer read while not lent out; ignored");
-            return &mut [];
-        }
-        // SAFETY: buffer `bid` lies inside the mapping (lent ids are < entries); it is lent out, so the
-        // kernel does not write it, and `&mut self` makes the slice the only reference to it.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.memory.add(bid as usize * self.buf_size),
-                len.min(self.buf_size),
-            )
-        }
-    }
-
-    /// Hand lent buffer `bid` back to the kernel (visible after `publish`). Giving back an id that is
-    /// not lent out (unknown, or given back already) is a bug: caught by a debug assertion, otherwise
-    /// ignored and logged — it would put one buffer in the ring twice.
-    pub fn give_back(&mut self, bid: u16) {
-        if !self.is_lent(bid) {
-            debug_assert!(false, "buffer {bid} given back while not lent out");
-            tracing::error!(bid, "buffer given back while not lent out; ignored");
-            return;
-        }
-        self.lent[bid as usize / 64] &= !(1 << (bid % 64));
-        self.add(bid);
-    }
-
-    fn is_lent(&self, bid: u16) -> bool {
-        bid < self.entries && self.lent[bid as usize / 64] & (1 << (bid % 64)) != 0
-    }
-
-    /// Put buffer `bid` (< entries, not in the ring) at our tail.
-    fn add(&mut self, bid: u16) {
-        let mask = self.entries - 1;
-        let addr = self.memory as u64 + bid as u64 * self.buf_size as u64;
-        // SAFETY: `tail & mask` < entries, inside the mapping; the kernel does not read entries between
-        // its head and our (unpublished) tail, and with each buffer in the ring at most once (`lent`)
-        // our tail never laps its head.
-        let entry = unsafe { &mut *self.ring.add((self.tail & mask) as usize) };
-        entry.set_addr(addr);
-        entry.set_len(self.buf_size as u32);
-        entry.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    /// Make the buffers given back so far visible to the kernel.
-    pub fn publish(&mut self) {
-        // SAFETY: the tail field overlays entry 0's reserved field (io_uring ABI); a release store
-        // orders the entry writes above before the kernel sees the new tail.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.ring) as *const std::sync::atomic::AtomicU16;
-            (*tail).store(self.tail, std::sync::atomic::Ordering::Release);
-        }
-    }
-}
-
-/// A fresh anonymous private mapping of `len` bytes, faulted in (`MAP_POPULATE`).
-fn map_populated(len: usize) -> io::Result<*mut u8> {
-    // SAFETY: a new anonymous mapping references no existing memory; failure is checked.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(p.cast())
-}
-
 /// Whether a multishot operation stays armed after this completion.
 pub fn more(flags: u32) -> bool {
     cqueue::more(flags)
-}
-
-/// Pin the calling thread to one CPU.
-pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes inside it; sched_setaffinity reads it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// An eventfd other threads write to wake a worker.
-pub fn eventfd() -> io::Result<std::os::fd::OwnedFd> {
-    // SAFETY: plain syscall; the result is checked and owned exactly once.
-    unsafe {
-        let fd = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(std::os::fd::FromRawFd::from_raw_fd(fd))
-    }
-}
-
-/// Wake a worker: add 1 to its eventfd.
-pub fn eventfd_signal(fd: RawFd) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a live u64 to an eventfd; the result only matters for logging
-    // (EAGAIN means the counter is already non-zero, i.e. the worker is already woken).
-    unsafe {
-        libc::write(fd, (&raw const one).cast(), 8);
-    }
-}
-
-/// Raise the soft `RLIMIT_NOFILE` to the hard limit (each ring's direct-descriptor table is capped by
-/// it, so a shell's default soft limit of 1,024 would otherwise cap every worker). Returns the new limit.
-pub fn raise_nofile_limit() -> u64 {
-    // SAFETY: getrlimit/setrlimit read and write a live struct.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-    nofile_limit()
-}
-
-/// The process's soft `RLIMIT_NOFILE`, which also caps each ring's direct-descriptor table.
-pub fn nofile_limit() -> u64 {
-    // SAFETY: getrlimit writes into a live struct.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur
-        } else {
-            1024
-        }
-    }
-}
-
-/// `TCP_LISTEN` of the kernel's TCP states (`include/net/tcp_states.h`; libc does not name it).
-const TCP_LISTEN: u8 = 10;
-
-/// Connections waiting in a listening socket's accept queue (`TCP_INFO`'s `tcpi_unacked` of a
-/// listener); None if the socket does not say.
-pub fn accept_queue_len(listener: RawFd) -> Option<u32> {
-    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes into it.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
-        let r = libc::getsockopt(
-            listener,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        );
-        (r == 0 && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked)
-    }
 }
