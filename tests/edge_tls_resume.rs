@@ -145,7 +145,9 @@ fn rotation_by_file_change_keeps_the_previous_key_only() {
     let keys = keys_file(&dir, "keys", &[1]);
     let only_2 = keys_file(&dir, "only-2", &[2]);
     let only_3 = keys_file(&dir, "only-3", &[3]);
-    let s = server(&cert, Some(&keys), &[]);
+    // The open connection sends its request only at the end, after both reloads (~10 s, more on a
+    // loaded box): longer than the default --handshake-timeout, which would close it as a slowloris.
+    let s = server(&cert, Some(&keys), &["--handshake-timeout", "120s"]);
     let (probe_2, probe_3) = (
         server(&cert, Some(&only_2), &[]),
         server(&cert, Some(&only_3), &[]),

@@ -154,17 +154,33 @@ impl TestCerts {
     }
 
     /// A TLS-only redis-server on a free port with the `name` certificate; `extra` as for `start_with`.
-    /// A port taken meanwhile (another test's cluster bus) is retried on another, up to 3 times.
+    /// The port is free on every address `extra` binds besides 127.0.0.1 too (a port free on
+    /// 127.0.0.1 may be some connection's local port on 127.0.0.2); one taken meanwhile (another
+    /// test's cluster bus) is retried on another, up to 5 times.
     pub fn redis(&self, name: &str, extra: &[&str]) -> RedisServer {
-        let mut last = None;
-        for _ in 0..3 {
+        let also: Vec<&str> = extra
+            .iter()
+            .skip_while(|a| **a != "--bind")
+            .skip(1)
+            .take_while(|a| !a.starts_with("--"))
+            .copied()
+            .filter(|a| *a != "127.0.0.1")
+            .collect();
+        let mut failures = Vec::new();
+        for _ in 0..5 {
             let port = RedisServer::free_port().expect("a free port");
+            if also
+                .iter()
+                .any(|ip| std::net::TcpListener::bind((*ip, port)).is_err())
+            {
+                continue;
+            }
             match self.start_redis(name, port, extra) {
                 Ok(r) => return r,
-                Err(e) => last = Some(e),
+                Err(e) => failures.push(e.to_string()),
             }
         }
-        panic!("{}", last.unwrap())
+        panic!("no redis-server started in 5 tries: {failures:#?}")
     }
 
     /// [`TestCerts::redis`] with `requirepass` set to `password` (after start: the start waits for an
