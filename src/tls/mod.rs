@@ -19,6 +19,7 @@
 
 mod error;
 mod groups;
+mod keylog;
 mod load;
 mod record;
 mod record_keys;
@@ -149,6 +150,9 @@ impl TlsAcceptor {
         // TLS 1.3 connections leave rustls after the handshake for our record layer (record.rs),
         // which takes the traffic keys from rustls: an idle connection then holds two keys.
         config.enable_secret_extraction = true;
+        // ... and its two application traffic secrets, so the record layer derives KeyUpdate keys
+        // itself instead of keeping rustls' key schedule (784 B) per connection (keylog.rs).
+        config.key_log = Arc::new(keylog::TrafficSecrets);
         Ok(TlsAcceptor {
             config: Arc::new(config),
             paths: cfg.clone(),

@@ -3,9 +3,12 @@
 //!
 //! rustls runs the handshake ([`super::TlsSession`]); once it is done (and the session tickets are
 //! out) the session is turned into rustls' kernel-TLS form (`dangerous_into_kernel_connection`):
-//! the traffic keys, IVs and sequence numbers of both directions, and a small [`KernelConnection`]
-//! that derives the next keys on a KeyUpdate. From then on [`RecordLayer`] seals and opens records
-//! with aws-lc-rs (the AEAD rustls used), per RFC 8446 §5:
+//! the traffic keys, IVs and sequence numbers of both directions, and a [`KernelConnection`] that
+//! derives the next keys on a KeyUpdate. That key schedule is dropped when the two application
+//! traffic secrets were caught during the handshake (`keylog.rs`) and check out against rustls' IVs:
+//! the next keys then come from the secrets (`record_keys::Secrets`, 97 B instead of 784 B held per
+//! connection). From then on [`RecordLayer`] seals and opens records with aws-lc-rs (the AEAD rustls
+//! used), per RFC 8446 §5:
 //!
 //! - sealing: all the plaintext given in one call is packed into as few records as possible (up to
 //!   16 KiB each), written straight into the caller's send buffer (one copy, encrypted in place);
@@ -26,6 +29,7 @@ use rustls::{AlertDescription, ExtractedSecrets};
 use zeroize::Zeroize;
 
 use super::error::{RecordError, TlsFailure};
+use super::keylog::Caught;
 use super::record_keys::{Cipher, KeySchedule, RawKey, Secrets, nonce};
 
 /// Record header: type (1), legacy version (2), length (2).
@@ -79,7 +83,7 @@ pub struct RecordLayer {
     tx: Sealer,
     rx: RawKey,
     rx_seq: u64,
-    /// Derives the next traffic keys on a KeyUpdate (rustls' key schedule, ~450 B).
+    /// Derives the next traffic keys on a KeyUpdate: the caught secrets (97 B), else rustls' (784 B).
     keys: KeySchedule,
     /// A received record not complete yet: empty (no allocation) between records.
     partial: Vec<u8>,
@@ -102,12 +106,13 @@ impl std::fmt::Debug for RecordLayer {
 
 impl RecordLayer {
     /// Takes over from rustls: `secrets` and `kernel` from `dangerous_into_kernel_connection` of a
-    /// TLS 1.3 connection whose handshake is done and whose records are all sent; `partial`: received
-    /// bytes rustls had not read (the start of the next record), opened by the next
-    /// [`receive`](Self::receive).
-    pub fn new(
+    /// TLS 1.3 connection whose handshake is done and whose records are all sent; `caught`: its
+    /// application traffic secrets, if the key log caught them; `partial`: received bytes rustls had
+    /// not read (the start of the next record), opened by the next [`receive`](Self::receive).
+    pub(super) fn new(
         secrets: ExtractedSecrets,
         kernel: KernelConnection<ServerConnectionData>,
+        caught: Option<Box<Caught>>,
         partial: Vec<u8>,
     ) -> Result<RecordLayer, RecordError> {
         let ExtractedSecrets {
@@ -115,15 +120,20 @@ impl RecordLayer {
             rx: (rx_seq, rx),
         } = secrets;
         let tx = RawKey::from_rustls(&tx)?;
+        let rx = RawKey::from_rustls(&rx)?;
+        let keys = match caught.and_then(|c| Secrets::matching(c.client(), c.server(), &rx, &tx)) {
+            Some(secrets) => KeySchedule::Secrets(Box::new(secrets)),
+            None => KeySchedule::Rustls(Box::new(kernel)),
+        };
         Ok(RecordLayer {
             tx: Sealer {
                 key: tx.context()?,
                 iv: tx.iv,
                 seq: tx_seq,
             },
-            rx: RawKey::from_rustls(&rx)?,
+            rx,
             rx_seq,
-            keys: KeySchedule::Rustls(Box::new(kernel)),
+            keys,
             partial,
             handshake: Vec::new(),
             peer_closed: false,

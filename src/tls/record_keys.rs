@@ -1,10 +1,11 @@
 //! The key material of our TLS 1.3 record layer (`record.rs`): one direction's key and IV, the
 //! per-record nonce, and the key schedule that derives the next keys on a KeyUpdate.
 //!
-//! In production the key schedule is rustls' ([`KernelConnection`], handed over after the
-//! handshake). For fuzzing and tests without a handshake, [`KeySchedule::Secrets`] holds the two
-//! traffic secrets itself and steps them as RFC 8446 §7.2 says (HKDF-Expand-Label "traffic upd",
-//! then "key" and "iv", §7.3), so a peer model can follow KeyUpdates with the same formulas.
+//! [`KeySchedule::Secrets`] holds the two application traffic secrets and steps them as RFC 8446
+//! §7.2 says (HKDF-Expand-Label "traffic upd", then "key" and "iv", §7.3): every connection whose
+//! secrets the key log caught (`keylog.rs`, checked by [`Secrets::matching`]), and fuzzing and tests
+//! without a handshake. Otherwise rustls' key schedule ([`KernelConnection`], handed over after the
+//! handshake) derives the next keys.
 
 use aws_lc_rs::aead::{
     AES_128_GCM, AES_256_GCM, Algorithm, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce,
@@ -124,9 +125,11 @@ pub(super) fn nonce(iv: &[u8; NONCE_LEN], seq: u64) -> Nonce {
 
 /// Derives the next traffic keys on a KeyUpdate.
 pub(super) enum KeySchedule {
-    /// rustls' key schedule (~450 B), handed over after the handshake: every real connection.
+    /// rustls' key schedule (a 784 B box), handed over after the handshake: a connection whose
+    /// secrets were not caught.
     Rustls(Box<KernelConnection<ServerConnectionData>>),
-    /// Traffic secrets held here (fuzzing and tests: [`super::RecordLayer::with_secrets`]).
+    /// Traffic secrets held here (104 B): caught during the handshake, or given by fuzzing and
+    /// tests ([`super::RecordLayer::with_secrets`]).
     Secrets(Box<Secrets>),
 }
 
@@ -163,6 +166,29 @@ impl Secrets {
         secrets.client[..len].copy_from_slice(client);
         secrets.server[..len].copy_from_slice(server);
         Ok(secrets)
+    }
+
+    /// `client` and `server` as the key schedule of a connection whose current keys are `rx` and
+    /// `tx`, if they are the secrets those keys came from: the IVs derived from them (RFC 8446 §7.3)
+    /// equal rustls' (a wrong secret matches a 96-bit IV by chance with probability 2^-96). Anything
+    /// else, e.g. a KeyUpdate rustls already followed, keeps rustls' key schedule.
+    pub(super) fn matching(
+        client: &[u8],
+        server: &[u8],
+        rx: &RawKey,
+        tx: &RawKey,
+    ) -> Option<Secrets> {
+        if rx.cipher != tx.cipher {
+            return None;
+        }
+        let secrets = Secrets::new(rx.cipher, client, server).ok()?;
+        let iv = |secret: &[u8; 48]| {
+            let (alg, len) = secrets.cipher.hkdf();
+            let mut iv = [0; NONCE_LEN];
+            expand_label(alg, &secret[..len], b"iv", &mut iv).map(|()| iv)
+        };
+        let same = iv(&secrets.client).ok()? == rx.iv && iv(&secrets.server).ok()? == tx.iv;
+        same.then_some(secrets)
     }
 
     /// The key and IV of a traffic secret (RFC 8446 §7.3).

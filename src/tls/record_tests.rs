@@ -198,3 +198,20 @@ fn our_key_update_comes_at_2_22_records_and_the_peer_follows() {
     let (plain, result) = opened(&mut client, &out);
     assert_eq!((plain, result.unwrap()), (b"abc".to_vec(), Received::Open));
 }
+
+#[test]
+fn caught_secrets_replace_rustls_key_schedule_only_when_they_derive_its_ivs() {
+    use super::super::record_keys::{Cipher, Secrets};
+    let current = Secrets::new(Cipher::Aes128Gcm, &CLIENT, &SERVER).unwrap();
+    let (rx, tx) = (
+        current.current(true).unwrap(),
+        current.current(false).unwrap(),
+    );
+    assert!(Secrets::matching(&CLIENT, &SERVER, &rx, &tx).is_some());
+    // Swapped, or one direction already moved on (a KeyUpdate rustls followed): rustls' schedule stays.
+    assert!(Secrets::matching(&SERVER, &CLIENT, &rx, &tx).is_none());
+    assert!(Secrets::matching(&[0xC2; 32], &SERVER, &rx, &tx).is_none());
+    assert!(Secrets::matching(&CLIENT, &[0x5F; 32], &rx, &tx).is_none());
+    // A secret of the wrong length for the suite's hash (SHA-384 is 48 bytes).
+    assert!(Secrets::matching(&[0xC1; 48], &[0x5E; 48], &rx, &tx).is_none());
+}

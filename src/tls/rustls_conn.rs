@@ -10,6 +10,7 @@ use rustls::unbuffered::{
 use rustls::{AlertDescription, HandshakeKind, PeerIncompatible, ProtocolVersion, ServerConfig};
 
 use super::error::{RecordError, TlsError, TlsFailure};
+use super::keylog::{self, Caught};
 use super::record::RecordLayer;
 use crate::protocol::response::Head;
 
@@ -96,6 +97,9 @@ pub struct RustlsConn {
     /// A fatal error was reported (and its alert written): rustls must not be fed again (it would try
     /// to send a second fatal alert), so later bytes are ignored while the connection ends.
     failed: bool,
+    /// The application traffic secrets, from the call that derived them until the hand-over to the
+    /// record layer (`keylog.rs`).
+    caught: Option<Box<Caught>>,
 }
 
 impl std::fmt::Debug for RustlsConn {
@@ -126,6 +130,7 @@ impl RustlsConn {
             },
             peer_closed: false,
             failed: false,
+            caught: None,
         })
     }
 
@@ -253,7 +258,7 @@ impl RustlsConn {
             .conn
             .dangerous_into_kernel_connection()
             .map_err(|_| RecordError::Internal)?;
-        RecordLayer::new(secrets, kernel, self.incoming)
+        RecordLayer::new(secrets, kernel, self.caught, self.incoming)
     }
 
     /// Runs rustls until it waits for input, then encrypts `send` (after anything kept in `unsent`)
@@ -365,6 +370,10 @@ impl RustlsConn {
                 Err(e) => break Err(e),
             }
         };
+        // The secrets a handshake step derived in this call, and only in it (`keylog.rs`).
+        if let Some(caught) = keylog::take() {
+            self.caught = Some(caught);
+        }
         self.incoming.drain(..consumed);
         if self.incoming.is_empty() {
             self.incoming = Vec::new();
@@ -380,8 +389,15 @@ impl RustlsConn {
         })
     }
 
-    /// After an error: appends the alert rustls queued (if any) to `out`.
+    /// After an error: appends the alert rustls queued (if any) to `out`. A failed handshake's
+    /// secrets are dropped (nothing derived in these calls is left for another connection either).
     fn flush_alert(&mut self, out: &mut Vec<u8>) {
+        self.encode_queued_alert(out);
+        self.caught = None;
+        drop(keylog::take());
+    }
+
+    fn encode_queued_alert(&mut self, out: &mut Vec<u8>) {
         // Each round either encodes a queued record or reports a resting state; a few suffice.
         for _ in 0..8 {
             match self.conn.process_tls_records(&mut []).state {

@@ -215,7 +215,7 @@ mod tests {
 
     #[test]
     fn tls_state_fits_mimallocs_192_byte_class() {
-        // Box<TlsConn> is 184 B since TLS 1.3 connections run on our record layer (168 B inline);
+        // Box<TlsConn> is 192 B since TLS 1.3 connections run on our record layer (176 B inline);
         // it was 1,168 B with rustls inline. Past 192 the allocator's next class costs every idle wss
         // connection more (docs/tls.md, "Memory per idle wss connection").
         let size = size_of::<TlsConn>();
