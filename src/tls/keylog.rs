@@ -29,7 +29,9 @@ pub(super) struct TrafficSecrets;
 
 impl KeyLog for TrafficSecrets {
     fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-        SLOT.with(|slot| {
+        // `try_with`: never a panic inside rustls (a thread being torn down has no slot; its
+        // connections then keep rustls' key schedule).
+        let _ = SLOT.try_with(|slot| {
             let mut slot = slot.borrow_mut();
             match label {
                 CLIENT_LABEL => slot.client.set(secret),
@@ -111,7 +113,7 @@ thread_local! {
 /// What the handshake that just ran on this thread logged, once both secrets are there; the slot is
 /// left empty either way. Call after every rustls call that can advance a handshake.
 pub(super) fn take() -> Option<Box<Caught>> {
-    SLOT.with(|slot| {
+    SLOT.try_with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.client.len == 0 && slot.server.len == 0 {
             return None;
@@ -129,6 +131,8 @@ pub(super) fn take() -> Option<Box<Caught>> {
         slot.clear();
         caught
     })
+    .ok()
+    .flatten()
 }
 
 #[cfg(test)]
